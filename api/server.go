@@ -1,0 +1,177 @@
+// Package api is dicomseal's HTTP edge: routing, content negotiation, body
+// limits and problem+json errors. Handlers decode, call the attest service
+// and encode; no business logic lives here.
+package api
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/dicomseal/dicomseal/attest"
+)
+
+// Server serves the dicomseal API.
+type Server struct {
+	svc *attest.Service
+	log *slog.Logger
+	// MaxBody is the largest request body accepted, in bytes.
+	MaxBody int64
+}
+
+// New returns a server for svc with the default 2 GiB body limit.
+func New(svc *attest.Service, log *slog.Logger) *Server {
+	return &Server{svc: svc, log: log, MaxBody: 2 << 30}
+}
+
+// Handler returns the routed HTTP handler.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, s.logRequests, s.recoverPanics)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, problemRouteNotFound, "no route for "+r.URL.Path, nil)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusMethodNotAllowed, problemMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path, nil)
+	})
+
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/instances", s.ingest)
+		r.Get("/instances/{sopInstanceUID}", s.retrieve)
+		r.Get("/instances/{sopInstanceUID}/attestation", s.attestation)
+		r.Post("/verify", s.verifyFile)
+		r.Get("/verify", s.verifyDigest)
+		r.Get("/keys", s.keys)
+	})
+	return r
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.svc.Ready(r.Context()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	body, err := s.dicomBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.svc.Ingest(r.Context(), body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/instances/"+res.SOPInstanceUID)
+	}
+	writeJSON(w, status, res.Attestation)
+}
+
+func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
+	got, err := s.svc.Retrieve(r.Context(), chi.URLParam(r, "sopInstanceUID"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer got.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/dicom")
+	h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(got.SHA256[:])+":")
+	h.Set("ETag", strconv.Quote(got.Attestation.Digests[attest.DigestFile]))
+	h.Set("Cache-Control", "private, no-store")
+	// ServeContent adds Range and conditional-request support; the bytes
+	// were verified whole before this point.
+	http.ServeContent(w, r, "", time.Time{}, got.Reader().(io.ReadSeeker))
+}
+
+func (s *Server) attestation(w http.ResponseWriter, r *http.Request) {
+	att, err := s.svc.Attestation(r.Context(), chi.URLParam(r, "sopInstanceUID"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, att)
+}
+
+func (s *Server) verifyFile(w http.ResponseWriter, r *http.Request) {
+	body, err := s.dicomBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	v, err := s.svc.VerifyFile(r.Context(), body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) verifyDigest(w http.ResponseWriter, r *http.Request) {
+	v, err := s.svc.VerifyDigest(r.Context(), r.URL.Query().Get("sha256"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"keys": s.svc.Keys()})
+}
+
+// dicomBody checks that the request carries application/dicom within the
+// size limit and returns its body, which reports an overrun as ETooLarge.
+func (s *Server) dicomBody(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/dicom" {
+		return nil, &attest.Error{Code: attest.EInvalid, Problem: problemUnsupportedMediaType,
+			Message: fmt.Sprintf("Content-Type must be application/dicom (a DICOM Part 10 file), got %q", ct)}
+	}
+	if r.ContentLength > s.MaxBody {
+		return nil, s.tooLarge()
+	}
+	return &limitedBody{r: http.MaxBytesReader(w, r.Body, s.MaxBody), s: s}, nil
+}
+
+func (s *Server) tooLarge() error {
+	return attest.Errorf(attest.ETooLarge, attest.ProblemBodyTooLarge,
+		"request body exceeds the limit of %d bytes (--max-body)", s.MaxBody)
+}
+
+// limitedBody turns http.MaxBytesReader's error into the domain's ETooLarge.
+type limitedBody struct {
+	r io.Reader
+	s *Server
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return n, b.s.tooLarge()
+	}
+	return n, err
+}

@@ -1,0 +1,80 @@
+package attest
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies an error for callers; the HTTP layer maps each code to
+// one status.
+type Code string
+
+// Error codes.
+const (
+	EInvalid     Code = "invalid"     // the request or its DICOM content is unacceptable
+	ETooLarge    Code = "too-large"   // the body exceeds the configured limit
+	ENotFound    Code = "not-found"   // no attestation for that instance or digest
+	EConflict    Code = "conflict"    // different bytes under an attested SOP Instance UID
+	EIntegrity   Code = "integrity"   // stored bytes or records fail verification
+	EUnavailable Code = "unavailable" // the ledger or object store cannot be reached
+	EInternal    Code = "internal"    // a bug
+)
+
+// Error is the domain's error: a code, a stable problem slug (the last
+// segment of the problem type URI), a message safe to show the client,
+// and optional structured details.
+type Error struct {
+	Code    Code
+	Problem string
+	Message string
+	Details map[string]any
+	Err     error // the cause, for logs; never shown to clients
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Problem, e.Message, e.Err)
+	}
+	return e.Problem + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error.
+func Errorf(code Code, problem, format string, args ...any) *Error {
+	return &Error{Code: code, Problem: problem, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err, EInternal when it is not an *Error.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EInternal
+}
+
+// Problem slugs: stable, part of the API contract (see openapi.yaml).
+const (
+	ProblemInvalidDICOM       = "invalid-dicom"
+	ProblemInvalidRequest     = "invalid-request"
+	ProblemBodyTooLarge       = "body-too-large"
+	ProblemNotFound           = "not-found"
+	ProblemInstanceConflict   = "instance-conflict"
+	ProblemIntegrity          = "integrity-violation"
+	ProblemStorageUnavailable = "storage-unavailable"
+	ProblemLedgerUnavailable  = "ledger-unavailable"
+	ProblemInternal           = "internal-error"
+)
+
+func unavailable(problem string, err error) *Error {
+	what := "the object store"
+	if problem == ProblemLedgerUnavailable {
+		what = "the ledger"
+	}
+	return &Error{Code: EUnavailable, Problem: problem, Message: what + " is unavailable; retry later", Err: err}
+}
+
+func internal(err error) *Error {
+	return &Error{Code: EInternal, Problem: ProblemInternal, Message: "internal error", Err: err}
+}

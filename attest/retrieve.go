@@ -1,0 +1,128 @@
+package attest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/spool"
+	"github.com/dicomseal/dicomseal/store"
+)
+
+// Retrieved is an instance whose stored bytes were re-verified. Read it
+// through Reader; Close releases its spool.
+type Retrieved struct {
+	Attestation *Attestation
+	SHA256      [32]byte
+	spool       *spool.Spool
+}
+
+// Reader returns the verified bytes.
+func (r *Retrieved) Reader() io.Reader { return r.spool.Reader() }
+
+// Size is the number of verified bytes.
+func (r *Retrieved) Size() int64 { return r.spool.Size() }
+
+// Close releases the spooled bytes.
+func (r *Retrieved) Close() error { return r.spool.Close() }
+
+// Attestation returns the verified attestation of an instance.
+// Errors: ENotFound, EIntegrity (the record itself fails verification), EUnavailable.
+func (s *Service) Attestation(ctx context.Context, sopInstanceUID string) (*Attestation, error) {
+	entry, err := s.instanceEntry(ctx, sopInstanceUID)
+	if err != nil {
+		return nil, err
+	}
+	att, err := s.openEntry(entry)
+	if err != nil {
+		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
+	}
+	return att, nil
+}
+
+// Retrieve fetches an instance's stored bytes and checks them against the
+// ledger entry and its signature before anything is handed out. The bytes
+// are spooled whole first: a caller never sees a byte of an object that
+// fails verification.
+//
+// Errors: ENotFound (never attested), EIntegrity (missing, altered, or a
+// failing record; an integrity-failure entry is recorded), EUnavailable.
+func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string) (*Retrieved, error) {
+	att, err := s.Attestation(ctx, sopInstanceUID)
+	if err != nil {
+		return nil, err
+	}
+	entry := ledger.Entry{Index: att.LedgerIndex, SOPInstanceUID: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
+	rc, err := s.store.Get(ctx, entry.FileSHA256)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, s.integrityFailure(ctx, entry, ReasonMissing, "", err)
+	}
+	if err != nil {
+		return nil, unavailable(ProblemStorageUnavailable, err)
+	}
+	defer rc.Close()
+	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, rc)
+	if err != nil {
+		return nil, unavailable(ProblemStorageUnavailable, err)
+	}
+	if got := sp.SHA256Hex(); got != entry.FileSHA256 || sp.Size() != att.Size {
+		sp.Close()
+		return nil, s.integrityFailure(ctx, entry, ReasonAltered, got, nil)
+	}
+	return &Retrieved{Attestation: att, SHA256: sp.SHA256(), spool: sp}, nil
+}
+
+func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
+	entry, err := s.ledger.InstanceBySOP(ctx, uid)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return entry, Errorf(ENotFound, ProblemNotFound, "no attestation for SOP Instance UID %q", uid)
+	}
+	if err != nil {
+		return entry, unavailable(ProblemLedgerUnavailable, err)
+	}
+	return entry, nil
+}
+
+// integrityFailure records a failed verification (once per object and
+// observed digest; repeats are counted) and returns the EIntegrity error.
+// The verdict stands even when recording it fails: bytes are never served.
+func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reason, observed string, cause error) error {
+	now := s.Now().UTC()
+	details := map[string]any{
+		"sop_instance_uid": entry.SOPInstanceUID,
+		"reason":           reason,
+		"expected_sha256":  entry.FileSHA256,
+		"ingest_index":     entry.Index,
+	}
+	if observed != "" {
+		details["observed_sha256"] = observed
+	}
+	incident, count, err := s.ledger.RecordIncident(ctx, ledger.Record{
+		Kind:           ledger.KindIntegrityFailure,
+		SOPInstanceUID: entry.SOPInstanceUID,
+		FileSHA256:     observed,
+		IncidentKey:    reason + ":" + observed,
+		Body: encodeBody(integrityFailureBody{
+			Kind: ledger.KindIntegrityFailure, SOPInstanceUID: entry.SOPInstanceUID, Reason: reason,
+			ExpectedSHA256: entry.FileSHA256, ObservedSHA256: observed, IngestIndex: entry.Index, RecordedAt: now,
+		}),
+	}, now)
+	if err != nil {
+		s.log.ErrorContext(ctx, "could not record integrity failure", "sop_instance_uid", entry.SOPInstanceUID, "err", err)
+	} else {
+		details["incident_ledger_index"] = incident.Index
+		details["incident_count"] = count
+	}
+	s.log.ErrorContext(ctx, "integrity violation", "sop_instance_uid", entry.SOPInstanceUID, "reason", reason,
+		"expected_sha256", entry.FileSHA256, "observed_sha256", observed, "cause", cause)
+	msg := map[string]string{
+		ReasonMissing:            "the stored object is missing",
+		ReasonAltered:            "the stored object's bytes do not match the attested digest",
+		ReasonAttestationInvalid: "the ledger entry or its signature fails verification",
+	}[reason]
+	return &Error{Code: EIntegrity, Problem: ProblemIntegrity,
+		Message: fmt.Sprintf("%s for SOP Instance UID %s; nothing is served", msg, entry.SOPInstanceUID),
+		Details: details, Err: cause}
+}

@@ -1,0 +1,107 @@
+// Package attest is dicomseal's domain: it turns DICOM instances into
+// signed, logged attestations and refuses to hand out bytes that no longer
+// match them. It declares the small interfaces it needs from the ledger, the
+// object store and the signer, and knows nothing of HTTP.
+package attest
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/signer"
+)
+
+// DigestFile names the SHA-256 of the exact file bytes in Digests maps.
+const DigestFile = "file"
+
+// Ledger is the custody ledger as the service uses it.
+type Ledger interface {
+	// AppendIngest appends an ingest entry and claims its SOP Instance UID;
+	// *ledger.InstanceExistsError when the UID is already claimed.
+	AppendIngest(ctx context.Context, rec ledger.Record) (ledger.Entry, error)
+	// RecordIncident appends a conflict or integrity failure once per kind,
+	// UID and observed digest, counting repeats.
+	RecordIncident(ctx context.Context, rec ledger.Record, seenAt time.Time) (ledger.Entry, int64, error)
+	// InstanceBySOP and IngestBySHA256 return ledger.ErrNotFound when absent.
+	InstanceBySOP(ctx context.Context, uid string) (ledger.Entry, error)
+	IngestBySHA256(ctx context.Context, sha256Hex string) (ledger.Entry, error)
+	Ping(ctx context.Context) error
+}
+
+// ObjectStore holds the attested bytes under their SHA-256.
+type ObjectStore interface {
+	// Put is idempotent; it rejects bytes that do not hash to sha256Hex.
+	Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
+	// Get returns store.ErrNotFound when the object is absent.
+	Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error)
+	Ping(ctx context.Context) error
+}
+
+// Attestor signs statements and opens its own envelopes.
+type Attestor interface {
+	Sign(ctx context.Context, payload []byte) (signer.Envelope, error)
+	Open(env signer.Envelope) ([]byte, error)
+	KeyID() string
+	PublicKeyPEM() []byte
+}
+
+// Service is the attestation service.
+type Service struct {
+	ledger   Ledger
+	store    ObjectStore
+	attestor Attestor
+	log      *slog.Logger
+
+	// SpoolDir and SpoolMemory bound how request and object bytes are
+	// buffered: up to SpoolMemory bytes in memory, the rest in 0600
+	// temporary files in SpoolDir.
+	SpoolDir    string
+	SpoolMemory int64
+	// Now is the clock (injected for deterministic tests).
+	Now func() time.Time
+	// Rand supplies salts.
+	Rand io.Reader
+}
+
+// NewService wires a service; SpoolDir must be set by the caller.
+func NewService(l Ledger, s ObjectStore, a Attestor, log *slog.Logger) *Service {
+	return &Service{
+		ledger: l, store: s, attestor: a, log: log,
+		SpoolMemory: 16 << 20,
+		Now:         time.Now,
+		Rand:        rand.Reader,
+	}
+}
+
+// Key describes a public key that verifies attestations.
+type Key struct {
+	KeyID     string `json:"key_id"`
+	Algorithm string `json:"algorithm"`
+	Use       string `json:"use"`
+	PublicKey string `json:"public_key"`
+}
+
+// Keys lists the keys that verify this service's attestations.
+func (s *Service) Keys() []Key {
+	return []Key{{
+		KeyID:     s.attestor.KeyID(),
+		Algorithm: signer.Algorithm,
+		Use:       "attestation",
+		PublicKey: string(s.attestor.PublicKeyPEM()),
+	}}
+}
+
+// Ready reports whether the ledger and the object store answer.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.ledger.Ping(ctx); err != nil {
+		return unavailable(ProblemLedgerUnavailable, err)
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		return unavailable(ProblemStorageUnavailable, err)
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package attest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"regexp"
+
+	"github.com/dicomseal/dicomseal/dicomfile"
+	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/spool"
+)
+
+// Verification statuses.
+const (
+	StatusVerified = "verified" // byte-identical to an attested file
+	StatusTampered = "tampered" // other bytes under an attested SOP Instance UID
+	StatusUnknown  = "unknown"  // no attestation for that digest or UID
+)
+
+// Verification is the answer to "is this file (or digest) attested?".
+type Verification struct {
+	Status         string       `json:"status"`
+	SHA256         string       `json:"sha256"`
+	SOPInstanceUID string       `json:"sop_instance_uid,omitempty"`
+	Detail         string       `json:"detail"`
+	Attestation    *Attestation `json:"attestation,omitempty"`
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// VerifyDigest looks a file up by its SHA-256 (lower-case hex).
+// Errors: EInvalid (not a digest), EIntegrity, EUnavailable.
+func (s *Service) VerifyDigest(ctx context.Context, sha string) (*Verification, error) {
+	if !sha256Hex.MatchString(sha) {
+		return nil, Errorf(EInvalid, ProblemInvalidRequest, "sha256 must be 64 lower-case hex characters, got %q", sha)
+	}
+	v, err := s.verifyByDigest(ctx, sha)
+	if err != nil || v != nil {
+		return v, err
+	}
+	return &Verification{Status: StatusUnknown, SHA256: sha, Detail: "no attestation for this digest"}, nil
+}
+
+// VerifyFile checks a whole file: byte-identical to an attested file is
+// verified; a file whose SOP Instance UID is attested with other bytes is
+// tampered; anything else is unknown.
+// Errors: EInvalid (unknown digest and not parseable DICOM), ETooLarge, EUnavailable.
+func (s *Service) VerifyFile(ctx context.Context, body io.Reader) (*Verification, error) {
+	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, e
+		}
+		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidRequest, Message: "could not read the request body", Err: err}
+	}
+	defer sp.Close()
+	sha := sp.SHA256Hex()
+	if v, err := s.verifyByDigest(ctx, sha); err != nil || v != nil {
+		return v, err
+	}
+	inst, err := dicomfile.Parse(sp, sp.Size())
+	if err != nil {
+		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
+	}
+	att, err := s.Attestation(ctx, inst.SOPInstanceUID)
+	switch {
+	case ErrorCode(err) == ENotFound:
+		return &Verification{Status: StatusUnknown, SHA256: sha, SOPInstanceUID: inst.SOPInstanceUID,
+			Detail: "no attestation for this digest or SOP Instance UID"}, nil
+	case err != nil:
+		return nil, err
+	}
+	return &Verification{Status: StatusTampered, SHA256: sha, SOPInstanceUID: inst.SOPInstanceUID,
+		Detail: "the SOP Instance UID is attested with different bytes", Attestation: att}, nil
+}
+
+// verifyByDigest returns a verified answer when an ingest entry has that
+// digest, nil when none does.
+func (s *Service) verifyByDigest(ctx context.Context, sha string) (*Verification, error) {
+	entry, err := s.ledger.IngestBySHA256(ctx, sha)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable(ProblemLedgerUnavailable, err)
+	}
+	att, err := s.openEntry(entry)
+	if err != nil {
+		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
+	}
+	return &Verification{Status: StatusVerified, SHA256: sha, SOPInstanceUID: att.SOPInstanceUID,
+		Detail: "byte-identical to the attested file", Attestation: att}, nil
+}

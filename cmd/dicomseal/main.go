@@ -1,0 +1,86 @@
+// Command dicomseal attests DICOM instances: it signs what it ingests, logs
+// it in a tamper-evident ledger, and serves bytes only after re-verifying them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const topUsage = `dicomseal — signed, logged, verifiable DICOM instances
+
+Usage: dicomseal <command> [flags]
+
+Commands:
+  serve    run the service (embedded defaults: ./dicomseal-data, 127.0.0.1:8080)
+  verify   check a file against an attestation offline, with only the public key
+  version  print the version
+
+Run 'dicomseal <command> --help' for a command's flags. Every flag can also be
+set with an environment variable: --data-dir is DICOMSEAL_DATA_DIR.
+`
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(code)
+}
+
+// run dispatches a command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "verify":
+		return verifyCommand(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "dicomseal", version)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, topUsage)
+	default:
+		fmt.Fprintf(stderr, "dicomseal: unknown command %q\n\n%s", args[0], topUsage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "dicomseal:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	m := NewMain()
+	m.Stderr = stderr
+	if err := m.ParseFlags(args); err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		m.log.Info("shutting down")
+		return m.Close()
+	case err := <-m.Done():
+		m.Close()
+		return err
+	}
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dicomseal/dicomseal/api"
+	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/signer"
+	fsstore "github.com/dicomseal/dicomseal/store/fs"
+)
+
+const serveDescription = `
+Runs the dicomseal service. With no configuration it keeps everything under
+--data-dir: an embedded SQLite ledger (ledger.db), a filesystem object store
+(objects/), the attestation key (keys/attestation.pem, generated on first
+start, mode 0600) and a spool for request bodies (spool/). A 2xx answer means
+the instance and its ledger entry are durable on disk.`
+
+// Main is the dicomseal server: ParseFlags, Run, then Close. Tests run the
+// real Main on 127.0.0.1:0 with a temporary data directory.
+type Main struct {
+	Addr         string
+	DataDir      string
+	KeyFile      string
+	MaxBody      byteSize
+	SpoolMemory  byteSize
+	TLSCert      string
+	TLSKey       string
+	LogLevel     string
+	LogFormat    string
+	ShutdownWait time.Duration
+
+	// Stderr receives logs (os.Stderr unless a test sets it).
+	Stderr io.Writer
+
+	log      *slog.Logger
+	ledger   *sqlite.DB
+	listener net.Listener
+	server   *http.Server
+	served   chan error
+}
+
+// NewMain returns a Main with the defaults.
+func NewMain() *Main {
+	return &Main{
+		Addr:         "127.0.0.1:8080",
+		DataDir:      "./dicomseal-data",
+		MaxBody:      2 << 30,
+		SpoolMemory:  16 << 20,
+		LogLevel:     "info",
+		LogFormat:    "json",
+		ShutdownWait: 30 * time.Second,
+		Stderr:       os.Stderr,
+	}
+}
+
+// ParseFlags reads the serve flags and DICOMSEAL_* variables.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.StringVar(&m.Addr, "addr", m.Addr, "address to listen on, HOST:PORT (port 0 picks a free port)")
+	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the embedded ledger, object store, keys and spool")
+	fs.StringVar(&m.KeyFile, "key-file", m.KeyFile, "attestation private key (PEM, ECDSA P-256); default <data-dir>/keys/attestation.pem, created if missing")
+	fs.Var(&m.MaxBody, "max-body", "largest request body accepted (e.g. 2GiB); larger bodies get 413")
+	fs.Var(&m.SpoolMemory, "spool-memory", "bytes of a body or object buffered in memory before spilling to a 0600 file in <data-dir>/spool")
+	fs.StringVar(&m.TLSCert, "tls-cert", m.TLSCert, "TLS certificate (PEM); with --tls-key serves HTTPS, TLS 1.2 minimum")
+	fs.StringVar(&m.TLSKey, "tls-key", m.TLSKey, "TLS private key (PEM)")
+	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "json or text")
+	fs.DurationVar(&m.ShutdownWait, "shutdown-timeout", m.ShutdownWait, "how long to let requests in flight finish on shutdown")
+	fs.Usage = usage(fs, m.Stderr, "dicomseal serve [flags]", serveDescription)
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	return nil
+}
+
+// Run opens the data directory, the ledger, the store and the key, and
+// starts serving in the background. It returns once the listener is bound.
+func (m *Main) Run(ctx context.Context) (err error) {
+	if m.log, err = newLogger(m.Stderr, m.LogLevel, m.LogFormat); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	spoolDir := filepath.Join(m.DataDir, "spool")
+	if err := prepareSpool(spoolDir); err != nil {
+		return err
+	}
+	if m.ledger, err = sqlite.Open(ctx, filepath.Join(m.DataDir, "ledger.db")); err != nil {
+		return err
+	}
+	objects, err := fsstore.Open(filepath.Join(m.DataDir, "objects"))
+	if err != nil {
+		return err
+	}
+	keyFile := m.KeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(m.DataDir, "keys", "attestation.pem")
+	}
+	attestor, created, err := signer.LoadOrCreate(keyFile)
+	if err != nil {
+		return err
+	}
+	if created {
+		m.log.Info("generated a new attestation key", "path", keyFile, "key_id", attestor.KeyID())
+	}
+
+	svc := attest.NewService(m.ledger, objects, attestor, m.log)
+	svc.SpoolDir, svc.SpoolMemory = spoolDir, int64(m.SpoolMemory)
+	srv := api.New(svc, m.log)
+	srv.MaxBody = int64(m.MaxBody)
+
+	m.server = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
+		return fmt.Errorf("listen on %s: %w", m.Addr, err)
+	}
+	m.served = make(chan error, 1)
+	go func() {
+		if m.TLSCert != "" {
+			m.served <- m.server.ServeTLS(m.listener, m.TLSCert, m.TLSKey)
+		} else {
+			m.served <- m.server.Serve(m.listener)
+		}
+	}()
+	m.log.Info("dicomseal serving", "addr", m.listener.Addr().String(), "tls", m.TLSCert != "",
+		"data_dir", m.DataDir, "key_id", attestor.KeyID())
+	return nil
+}
+
+// ListenAddr is the bound address (useful with port 0).
+func (m *Main) ListenAddr() string { return m.listener.Addr().String() }
+
+// Done is closed with the server's terminal error when it stops serving.
+func (m *Main) Done() <-chan error { return m.served }
+
+// Close stops accepting requests, lets those in flight finish (up to
+// ShutdownWait), and closes the ledger.
+func (m *Main) Close() error {
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.ShutdownWait)
+		defer cancel()
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	if m.ledger != nil {
+		errs = append(errs, m.ledger.Close())
+		m.ledger = nil
+	}
+	return errors.Join(errs...)
+}
+
+// prepareSpool creates the spool directory and removes what a crash left in it.
+func prepareSpool(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("spool directory: %w", err)
+	}
+	stale, err := filepath.Glob(filepath.Join(dir, "spool-*"))
+	if err != nil {
+		return err
+	}
+	for _, f := range stale {
+		os.Remove(f)
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want json or text, got %q", format)
+}

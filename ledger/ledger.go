@@ -1,0 +1,87 @@
+// Package ledger defines the custody ledger: what an entry is, how its leaf
+// hash is computed, and the errors backends return. Backends (ledger/sqlite,
+// later ledger/postgres) store entries; they never rewrite or delete one.
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// Kind names what an entry records.
+type Kind string
+
+// Entry kinds in the custody ledger.
+const (
+	KindIngest           Kind = "ingest"
+	KindConflict         Kind = "conflict"
+	KindIntegrityFailure Kind = "integrity-failure"
+)
+
+var (
+	// ErrNotFound: no entry matches.
+	ErrNotFound = errors.New("ledger: not found")
+	// ErrUnavailable: the database cannot be reached or refused the write.
+	ErrUnavailable = errors.New("ledger: unavailable")
+)
+
+// InstanceExistsError is returned by an ingest append whose SOP Instance
+// UID was already claimed by another entry.
+type InstanceExistsError struct {
+	Existing Entry
+}
+
+func (e *InstanceExistsError) Error() string {
+	return fmt.Sprintf("ledger: SOP Instance UID %s already attested at index %d", e.Existing.SOPInstanceUID, e.Existing.Index)
+}
+
+// Record is an entry to append.
+type Record struct {
+	Kind           Kind
+	SOPInstanceUID string
+	// FileSHA256 is the digest the entry is about: the stored object for
+	// ingest, the attempted bytes for a conflict, the observed bytes for an
+	// integrity failure ("" when the object was missing).
+	FileSHA256 string
+	// Body is the canonical entry: the bytes the leaf hash covers.
+	Body []byte
+	// IncidentKey, for incidents, tells repeats apart beyond kind and UID
+	// (e.g. the reason and observed digest): one entry per key, repeats counted.
+	IncidentKey string
+	// Identity, for ingest, holds the salt and clear values that open the
+	// patient commitments; it goes to a correctable table, never the log.
+	Identity *Identity
+}
+
+// Identity is the correctable side of a record's patient commitments.
+type Identity struct {
+	Salt             []byte
+	PatientName      string
+	PatientID        string
+	PatientBirthDate string
+}
+
+// Entry is a record as the log holds it.
+type Entry struct {
+	Index          uint64
+	Kind           Kind
+	SOPInstanceUID string
+	FileSHA256     string
+	Body           []byte
+	LeafHash       [32]byte
+}
+
+// LeafHashHex is the leaf hash in lower-case hex.
+func (e Entry) LeafHashHex() string { return hex.EncodeToString(e.LeafHash[:]) }
+
+// LeafHash is the RFC 6962 leaf hash of canonical entry bytes:
+// SHA-256(0x00 ‖ body).
+func LeafHash(body []byte) [32]byte {
+	var h [sha256.Size]byte
+	copy(h[:], rfc6962.DefaultHasher.HashLeaf(body))
+	return h
+}

@@ -1,0 +1,118 @@
+// Package fs is the filesystem object store: content-addressed files under
+// one root directory, written so that a successful Put survives a crash
+// (temp file, fsync, rename, fsync of the directory).
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/dicomseal/dicomseal/store"
+)
+
+// Store keeps objects under Root.
+type Store struct {
+	root string
+}
+
+// Open returns a store rooted at dir, creating it (0700) if needed.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("fs store: create %s: %w", dir, err)
+	}
+	return &Store{root: dir}, nil
+}
+
+func (s *Store) path(sha256Hex string) (string, error) {
+	key, err := store.Key(sha256Hex)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, filepath.FromSlash(key)), nil
+}
+
+// Put stores the size bytes read from r under their SHA-256 digest. It is
+// idempotent: an object already present is left as it is. Bytes that do
+// not hash to sha256Hex are rejected with store.ErrDigestMismatch.
+func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error {
+	p, err := s.path(sha256Hex)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("fs store: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".put-*")
+	if err != nil {
+		return fmt.Errorf("fs store: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, size+1))
+	if err == nil && n != size {
+		err = fmt.Errorf("fs store: got %d bytes, expected %d", n, size)
+	}
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != sha256Hex {
+		err = fmt.Errorf("%w: %s", store.ErrDigestMismatch, sha256Hex)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fs store: put %s: %w", sha256Hex, err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fmt.Errorf("fs store: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fs store: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fs store: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Get opens the object stored under sha256Hex; store.ErrNotFound when absent.
+func (s *Store) Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error) {
+	p, err := s.path(sha256Hex)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", store.ErrNotFound, sha256Hex)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fs store: %w", err)
+	}
+	return f, nil
+}
+
+// Ping reports whether the store's root is usable.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := os.Stat(s.root); err != nil {
+		return fmt.Errorf("fs store: %w", err)
+	}
+	return nil
+}
