@@ -47,6 +47,9 @@ func Parse(r io.ReaderAt, size int64) (inst *Instance, err error) {
 	if err := checkMagic(r, size); err != nil {
 		return nil, err
 	}
+	if _, err := walkStructure(r, size); err != nil {
+		return nil, err
+	}
 	// The parser panics on some malformed inputs (e.g. type assertions in
 	// its header handling); a hostile upload must get a 400, not a crash.
 	defer func() {

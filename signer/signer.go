@@ -130,4 +130,3 @@ func KeyIDOf(pub crypto.PublicKey) (string, error) {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:]), nil
 }
-

@@ -1,0 +1,319 @@
+package dicomfile
+
+import (
+	"bufio"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The element walker checks a Part 10 file's structure without decoding
+// values: every declared length must fit in the bytes actually present,
+// sequences and items must be closed, nesting is bounded, and the data set
+// must end exactly at the end of the file. The parser library cannot be
+// relied on for this: it reads a truncated element header as a clean end of
+// file, and it allocates a value's declared length before reading it.
+
+const (
+	maxNesting      = 64
+	undefinedLength = 0xFFFFFFFF
+	tsImplicitLE    = "1.2.840.10008.1.2"
+	tsExplicitBE    = "1.2.840.10008.1.2.2"
+	tsDeflatedLE    = "1.2.840.10008.1.2.1.99"
+)
+
+type tagID uint32
+
+func (t tagID) String() string { return fmt.Sprintf("(%04X,%04X)", uint16(t>>16), uint16(t)) }
+
+const (
+	tagItem             tagID = 0xFFFEE000
+	tagItemDelimitation tagID = 0xFFFEE00D
+	tagSeqDelimitation  tagID = 0xFFFEE0DD
+	tagTransferSyntax   tagID = 0x00020010
+	tagPixelData        tagID = 0x7FE00010
+)
+
+// errEnd marks a clean end of input at an element boundary.
+var errEnd = errors.New("end of data set")
+
+type walker struct {
+	r   *bufio.Reader
+	pos int64 // offset of the next byte, in the (inflated) stream
+	end int64 // stream length, or -1 when unknown (deflated)
+	bo  binary.ByteOrder
+}
+
+type header struct {
+	tag    tagID
+	vr     string
+	length uint32
+	at     int64 // offset of the element's first byte
+}
+
+// walkStructure checks the file's structure and returns its transfer syntax.
+func walkStructure(r io.ReaderAt, size int64) (string, error) {
+	w := &walker{r: bufio.NewReaderSize(io.NewSectionReader(r, preambleLen+4, size-preambleLen-4), 64<<10),
+		pos: preambleLen + 4, end: size, bo: binary.LittleEndian}
+	ts, err := w.walkMeta()
+	if err != nil {
+		return "", err
+	}
+	explicit := ts != tsImplicitLE
+	switch ts {
+	case tsExplicitBE:
+		w.bo = binary.BigEndian
+	case tsDeflatedLE:
+		// Offsets from here on count inflated bytes; the length is unknown.
+		w.r, w.pos, w.end = bufio.NewReader(flate.NewReader(w.r)), 0, -1
+	}
+	if err := w.walkElements(explicit, -1, 0); !errors.Is(err, errEnd) {
+		return "", err
+	}
+	return ts, nil
+}
+
+// walkMeta walks the File Meta group (always explicit VR little endian) and
+// returns the Transfer Syntax UID.
+func (w *walker) walkMeta() (string, error) {
+	var ts string
+	for {
+		b, err := w.r.Peek(2)
+		if err != nil || binary.LittleEndian.Uint16(b) != 0x0002 {
+			break
+		}
+		h, err := w.readHeader(true)
+		if err != nil {
+			return "", err
+		}
+		if h.length == undefinedLength {
+			return "", fmt.Errorf("%w: File Meta element %s has undefined length", ErrMalformed, h.tag)
+		}
+		if err := w.checkFits(h, int64(h.length), -1); err != nil {
+			return "", err
+		}
+		if h.tag == tagTransferSyntax && h.length <= 64 {
+			v := make([]byte, h.length)
+			if _, err := io.ReadFull(w.r, v); err != nil {
+				return "", w.truncated(h, err)
+			}
+			w.pos += int64(h.length)
+			ts = trimUID(string(v))
+			continue
+		}
+		if err := w.skip(h, int64(h.length)); err != nil {
+			return "", err
+		}
+	}
+	if ts == "" {
+		return "", fmt.Errorf("%w: File Meta has no Transfer Syntax UID (0002,0010)", ErrMalformed)
+	}
+	return ts, nil
+}
+
+// walkElements walks elements until the end of input (errEnd), the end of
+// a defined-length container at limit, or an item delimitation when
+// inItem. depth bounds nesting.
+func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
+	if depth > maxNesting {
+		return fmt.Errorf("%w: sequences nested deeper than %d at offset %d", ErrMalformed, maxNesting, w.pos)
+	}
+	for {
+		if limit >= 0 && w.pos == limit {
+			return nil
+		}
+		if _, err := w.r.Peek(1); err == io.EOF {
+			if limit >= 0 || depth > 0 {
+				return fmt.Errorf("%w: data set ends at offset %d inside an unclosed sequence or item", ErrMalformed, w.pos)
+			}
+			return errEnd
+		}
+		h, err := w.readHeader(explicit)
+		if err != nil {
+			return err
+		}
+		switch h.tag {
+		case tagItemDelimitation:
+			if depth == 0 {
+				return fmt.Errorf("%w: item delimiter outside an item at offset %d", ErrMalformed, h.at)
+			}
+			return errItemEnd
+		case tagItem, tagSeqDelimitation:
+			return fmt.Errorf("%w: unexpected %s at offset %d", ErrMalformed, h.tag, h.at)
+		}
+		if err := w.walkValue(h, explicit, limit, depth); err != nil {
+			return err
+		}
+	}
+}
+
+var errItemEnd = errors.New("item delimitation")
+
+func (w *walker) walkValue(h header, explicit bool, limit int64, depth int) error {
+	if h.length != undefinedLength {
+		if err := w.checkFits(h, int64(h.length), limit); err != nil {
+			return err
+		}
+		return w.skip(h, int64(h.length))
+	}
+	switch {
+	case h.tag == tagPixelData && explicit && (h.vr == "OB" || h.vr == "OW"):
+		return w.walkFragments(h, limit)
+	case h.vr == "SQ", !explicit:
+		return w.walkSequence(explicit, limit, depth)
+	case h.vr == "UN":
+		// A UN element of undefined length is a sequence encoded in
+		// implicit VR little endian (PS3.5 6.2.2).
+		return w.walkSequence(false, limit, depth)
+	}
+	return fmt.Errorf("%w: element %s (VR %s) at offset %d has undefined length", ErrMalformed, h.tag, h.vr, h.at)
+}
+
+// walkSequence walks items until the sequence delimitation item.
+func (w *walker) walkSequence(explicit bool, limit int64, depth int) error {
+	for {
+		h, err := w.readItemHeader(limit)
+		if err != nil {
+			return err
+		}
+		switch {
+		case h.tag == tagSeqDelimitation:
+			return nil
+		case h.tag != tagItem:
+			return fmt.Errorf("%w: expected an item in a sequence at offset %d, found %s", ErrMalformed, h.at, h.tag)
+		case h.length == undefinedLength:
+			if err := w.walkElements(explicit, limit, depth+1); !errors.Is(err, errItemEnd) {
+				if err == nil {
+					err = fmt.Errorf("%w: item at offset %d is not closed", ErrMalformed, h.at)
+				}
+				return err
+			}
+		default:
+			if err := w.checkFits(h, int64(h.length), limit); err != nil {
+				return err
+			}
+			end := w.pos + int64(h.length)
+			if err := w.walkElements(explicit, end, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// walkFragments walks encapsulated Pixel Data: items of defined length up
+// to the sequence delimitation.
+func (w *walker) walkFragments(pixel header, limit int64) error {
+	for {
+		h, err := w.readItemHeader(limit)
+		if err != nil {
+			return err
+		}
+		if h.tag == tagSeqDelimitation {
+			return nil
+		}
+		if h.tag != tagItem || h.length == undefinedLength {
+			return fmt.Errorf("%w: bad fragment %s at offset %d in encapsulated Pixel Data", ErrMalformed, h.tag, h.at)
+		}
+		if err := w.checkFits(h, int64(h.length), limit); err != nil {
+			return err
+		}
+		if err := w.skip(h, int64(h.length)); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *walker) readItemHeader(limit int64) (header, error) {
+	h := header{at: w.pos}
+	var b [8]byte
+	if err := w.read(b[:], h); err != nil {
+		return h, err
+	}
+	h.tag = tagID(uint32(w.bo.Uint16(b[0:]))<<16 | uint32(w.bo.Uint16(b[2:])))
+	h.length = w.bo.Uint32(b[4:])
+	return h, nil
+}
+
+// longVRs have a 2-byte reserved field and a 4-byte length in explicit VR.
+var longVRs = map[string]bool{"OB": true, "OD": true, "OF": true, "OL": true, "OV": true, "OW": true,
+	"SQ": true, "SV": true, "UC": true, "UN": true, "UR": true, "UT": true, "UV": true}
+
+func (w *walker) readHeader(explicit bool) (header, error) {
+	h := header{at: w.pos}
+	var b [8]byte
+	if err := w.read(b[:4], h); err != nil {
+		return h, err
+	}
+	h.tag = tagID(uint32(w.bo.Uint16(b[0:]))<<16 | uint32(w.bo.Uint16(b[2:])))
+	if uint16(h.tag>>16) == 0xFFFE || !explicit {
+		if err := w.read(b[:4], h); err != nil {
+			return h, err
+		}
+		h.length = w.bo.Uint32(b[:4])
+		return h, nil
+	}
+	if err := w.read(b[:2], h); err != nil {
+		return h, err
+	}
+	h.vr = string(b[:2])
+	if !longVRs[h.vr] {
+		if err := w.read(b[:2], h); err != nil {
+			return h, err
+		}
+		h.length = uint32(w.bo.Uint16(b[:2]))
+		return h, nil
+	}
+	if err := w.read(b[:6], h); err != nil {
+		return h, err
+	}
+	h.length = w.bo.Uint32(b[2:6])
+	return h, nil
+}
+
+func (w *walker) read(p []byte, h header) error {
+	n, err := io.ReadFull(w.r, p)
+	w.pos += int64(n)
+	if err != nil {
+		return w.truncated(h, err)
+	}
+	return nil
+}
+
+// checkFits rejects a value whose declared length runs past its container
+// or past the end of the file.
+func (w *walker) checkFits(h header, n int64, limit int64) error {
+	if limit >= 0 && w.pos+n > limit {
+		return fmt.Errorf("%w: element %s at offset %d declares %d bytes, past the end of its item at offset %d",
+			ErrMalformed, h.tag, h.at, n, limit)
+	}
+	if w.end >= 0 && w.pos+n > w.end {
+		return fmt.Errorf("%w: element %s at offset %d declares %d bytes but only %d remain (truncated file?)",
+			ErrMalformed, h.tag, h.at, n, w.end-w.pos)
+	}
+	return nil
+}
+
+func (w *walker) skip(h header, n int64) error {
+	m, err := w.r.Discard(int(n))
+	w.pos += int64(m)
+	if err != nil {
+		return w.truncated(h, err)
+	}
+	return nil
+}
+
+func (w *walker) truncated(h header, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: file ends inside element %s that starts at offset %d (truncated file?)", ErrMalformed, h.tag, h.at)
+	}
+	return fmt.Errorf("%w: reading element at offset %d: %v", ErrMalformed, h.at, err)
+}
+
+func trimUID(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == 0 || s[len(s)-1] == ' ') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
