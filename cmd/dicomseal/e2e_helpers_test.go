@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+)
+
+// syncBuffer collects a server's logs across goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testServer is a real dicomseal serve on 127.0.0.1:0.
+type testServer struct {
+	t       *testing.T
+	main    *Main
+	url     string
+	dataDir string
+	logs    *syncBuffer
+	client  *http.Client
+}
+
+// startServer runs the real Main on a free port over dataDir; extra flags
+// are appended to the defaults.
+func startServer(t *testing.T, dataDir string, flags ...string) *testServer {
+	t.Helper()
+	logs := &syncBuffer{}
+	m := NewMain()
+	m.Stderr = logs
+	args := append([]string{"--addr", "127.0.0.1:0", "--data-dir", dataDir}, flags...)
+	if err := m.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{t: t, main: m, url: "http://" + m.ListenAddr(), dataDir: dataDir, logs: logs, client: &http.Client{}}
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	return s
+}
+
+func (s *testServer) stop() {
+	if s.main != nil {
+		if err := s.main.Close(); err != nil {
+			s.t.Errorf("Close: %v", err)
+		}
+		s.main = nil
+	}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("status %d, body is not JSON: %v: %.300s", r.status, err, r.body)
+	}
+	return m
+}
+
+// do sends a request and validates the response against openapi.yaml.
+func (s *testServer) do(method, path, contentType string, body []byte) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.url+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	validateResponse(s.t, req, resp, b)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (s *testServer) ingest(body []byte) response {
+	s.t.Helper()
+	return s.do(http.MethodPost, "/v1/instances", "application/dicom", body)
+}
+
+var (
+	specOnce   sync.Once
+	specRouter routers.Router
+	specErr    error
+)
+
+// validateResponse checks a real response against openapi.yaml: the route
+// and method must be in the contract and the status, headers and body must
+// match what it declares. Undeclared routes fail unless the answer is the
+// router's own 404/405 problem.
+func validateResponse(t *testing.T, req *http.Request, resp *http.Response, body []byte) {
+	t.Helper()
+	specOnce.Do(func() {
+		loader := openapi3.NewLoader()
+		doc, err := loader.LoadFromFile(filepath.Join("..", "..", "openapi.yaml"))
+		if err != nil {
+			specErr = err
+			return
+		}
+		if err := doc.Validate(loader.Context); err != nil {
+			specErr = err
+			return
+		}
+		// Match on paths alone: test servers listen on random ports.
+		doc.Servers = nil
+		specRouter, specErr = legacy.NewRouter(doc)
+	})
+	if specErr != nil {
+		t.Fatalf("openapi.yaml: %v", specErr)
+	}
+	route, params, err := specRouter.FindRoute(req)
+	if err != nil {
+		if (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed) &&
+			strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+			return
+		}
+		t.Fatalf("%s %s: not in openapi.yaml: %v", req.Method, req.URL.Path, err)
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{
+			Request: req, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+		},
+		Status: resp.StatusCode,
+		Header: resp.Header,
+		Body:   io.NopCloser(bytes.NewReader(body)),
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus: true,
+			// application/dicom bodies are opaque to the validator.
+			ExcludeResponseBody: strings.HasPrefix(resp.Header.Get("Content-Type"), "application/dicom"),
+		},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Fatalf("%s %s → %d does not match openapi.yaml: %v\nbody: %.500s", req.Method, req.URL.Path, resp.StatusCode, err, body)
+	}
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dicom", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// assertProblem checks an error answer's status and problem type slug.
+func assertProblem(t *testing.T, r response, status int, slug string) map[string]any {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q, want application/problem+json", ct)
+	}
+	p := r.json(t)
+	if p["type"] != "https://dicomseal.dev/problems/"+slug {
+		t.Fatalf("problem type %v, want …/%s (detail: %v)", p["type"], slug, p["detail"])
+	}
+	if d, _ := p["detail"].(string); d == "" {
+		t.Fatalf("problem without detail: %s", r.body)
+	}
+	return p
+}
