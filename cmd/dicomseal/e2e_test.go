@@ -430,3 +430,34 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// An object store fault answers 503 with Retry-After and records nothing;
+// once the store is back, ingest works again without a restart.
+func TestStorageFaultRecordsNothing(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir)
+	objects := filepath.Join(dataDir, "objects")
+	if err := os.RemoveAll(objects); err != nil {
+		t.Fatal(err)
+	}
+	// A file where the store's directory should be: every write fails.
+	if err := os.WriteFile(objects, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := fixture(t, "pydicom-CT_small.dcm")
+	r := srv.ingest(data)
+	assertProblem(t, r, http.StatusServiceUnavailable, "storage-unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	assertProblem(t, srv.do("GET", "/readyz", "", nil), http.StatusServiceUnavailable, "storage-unavailable")
+	if v := srv.do("GET", "/v1/verify?sha256="+sha256Hex(data), "", nil).json(t); v["status"] != "unknown" {
+		t.Fatalf("a failed ingest left a ledger entry: %v", v)
+	}
+
+	os.Remove(objects)
+	os.Mkdir(objects, 0o700)
+	if r := srv.ingest(data); r.status != http.StatusCreated || r.json(t)["ledger_index"] != float64(0) {
+		t.Fatalf("after recovery: %d %s", r.status, r.body)
+	}
+}

@@ -16,7 +16,7 @@ import (
 	"github.com/dicomseal/dicomseal/store"
 )
 
-// Store keeps objects under Root.
+// Store keeps objects under its root directory.
 type Store struct {
 	root string
 }
@@ -111,8 +111,12 @@ func (s *Store) Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error
 
 // Ping reports whether the store's root is usable.
 func (s *Store) Ping(ctx context.Context) error {
-	if _, err := os.Stat(s.root); err != nil {
+	info, err := os.Stat(s.root)
+	if err != nil {
 		return fmt.Errorf("fs store: %w", err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("fs store: %s is not a directory", s.root)
 	}
 	return nil
 }

@@ -1,0 +1,19 @@
+# The two commands a newcomer needs are `make run` and `make test`; both
+# are thin wrappers so that the README, CI and this file say the same thing.
+
+.PHONY: run test build vet fmt
+
+run: ## run the service on embedded defaults (./dicomseal-data, 127.0.0.1:8080)
+	go run ./cmd/dicomseal serve
+
+test: ## the whole test suite, as CI runs it
+	./scripts/test.sh
+
+build:
+	CGO_ENABLED=0 go build -trimpath -o bin/dicomseal ./cmd/dicomseal
+
+vet:
+	go vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

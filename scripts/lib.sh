@@ -1,0 +1,21 @@
+# Shared helpers for the project's scripts (sourced, not run).
+DICOMSEAL_CACHE=${DICOMSEAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dicomseal}
+mkdir -p "$DICOMSEAL_CACHE"
+
+log() { printf '%s\n' "$*" >&2; }
+step() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# as_root runs a command as root (directly, or through sudo when available).
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root for: $*"; fi
+}
+
+# apt_ready refreshes Debian's package lists once per run when they are empty or stale.
+apt_ready() {
+  if [ -z "${_APT_UPDATED:-}" ]; then
+    log "apt-get update"
+    as_root apt-get update -qq >&2 || die "apt-get update failed"
+    _APT_UPDATED=1
+  fi
+}
