@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+
+	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
 // The element walker checks a Part 10 file's structure without decoding
@@ -22,6 +25,10 @@ const (
 	tsImplicitLE    = "1.2.840.10008.1.2"
 	tsExplicitBE    = "1.2.840.10008.1.2.2"
 	tsDeflatedLE    = "1.2.840.10008.1.2.1.99"
+	// maxInflated bounds a deflated data set, so that a small body cannot
+	// make the walker inflate without end (a deflate bomb); past it the
+	// data set reads as truncated.
+	maxInflated = 1 << 30
 )
 
 type tagID uint32
@@ -67,7 +74,7 @@ func walkStructure(r io.ReaderAt, size int64) (string, error) {
 		w.bo = binary.BigEndian
 	case tsDeflatedLE:
 		// Offsets from here on count inflated bytes; the length is unknown.
-		w.r, w.pos, w.end = bufio.NewReader(flate.NewReader(w.r)), 0, -1
+		w.r, w.pos, w.end = bufio.NewReader(io.LimitReader(flate.NewReader(w.r), maxInflated)), 0, -1
 	}
 	if err := w.walkElements(explicit, -1, 0); !errors.Is(err, errEnd) {
 		return "", err
@@ -152,34 +159,52 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 var errItemEnd = errors.New("item delimitation")
 
 func (w *walker) walkValue(h header, explicit bool, limit int64, depth int) error {
+	seq := w.isSequence(h, explicit)
 	if h.length != undefinedLength {
 		if err := w.checkFits(h, int64(h.length), limit); err != nil {
 			return err
+		}
+		if seq {
+			// Walk into a defined-length sequence: its items and their
+			// elements must fit inside it.
+			end := w.pos + int64(h.length)
+			return w.walkSequence(explicit, end, end, depth)
 		}
 		return w.skip(h, int64(h.length))
 	}
 	switch {
 	case h.tag == tagPixelData && explicit && (h.vr == "OB" || h.vr == "OW"):
-		return w.walkFragments(h, limit)
-	case h.vr == "SQ", !explicit:
-		return w.walkSequence(explicit, limit, depth)
+		return w.walkFragments(limit)
+	case seq, !explicit:
+		return w.walkSequence(explicit, -1, limit, depth)
 	case h.vr == "UN":
 		// A UN element of undefined length is a sequence encoded in
 		// implicit VR little endian (PS3.5 6.2.2).
-		return w.walkSequence(false, limit, depth)
+		return w.walkSequence(false, -1, limit, depth)
 	}
 	return fmt.Errorf("%w: element %s (VR %s) at offset %d has undefined length", ErrMalformed, h.tag, h.vr, h.at)
 }
 
-// walkSequence walks items until the sequence delimitation item.
-func (w *walker) walkSequence(explicit bool, limit int64, depth int) error {
-	for {
-		h, err := w.readItemHeader(limit)
+// isSequence tells whether an element holds a sequence: by its VR in
+// explicit VR, by the data dictionary in implicit VR.
+func (w *walker) isSequence(h header, explicit bool) bool {
+	if explicit {
+		return h.vr == "SQ"
+	}
+	info, err := tag.Find(tag.Tag{Group: uint16(h.tag >> 16), Element: uint16(h.tag)})
+	return err == nil && slices.Contains(info.VRs, "SQ")
+}
+
+// walkSequence walks items until end, for a defined-length sequence, or
+// (end = -1) until the sequence delimitation item; nothing may pass limit.
+func (w *walker) walkSequence(explicit bool, end, limit int64, depth int) error {
+	for end < 0 || w.pos < end {
+		h, err := w.readItemHeader()
 		if err != nil {
 			return err
 		}
 		switch {
-		case h.tag == tagSeqDelimitation:
+		case h.tag == tagSeqDelimitation && end < 0:
 			return nil
 		case h.tag != tagItem:
 			return fmt.Errorf("%w: expected an item in a sequence at offset %d, found %s", ErrMalformed, h.at, h.tag)
@@ -194,19 +219,22 @@ func (w *walker) walkSequence(explicit bool, limit int64, depth int) error {
 			if err := w.checkFits(h, int64(h.length), limit); err != nil {
 				return err
 			}
-			end := w.pos + int64(h.length)
-			if err := w.walkElements(explicit, end, depth+1); err != nil {
+			if err := w.walkElements(explicit, w.pos+int64(h.length), depth+1); err != nil {
 				return err
 			}
 		}
 	}
+	if w.pos != end {
+		return fmt.Errorf("%w: sequence items run past the sequence's end at offset %d", ErrMalformed, end)
+	}
+	return nil
 }
 
 // walkFragments walks encapsulated Pixel Data: items of defined length up
 // to the sequence delimitation.
-func (w *walker) walkFragments(pixel header, limit int64) error {
+func (w *walker) walkFragments(limit int64) error {
 	for {
-		h, err := w.readItemHeader(limit)
+		h, err := w.readItemHeader()
 		if err != nil {
 			return err
 		}
@@ -225,7 +253,7 @@ func (w *walker) walkFragments(pixel header, limit int64) error {
 	}
 }
 
-func (w *walker) readItemHeader(limit int64) (header, error) {
+func (w *walker) readItemHeader() (header, error) {
 	h := header{at: w.pos}
 	var b [8]byte
 	if err := w.read(b[:], h); err != nil {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -75,6 +76,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := m.Run(ctx); err != nil {
 		return err
 	}
+	// Libraries that print through the standard log package (the DICOM
+	// parser does) end up as structured records too.
+	slog.SetDefault(m.log)
 	select {
 	case <-ctx.Done():
 		m.log.Info("shutting down")
