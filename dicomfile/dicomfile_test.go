@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dicomseal/dicomseal/dicomfile"
@@ -107,12 +108,20 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestParseRealBrokenFiles(t *testing.T) {
-	for file, want := range map[string]error{
-		"pydicom-no_meta.dcm":      dicomfile.ErrNotDICOM,  // no preamble, no File Meta
-		"pydicom-MR_truncated.dcm": dicomfile.ErrMalformed, // Pixel Data cut short
+	for file, want := range map[string]struct {
+		err    error
+		detail string
+	}{
+		"pydicom-no_meta.dcm":      {dicomfile.ErrNotDICOM, "DICM"},         // no preamble, no File Meta
+		"pydicom-MR_truncated.dcm": {dicomfile.ErrMalformed, "(7FE0,0010)"}, // Pixel Data cut short
+		// Found by fuzzing: rtplan.dcm with an element inside a
+		// defined-length sequence declaring 2.3 GB, which the parser
+		// library would allocate before noticing.
+		"regress-hidden-length-in-sequence.dcm": {dicomfile.ErrMalformed, "past the end of its item"},
 	} {
-		if _, err := parseFile(t, file); !errors.Is(err, want) {
-			t.Errorf("%s: error = %v, want %v", file, err, want)
+		_, err := parseFile(t, file)
+		if !errors.Is(err, want.err) || !strings.Contains(err.Error(), want.detail) {
+			t.Errorf("%s: error = %v, want %v mentioning %q", file, err, want.err, want.detail)
 		}
 	}
 }
