@@ -64,6 +64,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
+	if e.Code == attest.EIntegrity {
+		reason, _ := e.Details["reason"].(string)
+		s.metrics.violations.WithLabelValues(reason).Inc()
+	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 	}

@@ -22,21 +22,22 @@ import (
 
 // Server serves the dicomseal API.
 type Server struct {
-	svc *attest.Service
-	log *slog.Logger
+	svc     *attest.Service
+	log     *slog.Logger
+	metrics *metrics
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64
 }
 
 // New returns a server for svc with the default 2 GiB body limit.
 func New(svc *attest.Service, log *slog.Logger) *Server {
-	return &Server{svc: svc, log: log, MaxBody: 2 << 30}
+	return &Server{svc: svc, log: log, metrics: newMetrics(), MaxBody: 2 << 30}
 }
 
 // Handler returns the routed HTTP handler.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.logRequests, s.recoverPanics)
+	r.Use(middleware.RequestID, s.logRequests, s.metrics.instrument, s.recoverPanics)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, problemRouteNotFound, "no route for "+r.URL.Path, nil)
 	})
@@ -46,6 +47,7 @@ func (s *Server) Handler() http.Handler {
 
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 	r.Route("/v1", func(r chi.Router) {
 		r.Post("/instances", s.ingest)
 		r.Get("/instances/{sopInstanceUID}", s.retrieve)

@@ -27,7 +27,7 @@ type fixtureService struct {
 }
 
 // newService wires the service to the real embedded backends.
-func newService(t *testing.T) fixtureService {
+func newService(t testing.TB) fixtureService {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -50,7 +50,7 @@ func newService(t *testing.T) fixtureService {
 	return fixtureService{svc: svc, ledgerDB: path, attestor: a}
 }
 
-func fixture(t *testing.T, name string) []byte {
+func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "dicom", name))
 	if err != nil {

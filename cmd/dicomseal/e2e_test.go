@@ -298,6 +298,17 @@ func TestTamperedObjectIsNeverServed(t *testing.T) {
 		t.Fatalf("missing object: %v", prob)
 	}
 
+	m := srv.do(http.MethodGet, "/metrics", "", nil)
+	for _, want := range []string{
+		`dicomseal_integrity_violations_total{reason="altered"} 2`,
+		`dicomseal_integrity_violations_total{reason="missing"} 1`,
+		`dicomseal_http_requests_total{code="502",method="GET",route="/v1/instances/{sopInstanceUID}"} 3`,
+	} {
+		if !strings.Contains(string(m.body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	// Spool files of the retrievals (over 4 KiB each) are all gone.
 	if left, _ := os.ReadDir(filepath.Join(dataDir, "spool")); len(left) != 0 {
 		t.Fatalf("%d spool files left behind", len(left))
