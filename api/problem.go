@@ -29,6 +29,8 @@ var titles = map[string]string{
 	attest.ProblemStorageUnavailable: "Object store unavailable",
 	attest.ProblemLedgerUnavailable:  "Ledger unavailable",
 	attest.ProblemInternal:           "Internal error",
+	attest.ProblemNoCheckpoint:       "No checkpoint yet",
+	attest.ProblemBadProof:           "Invalid proof request",
 	problemUnsupportedMediaType:      "Unsupported media type",
 	problemRouteNotFound:             "No such route",
 	problemMethodNotAllowed:          "Method not allowed",

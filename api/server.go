@@ -55,6 +55,10 @@ func (s *Server) Handler() http.Handler {
 		r.Post("/verify", s.verifyFile)
 		r.Get("/verify", s.verifyDigest)
 		r.Get("/keys", s.keys)
+		r.Get("/log/checkpoint", s.checkpoint)
+		r.Get("/log/entries/{index}", s.logEntry)
+		r.Get("/log/proof/inclusion", s.inclusionProof)
+		r.Get("/log/proof/consistency", s.consistencyProof)
 	})
 	return r
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
 	"github.com/dicomseal/dicomseal/signer"
 	"github.com/dicomseal/dicomseal/store/fs"
@@ -45,7 +46,8 @@ func newService(t testing.TB) fixtureService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := attest.NewService(l, s, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ls, lv := ledgertest.LogKey(t)
+	svc := attest.NewService(ledger.New(l, ledgertest.Origin, ls, lv), s, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	svc.SpoolDir = dir
 	return fixtureService{svc: svc, ledgerDB: path, attestor: a}
 }

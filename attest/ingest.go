@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,12 @@ type Attestation struct {
 	KeyID             string            `json:"key_id"`
 	Envelope          signer.Envelope   `json:"envelope"`
 	AttestedAt        time.Time         `json:"attested_at"`
+	// Entry is the canonical ledger entry (base64) whose RFC 6962 leaf hash
+	// is EntryHash: with Inclusion it lets anyone check, offline, that this
+	// attestation is in the log a signed checkpoint commits to.
+	Entry string `json:"entry"`
+	// Inclusion is present once the entry is integrated into a checkpoint.
+	Inclusion *Inclusion `json:"inclusion,omitempty"`
 }
 
 // IngestResult is an attestation and whether this call created it.
@@ -211,5 +218,6 @@ func newAttestation(e ledger.Entry, p Predicate, env signer.Envelope) *Attestati
 		KeyID:             p.KeyID,
 		Envelope:          env,
 		AttestedAt:        p.AttestedAt,
+		Entry:             base64.StdEncoding.EncodeToString(e.Body),
 	}
 }

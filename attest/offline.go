@@ -2,12 +2,19 @@ package attest
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
 )
 
@@ -53,4 +60,72 @@ func VerifyOffline(v *signer.Verifier, env signer.Envelope, file io.Reader) (Sta
 		return st, fmt.Errorf("%w: file SHA-256 %s, attested %s", ErrFileMismatch, got, st.SubjectSHA256())
 	}
 	return st, nil
+}
+
+// ErrNotIncluded: an attestation's inclusion proof, checkpoint or entry
+// does not hold up.
+var ErrNotIncluded = errors.New("attestation is not proven to be in the log")
+
+// VerifyInclusionOffline checks, with only the log's verifier key, that an
+// attestation is in the log: the checkpoint is a note signed by that key
+// for origin, the entry bytes hash to the attestation's entry hash and
+// embed exactly its envelope, and the inclusion proof leads from that leaf
+// to the checkpoint's root. It returns the verified checkpoint.
+func VerifyInclusionOffline(att *Attestation, v note.Verifier, origin string) (*log.Checkpoint, error) {
+	if att.Inclusion == nil {
+		return nil, fmt.Errorf("%w: the attestation carries no inclusion proof (not yet integrated when it was fetched?)", ErrNotIncluded)
+	}
+	inc := att.Inclusion
+	cp, _, _, err := log.ParseCheckpoint([]byte(inc.Checkpoint), origin, v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: checkpoint: %v", ErrNotIncluded, err)
+	}
+	if cp.Size != inc.TreeSize || inc.LeafIndex != att.LedgerIndex {
+		return nil, fmt.Errorf("%w: proof is for index %d in size %d, checkpoint has size %d, attestation index %d",
+			ErrNotIncluded, inc.LeafIndex, inc.TreeSize, cp.Size, att.LedgerIndex)
+	}
+	entry, err := base64.StdEncoding.DecodeString(att.Entry)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry: %v", ErrNotIncluded, err)
+	}
+	leaf := ledger.LeafHash(entry)
+	if hex.EncodeToString(leaf[:]) != att.EntryHash {
+		return nil, fmt.Errorf("%w: entry bytes do not hash to entry_hash", ErrNotIncluded)
+	}
+	var body ingestBody
+	if err := json.Unmarshal(entry, &body); err != nil || !sameEnvelope(body.Envelope, att.Envelope) {
+		return nil, fmt.Errorf("%w: the logged entry does not hold this attestation's envelope", ErrNotIncluded)
+	}
+	hashes := make([][]byte, len(inc.Hashes))
+	for i, h := range inc.Hashes {
+		if hashes[i], err = hex.DecodeString(h); err != nil {
+			return nil, fmt.Errorf("%w: proof hash %d: %v", ErrNotIncluded, i, err)
+		}
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, inc.LeafIndex, inc.TreeSize, leaf[:], hashes, cp.Hash); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotIncluded, err)
+	}
+	return cp, nil
+}
+
+func sameEnvelope(a, b signer.Envelope) bool {
+	if a.PayloadType != b.PayloadType || a.Payload != b.Payload || len(a.Signatures) != len(b.Signatures) {
+		return false
+	}
+	for i := range a.Signatures {
+		if a.Signatures[i] != b.Signatures[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeAttestation reads an attestation document (the JSON that ingest
+// and /attestation answer).
+func DecodeAttestation(doc []byte) (*Attestation, error) {
+	var att Attestation
+	if err := json.Unmarshal(doc, &att); err != nil {
+		return nil, fmt.Errorf("attestation: %w", err)
+	}
+	return &att, nil
 }

@@ -30,7 +30,22 @@ func (r *Retrieved) Close() error { return r.spool.Close() }
 
 // Attestation returns the verified attestation of an instance.
 // Errors: ENotFound, EIntegrity (the record itself fails verification), EUnavailable.
+// Once the entry is integrated it carries its inclusion proof against the
+// latest checkpoint.
 func (s *Service) Attestation(ctx context.Context, sopInstanceUID string) (*Attestation, error) {
+	att, err := s.verifiedAttestation(ctx, sopInstanceUID)
+	if err != nil {
+		return nil, err
+	}
+	if att.Inclusion, err = s.inclusion(ctx, att.LedgerIndex); err != nil {
+		return nil, unavailable(ProblemLedgerUnavailable, err)
+	}
+	return att, nil
+}
+
+// verifiedAttestation looks up an instance's ingest entry and checks it
+// end to end (see openEntry).
+func (s *Service) verifiedAttestation(ctx context.Context, sopInstanceUID string) (*Attestation, error) {
 	entry, err := s.instanceEntry(ctx, sopInstanceUID)
 	if err != nil {
 		return nil, err
@@ -50,7 +65,7 @@ func (s *Service) Attestation(ctx context.Context, sopInstanceUID string) (*Atte
 // Errors: ENotFound (never attested), EIntegrity (missing, altered, or a
 // failing record; an integrity-failure entry is recorded), EUnavailable.
 func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string) (*Retrieved, error) {
-	att, err := s.Attestation(ctx, sopInstanceUID)
+	att, err := s.verifiedAttestation(ctx, sopInstanceUID)
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,18 @@ type Ledger interface {
 	InstanceBySOP(ctx context.Context, uid string) (ledger.Entry, error)
 	IngestBySHA256(ctx context.Context, sha256Hex string) (ledger.Entry, error)
 	Ping(ctx context.Context) error
+	LogReader
+}
+
+// LogReader is the verifiable side of the ledger: entries by index and
+// leaf hash, checkpoints and proofs. Bad proof parameters are
+// *ledger.BadParameterError; absent things ledger.ErrNotFound.
+type LogReader interface {
+	Entry(ctx context.Context, idx uint64) (ledger.Entry, error)
+	EntryByLeafHash(ctx context.Context, leaf [32]byte) (ledger.Entry, error)
+	LatestCheckpoint(ctx context.Context) (ledger.Checkpoint, error)
+	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, uint64, error)
+	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, uint64, error)
 }
 
 // ObjectStore holds the attested bytes under their SHA-256.
@@ -55,6 +67,10 @@ type Service struct {
 	store    ObjectStore
 	attestor Attestor
 	log      *slog.Logger
+
+	// LogKey describes the key that signs checkpoints, published beside the
+	// attestation key (zero when there is none).
+	LogKey Key
 
 	// SpoolDir and SpoolMemory bound how request and object bytes are
 	// buffered: up to SpoolMemory bytes in memory, the rest in 0600
@@ -83,16 +99,23 @@ type Key struct {
 	Algorithm string `json:"algorithm"`
 	Use       string `json:"use"`
 	PublicKey string `json:"public_key"`
+	// VerifierKey, for the log key, is its signed-note verifier key
+	// ("<name>+<hash>+<base64>"), what `log watch` and witnesses pin.
+	VerifierKey string `json:"verifier_key,omitempty"`
 }
 
 // Keys lists the keys that verify this service's attestations.
 func (s *Service) Keys() []Key {
-	return []Key{{
+	keys := []Key{{
 		KeyID:     s.attestor.KeyID(),
 		Algorithm: signer.Algorithm,
 		Use:       "attestation",
 		PublicKey: string(s.attestor.PublicKeyPEM()),
 	}}
+	if s.LogKey.KeyID != "" {
+		keys = append(keys, s.LogKey)
+	}
+	return keys
 }
 
 // Ready reports whether the ledger and the object store answer.

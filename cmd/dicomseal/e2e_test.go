@@ -44,12 +44,15 @@ func TestIngestRetrieveVerify(t *testing.T) {
 	}
 	var keyDoc struct {
 		Keys []struct {
-			KeyID     string `json:"key_id"`
-			PublicKey string `json:"public_key"`
+			KeyID       string `json:"key_id"`
+			Use         string `json:"use"`
+			PublicKey   string `json:"public_key"`
+			VerifierKey string `json:"verifier_key"`
 		} `json:"keys"`
 	}
-	if err := json.Unmarshal(keys.body, &keyDoc); err != nil || len(keyDoc.Keys) != 1 {
-		t.Fatalf("keys: %v %s", err, keys.body)
+	if err := json.Unmarshal(keys.body, &keyDoc); err != nil || len(keyDoc.Keys) != 2 ||
+		keyDoc.Keys[0].Use != "attestation" || keyDoc.Keys[1].Use != "log" || keyDoc.Keys[1].VerifierKey == "" {
+		t.Fatalf("keys: want the attestation key and the log key: %v %s", err, keys.body)
 	}
 	pubPath := filepath.Join(t.TempDir(), "pub.pem")
 	os.WriteFile(pubPath, []byte(keyDoc.Keys[0].PublicKey), 0o644)

@@ -20,7 +20,8 @@ Usage: dicomseal <command> [flags]
 
 Commands:
   serve    run the service (embedded defaults: ./dicomseal-data, 127.0.0.1:8080)
-  verify   check a file against an attestation offline, with only the public key
+  verify   check a file against an attestation offline, with only the public keys
+  log      audit a ledger ('log verify') or witness a server's log ('log watch')
   version  print the version
 
 Run 'dicomseal <command> --help' for a command's flags. Every flag can also be
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "verify":
 		return verifyCommand(args[1:], stdout, stderr)
+	case "log":
+		return logCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dicomseal", version)
 	case "help", "-h", "--help", "-help":

@@ -16,8 +16,8 @@ import (
 
 	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
-	"github.com/dicomseal/dicomseal/signer"
 	fsstore "github.com/dicomseal/dicomseal/store/fs"
 )
 
@@ -25,8 +25,10 @@ const serveDescription = `
 Runs the dicomseal service. With no configuration it keeps everything under
 --data-dir: an embedded SQLite ledger (ledger.db), a filesystem object store
 (objects/), the attestation key (keys/attestation.pem, generated on first
-start, mode 0600) and a spool for request bodies (spool/). A 2xx answer means
-the instance and its ledger entry are durable on disk.`
+start, mode 0600), the log key (keys/log.key, Ed25519, likewise) and a spool
+for request bodies (spool/). A 2xx answer means the instance and its ledger
+entry are durable on disk. Every --checkpoint-interval, new entries are
+integrated into the Merkle tree and a signed checkpoint is published.`
 
 // Main is the dicomseal server: ParseFlags, Run, then Close. Tests run the
 // real Main on 127.0.0.1:0 with a temporary data directory.
@@ -34,6 +36,9 @@ type Main struct {
 	Addr         string
 	DataDir      string
 	KeyFile      string
+	LogKeyFile   string
+	LogOrigin    string
+	Checkpoint   time.Duration
 	MaxBody      byteSize
 	SpoolMemory  byteSize
 	TLSCert      string
@@ -45,11 +50,13 @@ type Main struct {
 	// Stderr receives logs (os.Stderr unless a test sets it).
 	Stderr io.Writer
 
-	log      *slog.Logger
-	ledger   *sqlite.DB
-	listener net.Listener
-	server   *http.Server
-	served   chan error
+	log        *slog.Logger
+	ledger     *ledger.Log
+	listener   net.Listener
+	server     *http.Server
+	served     chan error
+	integrator context.CancelFunc
+	integrated chan struct{}
 }
 
 // NewMain returns a Main with the defaults.
@@ -57,6 +64,8 @@ func NewMain() *Main {
 	return &Main{
 		Addr:         "127.0.0.1:8080",
 		DataDir:      "./dicomseal-data",
+		LogOrigin:    defaultLogOrigin,
+		Checkpoint:   500 * time.Millisecond,
 		MaxBody:      2 << 30,
 		SpoolMemory:  16 << 20,
 		LogLevel:     "info",
@@ -73,6 +82,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Addr, "addr", m.Addr, "address to listen on, HOST:PORT (port 0 picks a free port)")
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the embedded ledger, object store, keys and spool")
 	fs.StringVar(&m.KeyFile, "key-file", m.KeyFile, "attestation private key (PEM, ECDSA P-256); default <data-dir>/keys/attestation.pem, created if missing")
+	fs.StringVar(&m.LogKeyFile, "log-key-file", m.LogKeyFile, "log signing key (Ed25519 signed-note key) for checkpoints and batches; default <data-dir>/keys/log.key, created if missing")
+	fs.StringVar(&m.LogOrigin, "log-origin", m.LogOrigin, "origin line of the custody log's checkpoints: a name unique to this deployment")
+	fs.DurationVar(&m.Checkpoint, "checkpoint-interval", m.Checkpoint, "how often new entries are integrated into the tree and a checkpoint is published")
 	fs.Var(&m.MaxBody, "max-body", "largest request body accepted (e.g. 2GiB); larger bodies get 413")
 	fs.Var(&m.SpoolMemory, "spool-memory", "bytes of a body or object buffered in memory before spilling to a 0600 file in <data-dir>/spool")
 	fs.StringVar(&m.TLSCert, "tls-cert", m.TLSCert, "TLS certificate (PEM); with --tls-key serves HTTPS, TLS 1.2 minimum")
@@ -108,27 +120,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := prepareSpool(spoolDir); err != nil {
 		return err
 	}
-	if m.ledger, err = sqlite.Open(ctx, filepath.Join(m.DataDir, "ledger.db")); err != nil {
+	keys, err := openKeys(m.DataDir, m.KeyFile, m.LogKeyFile, m.LogOrigin, m.log)
+	if err != nil {
 		return err
 	}
+	backend, err := sqlite.Open(ctx, filepath.Join(m.DataDir, "ledger.db"))
+	if err != nil {
+		return err
+	}
+	m.ledger = ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier())
 	objects, err := fsstore.Open(filepath.Join(m.DataDir, "objects"))
 	if err != nil {
 		return err
 	}
-	keyFile := m.KeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(m.DataDir, "keys", "attestation.pem")
-	}
-	attestor, created, err := signer.LoadOrCreate(keyFile)
-	if err != nil {
-		return err
-	}
-	if created {
-		m.log.Info("generated a new attestation key", "path", keyFile, "key_id", attestor.KeyID())
-	}
-
-	svc := attest.NewService(m.ledger, objects, attestor, m.log)
+	svc := attest.NewService(m.ledger, objects, keys.attestation, m.log)
 	svc.SpoolDir, svc.SpoolMemory = spoolDir, int64(m.SpoolMemory)
+	svc.LogKey = keys.logKeyInfo()
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
 
@@ -150,8 +157,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.served <- m.server.Serve(m.listener)
 		}
 	}()
+	ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.integrator, m.integrated = cancel, make(chan struct{})
+	go func() {
+		defer close(m.integrated)
+		m.ledger.RunIntegrator(ictx, m.Checkpoint, m.log)
+	}()
 	m.log.Info("dicomseal serving", "addr", m.listener.Addr().String(), "tls", m.TLSCert != "",
-		"data_dir", m.DataDir, "key_id", attestor.KeyID())
+		"data_dir", m.DataDir, "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
+		"log_key", keys.log.VerifierKey())
 	return nil
 }
 
@@ -171,6 +185,11 @@ func (m *Main) Close() error {
 		if err := m.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
+	}
+	if m.integrator != nil {
+		m.integrator()
+		<-m.integrated
+		m.integrator = nil
 	}
 	if m.ledger != nil {
 		errs = append(errs, m.ledger.Close())

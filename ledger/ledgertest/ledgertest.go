@@ -1,34 +1,70 @@
 // Package ledgertest is the conformance suite every ledger backend must
-// pass: the same tests run against the embedded SQLite ledger and (later)
-// PostgreSQL.
+// pass: the same tests run against the embedded SQLite backend and
+// PostgreSQL, through the generic ledger.Log above them.
 package ledgertest
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
-// Ledger is the behaviour under test.
-type Ledger interface {
-	AppendIngest(ctx context.Context, rec ledger.Record) (ledger.Entry, error)
-	RecordIncident(ctx context.Context, rec ledger.Record, seenAt time.Time) (ledger.Entry, int64, error)
-	InstanceBySOP(ctx context.Context, uid string) (ledger.Entry, error)
-	IngestBySHA256(ctx context.Context, sha256Hex string) (ledger.Entry, error)
-	Entry(ctx context.Context, idx uint64) (ledger.Entry, error)
-	Ping(ctx context.Context) error
-	Close() error
+// Origin is the log origin the suite uses.
+const Origin = "dicomseal.test/conformance"
+
+// Instance is one backend under test.
+type Instance struct {
+	Backend ledger.Backend
+	// Reopen closes nothing; it opens the same storage again (a restart).
+	Reopen func() ledger.Backend
+	// Tamper runs one SQL statement (with ? placeholders) directly against
+	// the storage as its owner, append-only protections lifted: what a
+	// database superuser can do behind the service's back.
+	Tamper func(stmt string, args ...any)
 }
 
-// Backend opens ledgers for the suite. Open returns a fresh, empty ledger
-// and a function that reopens the same storage (a restart).
-type Backend struct {
-	Open func(t *testing.T) (l Ledger, reopen func() Ledger)
+// Harness opens a fresh, empty backend for each test.
+type Harness func(t *testing.T) Instance
+
+// LogKey returns a fresh Ed25519 note signer and verifier for Origin.
+func LogKey(t testing.TB) (note.Signer, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, Origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
+}
+
+// fixture is a log over a fresh backend with its keys.
+type fixture struct {
+	Instance
+	log      *ledger.Log
+	signer   note.Signer
+	verifier note.Verifier
+}
+
+func newFixture(t *testing.T, h Harness) *fixture {
+	t.Helper()
+	inst := h(t)
+	s, v := LogKey(t)
+	return &fixture{Instance: inst, log: ledger.New(inst.Backend, Origin, s, v), signer: s, verifier: v}
 }
 
 func ingest(uid, sha string) ledger.Record {
@@ -41,15 +77,63 @@ func ingest(uid, sha string) ledger.Record {
 
 func sha(n int) string { return fmt.Sprintf("%064x", n) }
 
-// Run runs the suite.
-func Run(t *testing.T, b Backend) {
+// appendN appends n ingest entries numbered from start, with up to
+// writers concurrent appenders (so that group commit forms real batches).
+func appendN(t testing.TB, l *ledger.Log, start, n, writers int) {
+	t.Helper()
+	if err := tryAppendN(l, start, n, writers); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tryAppendN(l *ledger.Log, start, n, writers int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	work := make(chan int)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, err := l.AppendIngest(context.Background(), ingest(fmt.Sprintf("9.%d", i), sha(i))); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := start; i < start+n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when the channel is empty
+}
+
+func integrate(t testing.TB, l *ledger.Log) ledger.Checkpoint {
+	t.Helper()
+	cp, _, err := l.Integrate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, h Harness) {
+	t.Run("append", func(t *testing.T) { runAppend(t, h) })
+	t.Run("tree", func(t *testing.T) { runTree(t, h) })
+	t.Run("audit", func(t *testing.T) { runAudit(t, h) })
+}
+
+func runAppend(t *testing.T, h Harness) {
 	ctx := context.Background()
 
 	t.Run("append and look up", func(t *testing.T) {
-		l, _ := b.Open(t)
+		f := newFixture(t, h)
 		for i := 0; i < 3; i++ {
 			rec := ingest(fmt.Sprintf("1.2.3.%d", i), sha(i))
-			e, err := l.AppendIngest(ctx, rec)
+			e, err := f.log.AppendIngest(ctx, rec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,22 +141,27 @@ func Run(t *testing.T, b Backend) {
 				t.Fatalf("entry %d: index %d, leaf %x", i, e.Index, e.LeafHash)
 			}
 		}
-		bySOP, err := l.InstanceBySOP(ctx, "1.2.3.1")
+		bySOP, err := f.log.InstanceBySOP(ctx, "1.2.3.1")
 		if err != nil || bySOP.Index != 1 || bySOP.FileSHA256 != sha(1) {
 			t.Fatalf("InstanceBySOP = %+v, %v", bySOP, err)
 		}
-		bySHA, err := l.IngestBySHA256(ctx, sha(2))
+		bySHA, err := f.log.IngestBySHA256(ctx, sha(2))
 		if err != nil || bySHA.SOPInstanceUID != "1.2.3.2" {
 			t.Fatalf("IngestBySHA256 = %+v, %v", bySHA, err)
 		}
-		at, err := l.Entry(ctx, 0)
+		byLeaf, err := f.log.EntryByLeafHash(ctx, bySHA.LeafHash)
+		if err != nil || byLeaf.Index != 2 {
+			t.Fatalf("EntryByLeafHash = %+v, %v", byLeaf, err)
+		}
+		at, err := f.log.Entry(ctx, 0)
 		if err != nil || string(at.Body) != string(ingest("1.2.3.0", sha(0)).Body) {
 			t.Fatalf("Entry(0) = %+v, %v", at, err)
 		}
 		for name, err := range map[string]error{
-			"unknown UID":    second(l.InstanceBySOP(ctx, "9.9")),
-			"unknown digest": second(l.IngestBySHA256(ctx, sha(99))),
-			"beyond the end": second(l.Entry(ctx, 3)),
+			"unknown UID":    second(f.log.InstanceBySOP(ctx, "9.9")),
+			"unknown digest": second(f.log.IngestBySHA256(ctx, sha(99))),
+			"beyond the end": second(f.log.Entry(ctx, 3)),
+			"unknown leaf":   second(f.log.EntryByLeafHash(ctx, [32]byte{1})),
 		} {
 			if !errors.Is(err, ledger.ErrNotFound) {
 				t.Errorf("%s: error = %v, want ledger.ErrNotFound", name, err)
@@ -81,31 +170,31 @@ func Run(t *testing.T, b Backend) {
 	})
 
 	t.Run("a UID is claimed once", func(t *testing.T) {
-		l, _ := b.Open(t)
-		first, err := l.AppendIngest(ctx, ingest("1.2.3", sha(1)))
+		f := newFixture(t, h)
+		first, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = l.AppendIngest(ctx, ingest("1.2.3", sha(2)))
+		_, err = f.log.AppendIngest(ctx, ingest("1.2.3", sha(2)))
 		var exists *ledger.InstanceExistsError
 		if !errors.As(err, &exists) || exists.Existing.Index != first.Index || exists.Existing.FileSHA256 != sha(1) {
 			t.Fatalf("second claim error = %v, want InstanceExistsError naming entry %d", err, first.Index)
 		}
-		if _, err := l.Entry(ctx, 1); !errors.Is(err, ledger.ErrNotFound) {
+		if _, err := f.log.Entry(ctx, 1); !errors.Is(err, ledger.ErrNotFound) {
 			t.Fatalf("a refused claim appended an entry: %v", err)
 		}
 	})
 
 	t.Run("incidents are recorded once and counted", func(t *testing.T) {
-		l, _ := b.Open(t)
-		if _, err := l.AppendIngest(ctx, ingest("1.2.3", sha(1))); err != nil {
+		f := newFixture(t, h)
+		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1))); err != nil {
 			t.Fatal(err)
 		}
 		rec := ledger.Record{Kind: ledger.KindIntegrityFailure, SOPInstanceUID: "1.2.3", FileSHA256: sha(7),
 			IncidentKey: "altered:" + sha(7), Body: []byte(`{"kind":"integrity-failure"}`)}
 		var first ledger.Entry
 		for i := 1; i <= 3; i++ {
-			e, count, err := l.RecordIncident(ctx, rec, time.Now())
+			e, count, err := f.log.RecordIncident(ctx, rec, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,55 +207,43 @@ func Run(t *testing.T, b Backend) {
 		}
 		other := rec
 		other.IncidentKey, other.Body = "missing:", []byte(`{"kind":"integrity-failure","reason":"missing"}`)
-		e, count, err := l.RecordIncident(ctx, other, time.Now())
+		e, count, err := f.log.RecordIncident(ctx, other, time.Now())
 		if err != nil || e.Index == first.Index || count != 1 {
 			t.Fatalf("a different incident: entry %d count %d err %v", e.Index, count, err)
 		}
 	})
 
-	t.Run("concurrent appends are gap-free", func(t *testing.T) {
-		l, _ := b.Open(t)
-		const writers, each = 16, 20
-		var wg sync.WaitGroup
-		indexes := make(chan uint64, writers*each)
-		errs := make(chan error, writers*each)
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < each; i++ {
-					n := w*each + i
-					e, err := l.AppendIngest(ctx, ingest(fmt.Sprintf("2.%d", n), sha(n)))
-					if err != nil {
-						errs <- err
-						return
-					}
-					indexes <- e.Index
-				}
-			}()
-		}
-		wg.Wait()
-		close(indexes)
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+	t.Run("concurrent appends are gap-free and batched", func(t *testing.T) {
+		f := newFixture(t, h)
+		const n = 320
+		appendN(t, f.log, 0, n, 32)
 		seen := map[uint64]bool{}
-		for i := range indexes {
-			if seen[i] {
-				t.Fatalf("index %d assigned twice", i)
+		for i := 0; i < n; i++ {
+			e, err := f.log.InstanceBySOP(ctx, fmt.Sprintf("9.%d", i))
+			if err != nil {
+				t.Fatal(err)
 			}
-			seen[i] = true
+			if seen[e.Index] {
+				t.Fatalf("index %d assigned twice", e.Index)
+			}
+			seen[e.Index] = true
 		}
-		for i := uint64(0); i < writers*each; i++ {
+		for i := uint64(0); i < n; i++ {
 			if !seen[i] {
 				t.Fatalf("gap at index %d", i)
 			}
 		}
+		batches := 0
+		f.Backend.Read(ctx, func(tx ledger.Tx) error {
+			return tx.ScanBatches(ctx, 0, func(ledger.Batch) error { batches++; return nil })
+		})
+		if batches >= n {
+			t.Errorf("%d batches for %d concurrent appends: group commit did not group", batches, n)
+		}
 	})
 
 	t.Run("concurrent first claims of one UID: one wins", func(t *testing.T) {
-		l, _ := b.Open(t)
+		f := newFixture(t, h)
 		const n = 8
 		var wg sync.WaitGroup
 		results := make(chan error, n)
@@ -174,7 +251,7 @@ func Run(t *testing.T, b Backend) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := l.AppendIngest(ctx, ingest("3.1", sha(i)))
+				_, err := f.log.AppendIngest(ctx, ingest("3.1", sha(i)))
 				results <- err
 			}()
 		}
@@ -195,16 +272,50 @@ func Run(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("two logs on one storage stay gap-free", func(t *testing.T) {
+		f := newFixture(t, h)
+		other := ledger.New(f.Reopen(), Origin, f.signer, f.verifier)
+		defer other.Close()
+		var wg sync.WaitGroup
+		for k, l := range []*ledger.Log{f.log, other} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := tryAppendN(l, k*1000, 100, 8); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		next := uint64(0)
+		f.Backend.Read(ctx, func(tx ledger.Tx) error {
+			return tx.ScanEntries(ctx, 0, 1<<40, func(e ledger.Entry) error {
+				if e.Index != next {
+					t.Fatalf("entry %d where %d was expected", e.Index, next)
+				}
+				next++
+				return nil
+			})
+		})
+		if next != 200 {
+			t.Fatalf("%d entries, want 200", next)
+		}
+		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, nil); err != nil || !rep.OK() {
+			t.Fatalf("audit after two writers: %v %v", err, rep)
+		}
+	})
+
 	t.Run("entries survive a restart", func(t *testing.T) {
-		l, reopen := b.Open(t)
-		e, err := l.AppendIngest(ctx, ingest("4.1", sha(41)))
+		f := newFixture(t, h)
+		e, err := f.log.AppendIngest(ctx, ingest("4.1", sha(41)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Close(); err != nil {
+		if err := f.log.Close(); err != nil {
 			t.Fatal(err)
 		}
-		l2 := reopen()
+		l2 := ledger.New(f.Reopen(), Origin, f.signer, f.verifier)
+		defer l2.Close()
 		got, err := l2.InstanceBySOP(ctx, "4.1")
 		if err != nil || got.LeafHash != e.LeafHash || got.Index != e.Index {
 			t.Fatalf("after restart: %+v, %v", got, err)
@@ -212,6 +323,9 @@ func Run(t *testing.T, b Backend) {
 		next, err := l2.AppendIngest(ctx, ingest("4.2", sha(42)))
 		if err != nil || next.Index != e.Index+1 {
 			t.Fatalf("append after restart: index %d, err %v", next.Index, err)
+		}
+		if cp := integrate(t, l2); cp.Size != 2 {
+			t.Fatalf("checkpoint after restart: size %d", cp.Size)
 		}
 	})
 }

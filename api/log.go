@@ -1,0 +1,99 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/dicomseal/dicomseal/attest"
+)
+
+// The verifiable log's read endpoints. The checkpoint is served as the
+// signed note itself, so that any C2SP-aware client or witness can use it.
+
+func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) {
+	note, err := s.svc.Checkpoint(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(note)
+}
+
+func (s *Server) logEntry(w http.ResponseWriter, r *http.Request) {
+	idx, err := uintParam(chi.URLParam(r, "index"), "index", true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	e, err := s.svc.LogEntry(r.Context(), idx)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) inclusionProof(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	size, err := uintParam(q.Get("size"), "size", false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var p *attest.Proof
+	switch leaf := q.Get("leaf_hash"); {
+	case leaf != "" && q.Has("index"):
+		err = attest.Errorf(attest.EInvalid, attest.ProblemBadProof, "give index or leaf_hash, not both")
+	case leaf != "":
+		p, err = s.svc.InclusionProofByLeaf(r.Context(), leaf, size)
+	default:
+		var idx uint64
+		if idx, err = uintParam(q.Get("index"), "index", true); err == nil {
+			p, err = s.svc.InclusionProof(r.Context(), idx, size)
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err := uintParam(q.Get("from"), "from", true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	to, err := uintParam(q.Get("to"), "to", false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, err := s.svc.ConsistencyProof(r.Context(), from, to)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// uintParam parses a non-negative integer parameter; absent and optional is 0.
+func uintParam(v, name string, required bool) (uint64, error) {
+	if v == "" {
+		if required {
+			return 0, attest.Errorf(attest.EInvalid, attest.ProblemBadProof, "%s is required", name)
+		}
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, attest.Errorf(attest.EInvalid, attest.ProblemBadProof, "%s must be a non-negative integer, got %q", name, v)
+	}
+	return n, nil
+}

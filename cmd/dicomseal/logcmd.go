@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/signer"
+	"github.com/dicomseal/dicomseal/witness"
+)
+
+const logUsage = `Usage: dicomseal log <command> [flags]
+
+Commands:
+  verify   audit a whole ledger: every entry, batch, checkpoint and tree node
+  watch    check a server's checkpoint against the last one seen (a witness)
+`
+
+func logCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, logUsage)
+		return 2
+	}
+	switch args[0] {
+	case "verify":
+		return logVerify(ctx, args[1:], stdout, stderr)
+	case "watch":
+		return logWatch(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, logUsage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "dicomseal log: unknown command %q\n\n%s", args[0], logUsage)
+	return 2
+}
+
+const logVerifyDescription = `
+Audits a whole ledger without trusting it: recomputes every leaf hash and the
+Merkle tree from the entries, checks every signed batch and every stored
+checkpoint (signature and root) and every stored tree node, and reports the
+first index at which anything disagrees. The log's public key comes from the
+key files (or --log-key), never from the database being audited.
+
+It catches edits by anyone without the log key (a database superuser who
+disables the triggers). Someone who also holds the log key can rewrite history
+consistently; only an older checkpoint held elsewhere ('dicomseal log watch', a
+witness) catches that.
+
+Exit status: 0 sound, 1 findings (each printed), 2 usage or the ledger cannot be read.`
+
+func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("log verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "./dicomseal-data", "data directory of the embedded ledger")
+	keyPath := fs.String("log-key", "", "the log's verifier key (as in /v1/keys `verifier_key`) or its key file; default <data-dir>/keys/log.key")
+	origin := fs.String("log-origin", defaultLogOrigin, "the log's origin line")
+	fs.Usage = usage(fs, stderr, "dicomseal log verify [flags]", logVerifyDescription)
+	if err := parseWithEnv(fs, args); err != nil {
+		return exitUsage(err)
+	}
+	if *keyPath == "" {
+		*keyPath = filepath.Join(*dataDir, "keys", "log.key")
+	}
+	v, err := signer.LoadLogVerifier(*keyPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "dicomseal log verify:", err)
+		return 2
+	}
+	backend, err := sqlite.Open(ctx, filepath.Join(*dataDir, "ledger.db"))
+	if err != nil {
+		fmt.Fprintln(stderr, "dicomseal log verify:", err)
+		return 2
+	}
+	defer backend.Close()
+	start := time.Now()
+	progress := func(done, total uint64) {
+		pct := 100.0
+		if total > 0 {
+			pct = 100 * float64(done) / float64(total)
+		}
+		fmt.Fprintf(stderr, "log verify: %d/%d entries checked (%.0f%%)\n", done, total, pct)
+	}
+	rep, err := ledger.Audit(ctx, backend, *origin, v, progress)
+	if err != nil {
+		fmt.Fprintln(stderr, "dicomseal log verify:", err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "%d entries, %d signed batches, %d checkpoints (latest verified: size %d), checked in %s\n",
+		rep.Entries, rep.Batches, rep.Checkpoints, rep.TreeSize, time.Since(start).Round(time.Millisecond))
+	if rep.OK() {
+		fmt.Fprintln(stdout, "OK: every entry, batch, checkpoint and tree node verifies")
+		return 0
+	}
+	fmt.Fprintf(stdout, "FAILED: %d findings; the first at index %d\n", len(rep.Findings), rep.Findings[0].Index)
+	for _, f := range rep.Findings {
+		fmt.Fprintln(stdout, "  "+f.String())
+	}
+	return 1
+}
+
+const logWatchDescription = `
+Checks a dicomseal server's log from the outside, as a witness: fetches the
+latest checkpoint, verifies its signature with the pinned log key, and proves
+that it is consistent with the last checkpoint seen (stored in --state). The new
+checkpoint replaces the old one atomically. A shrinking log or a fork — history
+rewritten, even by someone holding the log key — fails loudly.
+
+Run it from a machine the log's operators do not control, from cron or with
+--every. Exit status: 0 consistent, 1 fork, shrink or bad signature, 2 usage or
+the server cannot be reached.`
+
+func logWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("log watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "", "base URL of the dicomseal server, e.g. https://dicomseal.example:8080")
+	state := fs.String("state", "", "file holding the last checkpoint seen (created on the first run)")
+	keyPath := fs.String("log-key", "", "file with the log's verifier key (`verifier_key` in /v1/keys), pinned out of band")
+	origin := fs.String("log-origin", defaultLogOrigin, "the log's origin line")
+	every := fs.Duration("every", 0, "check again at this interval until interrupted (0: once)")
+	fs.Usage = usage(fs, stderr, "dicomseal log watch --server URL --state FILE --log-key FILE", logWatchDescription)
+	if err := parseWithEnv(fs, args); err != nil {
+		return exitUsage(err)
+	}
+	if *server == "" || *state == "" || *keyPath == "" {
+		fs.Usage()
+		return 2
+	}
+	v, err := signer.LoadLogVerifier(*keyPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "dicomseal log watch:", err)
+		return 2
+	}
+	client := &witness.Client{BaseURL: *server, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	for {
+		if code := watchOnce(ctx, client, v, *origin, *state, stdout, stderr); code != 0 || *every == 0 {
+			return code
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(*every):
+		}
+	}
+}
+
+func watchOnce(ctx context.Context, c *witness.Client, v note.Verifier, origin, state string, stdout, stderr io.Writer) int {
+	prev, err := witness.LoadState(state)
+	if err != nil {
+		fmt.Fprintln(stderr, "dicomseal log watch: state:", err)
+		return 2
+	}
+	res, err := witness.Check(ctx, c, v, origin, prev)
+	switch {
+	case errors.Is(err, witness.ErrFork), errors.Is(err, witness.ErrShrunk), errors.Is(err, witness.ErrBadCheckpoint):
+		fmt.Fprintf(stderr, "ALERT: %s: %v\nThe saved checkpoint in %s is kept as evidence.\n", origin, err, state)
+		return 1
+	case err != nil:
+		fmt.Fprintln(stderr, "dicomseal log watch:", err)
+		return 2
+	}
+	if err := witness.SaveState(state, res.Note); err != nil {
+		fmt.Fprintln(stderr, "dicomseal log watch: saving state:", err)
+		return 2
+	}
+	if prev == nil {
+		fmt.Fprintf(stdout, "%s: first checkpoint saved: size %d\n", origin, res.Checkpoint.Size)
+	} else {
+		fmt.Fprintf(stdout, "%s: consistent: size %d → %d\n", origin, res.Previous, res.Checkpoint.Size)
+	}
+	return 0
+}
+
+// exitUsage maps a flag parsing error to an exit status (--help is 0).
+func exitUsage(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}

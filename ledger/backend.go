@@ -1,0 +1,84 @@
+package ledger
+
+import (
+	"context"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+)
+
+// Backend is a ledger's storage: thin, SQL only. Everything that decides
+// what is appended, how the tree grows and what a proof is lives in this
+// package above it, so that backends differ in SQL and nothing else.
+type Backend interface {
+	// Write runs fn in a write transaction that holds the backend's write
+	// lock from its first statement (BEGIN IMMEDIATE in SQLite, a lock in
+	// PostgreSQL) and commits durably when fn returns nil.
+	Write(ctx context.Context, fn func(Tx) error) error
+	// Read runs fn in a read-only transaction over a consistent snapshot.
+	Read(ctx context.Context, fn func(Tx) error) error
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Tx is one backend transaction. Lookups return ErrNotFound when nothing
+// matches. Write methods are only called inside Backend.Write.
+type Tx interface {
+	// NextIndex is the index the next entry gets: the log head, read
+	// inside the transaction, never from a cache.
+	NextIndex(ctx context.Context) (uint64, error)
+	InsertEntry(ctx context.Context, e Entry) error
+	Entry(ctx context.Context, idx uint64) (Entry, error)
+	EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
+	// ScanEntries calls fn for entries with from <= index < to, in index order.
+	ScanEntries(ctx context.Context, from, to uint64, fn func(Entry) error) error
+
+	InstanceEntry(ctx context.Context, sopInstanceUID string) (Entry, error)
+	IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, error)
+	ClaimInstance(ctx context.Context, sopInstanceUID string, idx uint64, sha256Hex string) error
+	PutIdentity(ctx context.Context, sha256Hex string, id *Identity) error
+
+	// Incident returns the entry index and count of a recorded incident.
+	Incident(ctx context.Context, kind Kind, sopInstanceUID, key string) (idx uint64, count int64, err error)
+	// PutIncident inserts or updates an incident's entry index and count.
+	PutIncident(ctx context.Context, kind Kind, sopInstanceUID, key string, idx uint64, count int64, seen time.Time) error
+
+	InsertBatch(ctx context.Context, b Batch) error
+	// ScanBatches calls fn for batches whose first index is >= from, in order.
+	ScanBatches(ctx context.Context, from uint64, fn func(Batch) error) error
+
+	// Nodes returns the stored hashes of the given tree nodes, in order;
+	// ErrNotFound if any is missing.
+	Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error)
+	PutNodes(ctx context.Context, nodes []Node) error
+
+	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+	// InsertCheckpoint must fail unless c is larger than every stored checkpoint.
+	InsertCheckpoint(ctx context.Context, c Checkpoint) error
+	// ScanCheckpoints calls fn for every stored checkpoint, smallest first.
+	ScanCheckpoints(ctx context.Context, fn func(Checkpoint) error) error
+}
+
+// Batch is one group commit: the leaf hashes of the entries it appended
+// (from index First on), signed together with the log key.
+type Batch struct {
+	First     uint64
+	Leaves    [][32]byte
+	Signature []byte
+}
+
+// Node is a stored hash of the Merkle tree: a perfect subtree root
+// (level 0 is a leaf).
+type Node struct {
+	ID   compact.NodeID
+	Hash []byte
+}
+
+// Checkpoint is a signed statement of the tree: its size and root hash,
+// and the signed note (C2SP tlog-checkpoint) that says so.
+type Checkpoint struct {
+	Size      uint64
+	Root      []byte
+	Note      []byte
+	CreatedAt time.Time
+}

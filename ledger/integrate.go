@@ -1,0 +1,190 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+)
+
+var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// HaltError reports why integration stopped short: a batch whose signature
+// or entries do not verify. Nothing at or after Index is integrated until
+// it is resolved: it is evidence of tampering, not a fault to retry.
+type HaltError struct {
+	Index  uint64
+	Reason string
+}
+
+func (e *HaltError) Error() string {
+	return fmt.Sprintf("ledger: integration halted at index %d: %s", e.Index, e.Reason)
+}
+
+// Integrate extends the tree with every committed batch whose signature
+// and entries verify, and publishes a checkpoint for the new size. It
+// reports whether a new checkpoint was published. Everything happens in one
+// write transaction that reads the latest checkpoint inside it, so several
+// processes integrating the same log never fork it; a new checkpoint is
+// only ever built on the stored tree after that tree reproduced the previous
+// checkpoint's root.
+func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err error) {
+	var halt *HaltError
+	err = l.backend.Write(ctx, func(tx Tx) error {
+		prev, err := tx.LatestCheckpoint(ctx)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		rng, err := l.storedRange(ctx, tx, prev)
+		if err != nil {
+			return err
+		}
+		var nodes []Node
+		visit := func(id compact.NodeID, hash []byte) { nodes = append(nodes, Node{ID: id, Hash: bytes.Clone(hash)}) }
+		// Collect the batches first: a backend may not run a query while
+		// another's rows are open on the same transaction.
+		var batches []Batch
+		if err := tx.ScanBatches(ctx, prev.Size, func(b Batch) error {
+			batches = append(batches, b)
+			return nil
+		}); err != nil {
+			return err
+		}
+		next := prev.Size
+		for _, b := range batches {
+			var err error
+			if halt, err = l.checkBatch(ctx, tx, b, next); err != nil {
+				return err
+			}
+			if halt != nil {
+				break
+			}
+			for _, leaf := range b.Leaves {
+				if err := rng.Append(leaf[:], visit); err != nil {
+					return err
+				}
+			}
+			next += uint64(len(b.Leaves))
+		}
+		if next == prev.Size {
+			cp = prev
+			return nil
+		}
+		root, err := rng.GetRootHash(nil)
+		if err != nil {
+			return err
+		}
+		if cp, err = l.signCheckpoint(next, root); err != nil {
+			return err
+		}
+		if err := tx.PutNodes(ctx, nodes); err != nil {
+			return err
+		}
+		published = true
+		return tx.InsertCheckpoint(ctx, cp)
+	})
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("%w: integrate: %v", ErrUnavailable, err)
+	}
+	if halt != nil {
+		return cp, published, halt
+	}
+	return cp, published, nil
+}
+
+// checkBatch verifies a batch before it is integrated: it must start at
+// next, carry a valid signature, and its entries must hash to its leaves.
+func (l *Log) checkBatch(ctx context.Context, tx Tx, b Batch, next uint64) (*HaltError, error) {
+	if b.First != next {
+		return &HaltError{Index: next, Reason: fmt.Sprintf("the next signed batch starts at %d", b.First)}, nil
+	}
+	if !l.verifyBatch(b) {
+		return &HaltError{Index: b.First, Reason: "batch signature does not verify"}, nil
+	}
+	var halt *HaltError
+	i := 0
+	err := tx.ScanEntries(ctx, b.First, b.First+uint64(len(b.Leaves)), func(e Entry) error {
+		if e.Index != b.First+uint64(i) || LeafHash(e.Body) != b.Leaves[i] || e.LeafHash != b.Leaves[i] {
+			halt = &HaltError{Index: b.First + uint64(i), Reason: "entry does not match its signed batch"}
+			return errStop
+		}
+		i++
+		return nil
+	})
+	switch {
+	case halt != nil:
+		return halt, nil
+	case err != nil:
+		return nil, err
+	case i != len(b.Leaves):
+		return &HaltError{Index: b.First + uint64(i), Reason: "entry of a signed batch is missing"}, nil
+	}
+	return nil, nil
+}
+
+var errStop = errors.New("stop")
+
+// storedRange rebuilds the compact range of the tree at the previous
+// checkpoint from stored nodes, and checks it against that checkpoint.
+func (l *Log) storedRange(ctx context.Context, tx Tx, prev Checkpoint) (*compact.Range, error) {
+	if prev.Size == 0 {
+		return rangeFactory.NewEmptyRange(0), nil
+	}
+	ids := compact.RangeNodes(0, prev.Size, nil)
+	hashes, err := tx.Nodes(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("tree nodes at size %d: %w", prev.Size, err)
+	}
+	rng, err := rangeFactory.NewRange(0, prev.Size, hashes)
+	if err != nil {
+		return nil, err
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(root, prev.Root) {
+		return nil, fmt.Errorf("stored tree nodes do not reproduce the root of checkpoint %d", prev.Size)
+	}
+	return rng, nil
+}
+
+func (l *Log) signCheckpoint(size uint64, root []byte) (Checkpoint, error) {
+	body := log.Checkpoint{Origin: l.origin, Size: size, Hash: root}.Marshal()
+	signed, err := note.Sign(&note.Note{Text: string(body)}, l.key)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	return Checkpoint{Size: size, Root: root, Note: signed, CreatedAt: l.Now().UTC()}, nil
+}
+
+// RunIntegrator integrates every interval until ctx ends. A halt (evidence
+// of tampering) is logged as an error on every attempt, not retried away.
+func (l *Log) RunIntegrator(ctx context.Context, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		cp, published, err := l.Integrate(ctx)
+		var halt *HaltError
+		switch {
+		case errors.As(err, &halt):
+			logger.ErrorContext(ctx, "log integration halted: possible tampering", "origin", l.origin, "index", halt.Index, "reason", halt.Reason)
+		case err != nil && ctx.Err() == nil:
+			logger.WarnContext(ctx, "log integration failed", "origin", l.origin, "err", err)
+		case published:
+			logger.DebugContext(ctx, "checkpoint published", "origin", l.origin, "size", cp.Size)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Log is a verifiable, append-only ledger over a Backend: entries are
+// appended by group commit, each batch signed, and integrated into an
+// RFC 6962 Merkle tree whose checkpoints are signed notes.
+type Log struct {
+	backend Backend
+	origin  string
+	key     note.Signer
+	verify  note.Verifier
+
+	// Now is the clock (injected in tests).
+	Now func() time.Time
+
+	mu      sync.Mutex
+	pending []*appendRequest
+	leading bool
+}
+
+// New returns a log named origin (the first line of its checkpoints),
+// signing batches and checkpoints with key.
+func New(b Backend, origin string, key note.Signer, verifier note.Verifier) *Log {
+	return &Log{backend: b, origin: origin, key: key, verify: verifier, Now: time.Now}
+}
+
+// Origin is the log's origin line.
+func (l *Log) Origin() string { return l.origin }
+
+// Ping checks the backend.
+func (l *Log) Ping(ctx context.Context) error {
+	if err := l.backend.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close closes the backend.
+func (l *Log) Close() error { return l.backend.Close() }
+
+func (l *Log) read(ctx context.Context, fn func(Tx) error) error {
+	err := l.backend.Read(ctx, fn)
+	if err != nil && !isDomainError(err) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}
+
+// isDomainError tells the errors a caller branches on from backend faults.
+func isDomainError(err error) bool {
+	var exists *InstanceExistsError
+	var bad *BadParameterError
+	return errors.Is(err, ErrNotFound) || errors.As(err, &exists) || errors.As(err, &bad)
+}
+
+// Entry returns the entry at idx.
+func (l *Log) Entry(ctx context.Context, idx uint64) (Entry, error) {
+	var e Entry
+	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.Entry(ctx, idx); return })
+	return e, err
+}
+
+// InstanceBySOP returns the ingest entry that claimed uid.
+func (l *Log) InstanceBySOP(ctx context.Context, uid string) (Entry, error) {
+	var e Entry
+	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.InstanceEntry(ctx, uid); return })
+	return e, err
+}
+
+// IngestBySHA256 returns the ingest entry of the object with that digest.
+func (l *Log) IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, error) {
+	var e Entry
+	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.IngestBySHA256(ctx, sha256Hex); return })
+	return e, err
+}
+
+// EntryByLeafHash returns the entry with that leaf hash.
+func (l *Log) EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error) {
+	var e Entry
+	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.EntryByLeafHash(ctx, leaf); return })
+	return e, err
+}
+
+// LatestCheckpoint returns the newest checkpoint; ErrNotFound before the first.
+func (l *Log) LatestCheckpoint(ctx context.Context) (Checkpoint, error) {
+	var c Checkpoint
+	err := l.read(ctx, func(tx Tx) (err error) { c, err = tx.LatestCheckpoint(ctx); return })
+	return c, err
+}

@@ -1,0 +1,266 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/dicomseal/dicomseal/ledger"
+)
+
+// Tx implements ledger.Tx in SQL; it holds no logic of its own.
+type Tx struct {
+	tx *sql.Tx
+}
+
+var _ ledger.Tx = (*Tx)(nil)
+
+func errorsJoin(errs ...error) error { return errors.Join(errs...) }
+
+const entryColumns = `idx, kind, sop_instance_uid, file_sha256, body, leaf_hash`
+
+func scanEntry(sc interface{ Scan(...any) error }) (ledger.Entry, error) {
+	var e ledger.Entry
+	var idx int64
+	var kind string
+	var leaf []byte
+	err := sc.Scan(&idx, &kind, &e.SOPInstanceUID, &e.FileSHA256, &e.Body, &leaf)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, ledger.ErrNotFound
+	}
+	if err != nil {
+		return e, fmt.Errorf("read entry: %w", err)
+	}
+	if len(leaf) != len(e.LeafHash) {
+		return e, fmt.Errorf("entry %d has a %d-byte leaf hash", idx, len(leaf))
+	}
+	e.Index, e.Kind = uint64(idx), ledger.Kind(kind)
+	copy(e.LeafHash[:], leaf)
+	return e, nil
+}
+
+func (t *Tx) entry(ctx context.Context, where string, args ...any) (ledger.Entry, error) {
+	return scanEntry(t.tx.QueryRowContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE `+where, args...))
+}
+
+func (t *Tx) NextIndex(ctx context.Context) (uint64, error) {
+	var next int64
+	err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM entries`).Scan(&next)
+	return uint64(next), err
+}
+
+func (t *Tx) InsertEntry(ctx context.Context, e ledger.Entry) error {
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT INTO entries (idx, kind, sop_instance_uid, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
+		int64(e.Index), string(e.Kind), e.SOPInstanceUID, e.FileSHA256, e.Body, e.LeafHash[:])
+	return err
+}
+
+func (t *Tx) Entry(ctx context.Context, idx uint64) (ledger.Entry, error) {
+	return t.entry(ctx, `idx = ?`, int64(idx))
+}
+
+func (t *Tx) EntryByLeafHash(ctx context.Context, leaf [32]byte) (ledger.Entry, error) {
+	return t.entry(ctx, `leaf_hash = ? ORDER BY idx LIMIT 1`, leaf[:])
+}
+
+func (t *Tx) ScanEntries(ctx context.Context, from, to uint64, fn func(ledger.Entry) error) error {
+	if to > 1<<62 {
+		to = 1 << 62
+	}
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(from), int64(to))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
+	return scanEntry(t.tx.QueryRowContext(ctx,
+		`SELECT e.idx, e.kind, e.sop_instance_uid, e.file_sha256, e.body, e.leaf_hash
+		 FROM instances i JOIN entries e ON e.idx = i.entry_idx WHERE i.sop_instance_uid = ?`, uid))
+}
+
+func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, error) {
+	return t.entry(ctx, `file_sha256 = ? AND kind = ? ORDER BY idx LIMIT 1`, sha, string(ledger.KindIngest))
+}
+
+func (t *Tx) ClaimInstance(ctx context.Context, uid string, idx uint64, sha string) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES (?, ?, ?)`, uid, int64(idx), sha)
+	return err
+}
+
+func (t *Tx) PutIdentity(ctx context.Context, sha string, id *ledger.Identity) error {
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT OR REPLACE INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date) VALUES (?, ?, ?, ?, ?)`,
+		sha, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate)
+	return err
+}
+
+func (t *Tx) Incident(ctx context.Context, kind ledger.Kind, uid, key string) (uint64, int64, error) {
+	var idx, count int64
+	err := t.tx.QueryRowContext(ctx,
+		`SELECT entry_idx, count FROM incidents WHERE kind = ? AND sop_instance_uid = ? AND incident_key = ?`,
+		string(kind), uid, key).Scan(&idx, &count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, ledger.ErrNotFound
+	}
+	return uint64(idx), count, err
+}
+
+func (t *Tx) PutIncident(ctx context.Context, kind ledger.Kind, uid, key string, idx uint64, count int64, seen time.Time) error {
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
+		string(kind), uid, key, int64(idx), count, seen.UTC().Format(time.RFC3339Nano))
+	return err
+}
+
+func (t *Tx) InsertBatch(ctx context.Context, b ledger.Batch) error {
+	leaves := make([]byte, 0, 32*len(b.Leaves))
+	for _, l := range b.Leaves {
+		leaves = append(leaves, l[:]...)
+	}
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO batches (first_idx, leaves, signature) VALUES (?, ?, ?)`, int64(b.First), leaves, b.Signature)
+	return err
+}
+
+func (t *Tx) ScanBatches(ctx context.Context, from uint64, fn func(ledger.Batch) error) error {
+	rows, err := t.tx.QueryContext(ctx, `SELECT first_idx, leaves, signature FROM batches WHERE first_idx >= ? ORDER BY first_idx`, int64(from))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var first int64
+		var leaves []byte
+		var b ledger.Batch
+		if err := rows.Scan(&first, &leaves, &b.Signature); err != nil {
+			return err
+		}
+		if len(leaves)%32 != 0 {
+			return fmt.Errorf("batch %d: %d bytes of leaf hashes", first, len(leaves))
+		}
+		b.First = uint64(first)
+		b.Leaves = make([][32]byte, len(leaves)/32)
+		for i := range b.Leaves {
+			copy(b.Leaves[i][:], leaves[32*i:])
+		}
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// nodeID packs a tree node's coordinates into one integer key.
+func nodeID(id compact.NodeID) int64 { return int64(id.Level)<<48 | int64(id.Index) }
+
+func (t *Tx) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = nodeID(id)
+	}
+	rows, err := t.tx.QueryContext(ctx,
+		`SELECT id, hash FROM tree_nodes WHERE id IN (?`+strings.Repeat(",?", len(ids)-1)+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := make(map[int64][]byte, len(ids))
+	for rows.Next() {
+		var id int64
+		var h []byte
+		if err := rows.Scan(&id, &h); err != nil {
+			return nil, err
+		}
+		found[id] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(ids))
+	for i := range ids {
+		h, ok := found[args[i].(int64)]
+		if !ok {
+			return nil, fmt.Errorf("%w: tree node (level %d, index %d)", ledger.ErrNotFound, ids[i].Level, ids[i].Index)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+func (t *Tx) PutNodes(ctx context.Context, nodes []ledger.Node) error {
+	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO tree_nodes (id, hash) VALUES (?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, n := range nodes {
+		if _, err := stmt.ExecContext(ctx, nodeID(n.ID), n.Hash); err != nil {
+			return fmt.Errorf("tree node (level %d, index %d): %w", n.ID.Level, n.ID.Index, err)
+		}
+	}
+	return nil
+}
+
+const checkpointColumns = `size, root, note, created_at`
+
+func scanCheckpoint(sc interface{ Scan(...any) error }) (ledger.Checkpoint, error) {
+	var c ledger.Checkpoint
+	var size int64
+	var created string
+	err := sc.Scan(&size, &c.Root, &c.Note, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ledger.ErrNotFound
+	}
+	if err != nil {
+		return c, err
+	}
+	c.Size = uint64(size)
+	c.CreatedAt, _ = time.Parse(time.RFC3339Nano, created)
+	return c, nil
+}
+
+func (t *Tx) LatestCheckpoint(ctx context.Context) (ledger.Checkpoint, error) {
+	return scanCheckpoint(t.tx.QueryRowContext(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size DESC LIMIT 1`))
+}
+
+func (t *Tx) InsertCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)`,
+		int64(c.Size), c.Root, c.Note, c.CreatedAt.UTC().Format(time.RFC3339Nano))
+	return err
+}
+
+func (t *Tx) ScanCheckpoints(ctx context.Context, fn func(ledger.Checkpoint) error) error {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
