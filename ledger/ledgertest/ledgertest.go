@@ -32,7 +32,7 @@ type Instance struct {
 }
 
 // Harness opens a fresh, empty backend for each test.
-type Harness func(t *testing.T) Instance
+type Harness func(t testing.TB) Instance
 
 // LogKey returns a fresh Ed25519 note signer and verifier for Origin.
 func LogKey(t testing.TB) (note.Signer, note.Verifier) {
@@ -60,7 +60,7 @@ type fixture struct {
 	verifier note.Verifier
 }
 
-func newFixture(t *testing.T, h Harness) *fixture {
+func newFixture(t testing.TB, h Harness) *fixture {
 	t.Helper()
 	inst := h(t)
 	s, v := LogKey(t)

@@ -54,7 +54,7 @@ func tamperer(t testing.TB, path string) func(stmt string, args ...any) {
 	}
 }
 
-func harness(t *testing.T) ledgertest.Instance {
+func harness(t testing.TB) ledgertest.Instance {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	return ledgertest.Instance{
 		Backend: open(t, path),

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/dicomseal/dicomseal/attest"
+)
+
+// logVerifier fetches the log's verifier key from /v1/keys, as an auditor
+// would once, out of band, and writes it to a file for the CLI.
+func (s *testServer) logVerifier() (note.Verifier, string) {
+	s.t.Helper()
+	var doc struct {
+		Keys []struct {
+			Use         string `json:"use"`
+			VerifierKey string `json:"verifier_key"`
+		} `json:"keys"`
+	}
+	json.Unmarshal(s.do(http.MethodGet, "/v1/keys", "", nil).body, &doc)
+	for _, k := range doc.Keys {
+		if k.Use == "log" {
+			v, err := note.NewVerifier(k.VerifierKey)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			path := filepath.Join(s.t.TempDir(), "log.vkey")
+			os.WriteFile(path, []byte(k.VerifierKey+"\n"), 0o644)
+			return v, path
+		}
+	}
+	s.t.Fatal("no log key in /v1/keys")
+	return nil, ""
+}
+
+// waitForCheckpoint polls until a checkpoint of at least size is published.
+func (s *testServer) waitForCheckpoint(v note.Verifier, size uint64) (*log.Checkpoint, []byte) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := s.do(http.MethodGet, "/v1/log/checkpoint", "", nil)
+		if r.status == http.StatusOK {
+			cp, _, _, err := log.ParseCheckpoint(r.body, defaultLogOrigin, v)
+			if err != nil {
+				s.t.Fatalf("checkpoint does not verify: %v\n%s", err, r.body)
+			}
+			if cp.Size >= size {
+				return cp, r.body
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no checkpoint of size %d within 10s (last: %d %s)", size, r.status, r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func unhex(t *testing.T, hs []any) [][]byte {
+	t.Helper()
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		b, err := hex.DecodeString(h.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+func TestVerifiableLogOverHTTP(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "--checkpoint-interval", "20ms")
+	v, vkeyPath := srv.logVerifier()
+	assertProblem(t, srv.do(http.MethodGet, "/v1/log/checkpoint", "", nil), http.StatusNotFound, "no-checkpoint")
+
+	files := []string{"pydicom-CT_small.dcm", "pydicom-MR_small.dcm", "pydicom-JPEG2000.dcm", "pydicom-rtplan.dcm"}
+	atts := map[string][]byte{}
+	for _, f := range files {
+		r := srv.ingest(fixture(t, f))
+		if r.status != http.StatusCreated {
+			t.Fatalf("%s: %d", f, r.status)
+		}
+	}
+	altered := fixture(t, "pydicom-CT_small.dcm")
+	altered[len(altered)-10] ^= 1
+	assertProblem(t, srv.ingest(altered), http.StatusConflict, "instance-conflict") // entry 4
+	cp1, _ := srv.waitForCheckpoint(v, 5)
+
+	r := srv.do(http.MethodGet, "/v1/log/checkpoint", "", nil)
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("checkpoint Content-Type %q", r.header.Get("Content-Type"))
+	}
+	for i := uint64(0); i < cp1.Size; i++ {
+		e := srv.do(http.MethodGet, fmt.Sprintf("/v1/log/entries/%d", i), "", nil).json(t)
+		body, _ := base64.StdEncoding.DecodeString(e["entry"].(string))
+		leaf := rfc6962.DefaultHasher.HashLeaf(body)
+		if hex.EncodeToString(leaf) != e["leaf_hash"] {
+			t.Fatalf("entry %d: leaf_hash is not SHA-256(0x00 ‖ entry)", i)
+		}
+		for _, q := range []string{
+			fmt.Sprintf("index=%d&size=%d", i, cp1.Size),
+			fmt.Sprintf("leaf_hash=%x&size=%d", leaf, cp1.Size),
+		} {
+			p := srv.do(http.MethodGet, "/v1/log/proof/inclusion?"+q, "", nil).json(t)
+			if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, cp1.Size, leaf, unhex(t, p["hashes"].([]any)), cp1.Hash); err != nil {
+				t.Fatalf("inclusion of %d (%s): %v", i, q, err)
+			}
+		}
+	}
+
+	srv.ingest(fixture(t, "suyashkumar-3-mr.dcm"))
+	cp2, _ := srv.waitForCheckpoint(v, cp1.Size+1)
+	p := srv.do(http.MethodGet, fmt.Sprintf("/v1/log/proof/consistency?from=%d&to=%d", cp1.Size, cp2.Size), "", nil).json(t)
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, cp1.Size, cp2.Size, unhex(t, p["hashes"].([]any)), cp1.Hash, cp2.Hash); err != nil {
+		t.Fatalf("consistency %d→%d: %v", cp1.Size, cp2.Size, err)
+	}
+
+	// Attestations now carry their inclusion proof; check them offline.
+	for _, f := range files[:2] {
+		data := fixture(t, f)
+		uid := srv.ingest(data).json(t)["sop_instance_uid"].(string)
+		a := srv.do(http.MethodGet, "/v1/instances/"+uid+"/attestation", "", nil)
+		if _, ok := a.json(t)["inclusion"]; !ok {
+			t.Fatalf("%s: integrated attestation without inclusion proof", f)
+		}
+		atts[f] = a.body
+	}
+	_, attPub := srv.attestationKey()
+	dir := t.TempDir()
+	filePath := filepath.Join(dir, "ct.dcm")
+	os.WriteFile(filePath, fixture(t, files[0]), 0o644)
+	verifyCLI := func(doc []byte) (int, string) {
+		attPath := filepath.Join(dir, "a.json")
+		os.WriteFile(attPath, doc, 0o644)
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"verify", "--key", attPub, "--log-key", vkeyPath, "--attestation", attPath, filePath}, &stdout, &stderr)
+		return code, stdout.String() + stderr.String()
+	}
+	if code, out := verifyCLI(atts[files[0]]); code != 0 || !strings.Contains(out, "proven against its signed checkpoint") {
+		t.Fatalf("offline verify with inclusion: exit %d\n%s", code, out)
+	}
+	// A malicious server's answers must all be refused.
+	var good, other attest.Attestation
+	json.Unmarshal(atts[files[0]], &good)
+	json.Unmarshal(atts[files[1]], &other)
+	forger, _, _ := note.GenerateKey(rand.Reader, defaultLogOrigin)
+	forgerSigner, _ := note.NewSigner(forger)
+	cases := map[string]func(a *attest.Attestation){
+		"a proof hash altered": func(a *attest.Attestation) {
+			h := []byte(a.Inclusion.Hashes[0])
+			h[0] = map[byte]byte{'0': '1'}[h[0]] | '0'
+			a.Inclusion.Hashes[0] = string(h)
+		},
+		"checkpoint signed by another key": func(a *attest.Attestation) {
+			text := a.Inclusion.Checkpoint[:strings.Index(a.Inclusion.Checkpoint, "\n\n")+1]
+			signed, _ := note.Sign(&note.Note{Text: text}, forgerSigner)
+			a.Inclusion.Checkpoint = string(signed)
+		},
+		"a valid proof of another entry": func(a *attest.Attestation) {
+			a.Entry, a.EntryHash, a.LedgerIndex, a.Inclusion = other.Entry, other.EntryHash, other.LedgerIndex, other.Inclusion
+		},
+		"no inclusion proof": func(a *attest.Attestation) { a.Inclusion = nil },
+	}
+	for name, mutate := range cases {
+		bad := good
+		inc := *good.Inclusion
+		inc.Hashes = append([]string(nil), good.Inclusion.Hashes...)
+		bad.Inclusion = &inc
+		mutate(&bad)
+		doc, _ := json.Marshal(bad)
+		if code, out := verifyCLI(doc); code != 1 {
+			t.Errorf("%s: offline verify exit %d, want 1\n%s", name, code, out)
+		}
+	}
+
+	for _, tc := range []struct{ path, slug string }{
+		{"/v1/log/entries/abc", "invalid-proof-request"},
+		{"/v1/log/entries/-1", "invalid-proof-request"},
+		{"/v1/log/proof/inclusion", "invalid-proof-request"},
+		{"/v1/log/proof/inclusion?index=x", "invalid-proof-request"},
+		{"/v1/log/proof/inclusion?index=999", "invalid-proof-request"},
+		{"/v1/log/proof/inclusion?index=0&size=999", "invalid-proof-request"},
+		{"/v1/log/proof/inclusion?index=0&leaf_hash=00", "invalid-proof-request"},
+		{"/v1/log/proof/inclusion?leaf_hash=zz", "invalid-proof-request"},
+		{"/v1/log/proof/consistency", "invalid-proof-request"},
+		{"/v1/log/proof/consistency?from=a", "invalid-proof-request"},
+		{"/v1/log/proof/consistency?from=5&to=2", "invalid-proof-request"},
+		{"/v1/log/proof/consistency?from=1&to=999", "invalid-proof-request"},
+	} {
+		assertProblem(t, srv.do(http.MethodGet, tc.path, "", nil), http.StatusBadRequest, tc.slug)
+	}
+	assertProblem(t, srv.do(http.MethodGet, "/v1/log/entries/999", "", nil), http.StatusNotFound, "not-found")
+	assertProblem(t, srv.do(http.MethodGet, fmt.Sprintf("/v1/log/proof/inclusion?leaf_hash=%064x", 7), "", nil), http.StatusNotFound, "not-found")
+}
+
+// attestationKey writes the attestation public key to a file.
+func (s *testServer) attestationKey() (string, string) {
+	s.t.Helper()
+	var doc struct {
+		Keys []struct {
+			Use       string `json:"use"`
+			PublicKey string `json:"public_key"`
+		} `json:"keys"`
+	}
+	json.Unmarshal(s.do(http.MethodGet, "/v1/keys", "", nil).body, &doc)
+	path := filepath.Join(s.t.TempDir(), "attestation.pub")
+	os.WriteFile(path, []byte(doc.Keys[0].PublicKey), 0o644)
+	return doc.Keys[0].PublicKey, path
+}
+
+// tamperLedger edits a stopped server's ledger file as its owner can:
+// triggers dropped first.
+func tamperLedger(t *testing.T, dataDir string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, _ := db.Query(`SELECT name FROM sqlite_master WHERE type = 'trigger'`)
+	var triggers []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		triggers = append(triggers, n)
+	}
+	rows.Close()
+	for _, n := range triggers {
+		db.Exec(`DROP TRIGGER ` + n)
+	}
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+func runCLI(args ...string) (int, string) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String() + stderr.String()
+}
+
+func TestLogVerifyCommand(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	v, vkeyPath := srv.logVerifier()
+	for _, f := range []string{"pydicom-CT_small.dcm", "pydicom-MR_small.dcm", "pydicom-rtplan.dcm"} {
+		srv.ingest(fixture(t, f))
+	}
+	srv.waitForCheckpoint(v, 3)
+	srv.stop()
+
+	if code, out := runCLI("log", "verify", "--data-dir", dataDir); code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "3/3 entries checked") {
+		t.Fatalf("log verify of a sound ledger: exit %d\n%s", code, out)
+	}
+	// The auditor's own copy of the verifier key works the same.
+	if code, out := runCLI("log", "verify", "--data-dir", dataDir, "--log-key", vkeyPath); code != 0 {
+		t.Fatalf("log verify --log-key: exit %d\n%s", code, out)
+	}
+	// A key that is not the log's finds every checkpoint unverifiable.
+	other, _, _ := note.GenerateKey(rand.Reader, defaultLogOrigin)
+	otherPath := filepath.Join(t.TempDir(), "other.key")
+	os.WriteFile(otherPath, []byte(other), 0o600)
+	if code, out := runCLI("log", "verify", "--data-dir", dataDir, "--log-key", otherPath); code != 1 {
+		t.Fatalf("log verify with the wrong key: exit %d\n%s", code, out)
+	}
+
+	tamperLedger(t, dataDir, `UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), '"ingest"', '"ingesT"') AS BLOB) WHERE idx = 1`)
+	code, out := runCLI("log", "verify", "--data-dir", dataDir)
+	if code != 1 || !strings.Contains(out, "the first at index 1") {
+		t.Fatalf("log verify after an edit: exit %d, want 1 naming index 1\n%s", code, out)
+	}
+}
+
+
+// Someone holding the log key truncates entries, batches, tree and
+// checkpoints together: the result is self-consistent, so log verify passes,
+// but a witness holding an older checkpoint must catch it.
+func TestLogWatchCatchesRewrittenHistory(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	v, vkeyPath := srv.logVerifier()
+	state := filepath.Join(t.TempDir(), "witness.state")
+	watch := func() (int, string) {
+		return runCLI("log", "watch", "--server", srv.url, "--state", state, "--log-key", vkeyPath)
+	}
+	srv.ingest(fixture(t, "pydicom-CT_small.dcm"))
+	srv.ingest(fixture(t, "pydicom-MR_small.dcm"))
+	srv.waitForCheckpoint(v, 2)
+	if code, out := watch(); code != 0 || !strings.Contains(out, "first checkpoint saved: size 2") {
+		t.Fatalf("first watch: exit %d\n%s", code, out)
+	}
+	srv.ingest(fixture(t, "pydicom-rtplan.dcm"))
+	srv.waitForCheckpoint(v, 3)
+	if code, out := watch(); code != 0 || !strings.Contains(out, "consistent: size 2 → 3") {
+		t.Fatalf("second watch: exit %d\n%s", code, out)
+	}
+	saved, _ := os.ReadFile(state)
+	srv.stop()
+
+	tamperLedger(t, dataDir,
+		`DELETE FROM instances WHERE entry_idx >= 1`, `DELETE FROM entries WHERE idx >= 1`,
+		`DELETE FROM batches WHERE first_idx >= 1`, `DELETE FROM tree_nodes`, `DELETE FROM checkpoints`)
+	srv = startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	srv.waitForCheckpoint(v, 1)
+	if code, out := runCLI("log", "verify", "--data-dir", dataDir); code != 0 {
+		t.Fatalf("log verify should not see a consistent rewrite (that is the witness's job): exit %d\n%s", code, out)
+	}
+	if code, out := watch(); code != 1 || !strings.Contains(out, "log shrank") {
+		t.Fatalf("watch after truncation: exit %d, want 1 and 'log shrank'\n%s", code, out)
+	}
+	if now, _ := os.ReadFile(state); !bytes.Equal(now, saved) {
+		t.Fatal("the evidence (the saved checkpoint) was overwritten")
+	}
+	// History grows past the old size again: now it is a fork.
+	for _, f := range []string{"pydicom-JPEG2000.dcm", "suyashkumar-3-mr.dcm", "suyashkumar-1-pet.dcm"} {
+		srv.ingest(fixture(t, f))
+	}
+	srv.waitForCheckpoint(v, 4)
+	if code, out := watch(); code != 1 || !strings.Contains(out, "forked") {
+		t.Fatalf("watch after rewrite: exit %d, want 1 and 'forked'\n%s", code, out)
+	}
+}

@@ -1,0 +1,155 @@
+package ledgertest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dicomseal/dicomseal/ledger"
+)
+
+// The benchmarks below run against any backend; each backend's package
+// calls them with its harness so the figures are comparable.
+
+// BenchAppend measures sustained appends with writers concurrent
+// appenders (ingest records of ~300 bytes with identity rows), reported as
+// appends/s.
+func BenchAppend(b *testing.B, h Harness, writers int) {
+	f := newFixture(b, h)
+	var next atomic.Int64
+	b.SetParallelism(max(1, int(math.Ceil(float64(writers)/float64(runtime.GOMAXPROCS(0))))))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			if _, err := f.log.AppendIngest(context.Background(), ingest(fmt.Sprintf("5.%d", i), sha(int(i)))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}
+
+var (
+	bigOnce sync.Once
+	bigLog  *ledger.Log
+	bigErr  error
+)
+
+// BenchInclusionProof measures serving one inclusion proof against the
+// latest checkpoint of a log of size entries. The log is built once per
+// process, through the real append and integration path, on a backend
+// from open that outlives any one benchmark run (the caller removes it).
+func BenchInclusionProof(b *testing.B, open func() (ledger.Backend, error), size int) {
+	bigOnce.Do(func() {
+		start := time.Now()
+		backend, err := open()
+		if err != nil {
+			bigErr = err
+			return
+		}
+		s, v := LogKey(b)
+		bigLog = ledger.New(backend, Origin, s, v)
+		const chunk = 100_000
+		for done := 0; done < size && bigErr == nil; done += chunk {
+			if bigErr = tryAppendN(bigLog, done, min(chunk, size-done), 512); bigErr == nil {
+				_, _, bigErr = bigLog.Integrate(context.Background())
+			}
+		}
+		b.Logf("built a log of %d entries in %s", size, time.Since(start).Round(time.Second))
+	})
+	if bigErr != nil {
+		b.Fatal(bigErr)
+	}
+	cp, err := bigLog.LatestCheckpoint(context.Background())
+	if err != nil || cp.Size != uint64(size) {
+		b.Fatalf("checkpoint %d, %v", cp.Size, err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		idx := uint64(i*7919) % cp.Size
+		if _, _, err := bigLog.InclusionProof(context.Background(), idx, cp.Size); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchCheckpointLatency appends with writers concurrent appenders while
+// the integrator runs every interval, and reports the latency from an
+// append's return to the first published checkpoint that covers it.
+func BenchCheckpointLatency(b *testing.B, h Harness, writers int, interval time.Duration) {
+	f := newFixture(b, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.log.RunIntegrator(ctx, interval, discardLogger())
+
+	// published[i] is when a checkpoint of size > i was first seen.
+	var mu sync.Mutex
+	seen := uint64(0)
+	published := map[uint64]time.Time{}
+	go func() {
+		for ctx.Err() == nil {
+			if cp, err := f.log.LatestCheckpoint(ctx); err == nil && cp.Size > seen {
+				now := time.Now()
+				mu.Lock()
+				for i := seen; i < cp.Size; i++ {
+					published[i] = now
+				}
+				seen = cp.Size
+				mu.Unlock()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+
+	appended := make([]struct {
+		idx uint64
+		at  time.Time
+	}, b.N)
+	var next atomic.Int64
+	b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) - 1
+			e, err := f.log.AppendIngest(ctx, ingest(fmt.Sprintf("7.%d", i), sha(int(i))))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			appended[i].idx, appended[i].at = e.Index, time.Now()
+		}
+	})
+	b.StopTimer()
+	deadline := time.Now().Add(10 * interval)
+	for {
+		mu.Lock()
+		done := seen >= uint64(b.N)
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lat := make([]float64, 0, b.N)
+	for _, a := range appended {
+		p, ok := published[a.idx]
+		if !ok {
+			b.Fatalf("entry %d never covered by a checkpoint", a.idx)
+		}
+		lat = append(lat, p.Sub(a.at).Seconds()*1000)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(lat[len(lat)/2], "p50-ms")
+	b.ReportMetric(lat[len(lat)*99/100], "p99-ms")
+	b.ReportMetric(lat[len(lat)-1], "max-ms")
+}
