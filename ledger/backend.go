@@ -27,7 +27,6 @@ type Tx interface {
 	// NextIndex is the index the next entry gets: the log head, read
 	// inside the transaction, never from a cache.
 	NextIndex(ctx context.Context) (uint64, error)
-	InsertEntry(ctx context.Context, e Entry) error
 	Entry(ctx context.Context, idx uint64) (Entry, error)
 	EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
 	// ScanEntries calls fn for entries with from <= index < to, in index order.
@@ -35,13 +34,17 @@ type Tx interface {
 
 	InstanceEntry(ctx context.Context, sopInstanceUID string) (Entry, error)
 	IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, error)
-	ClaimInstance(ctx context.Context, sopInstanceUID string, idx uint64, sha256Hex string) error
-	PutIdentity(ctx context.Context, sha256Hex string, id *Identity) error
 
-	// Incident returns the entry index and count of a recorded incident.
-	Incident(ctx context.Context, kind Kind, sopInstanceUID, key string) (idx uint64, count int64, err error)
-	// PutIncident inserts or updates an incident's entry index and count.
-	PutIncident(ctx context.Context, kind Kind, sopInstanceUID, key string, idx uint64, count int64, seen time.Time) error
+	// The batch path works in bulk, so that a batch costs a few round
+	// trips whatever its size: look everything up, decide in Go, write.
+
+	// InstanceEntries returns the ingest entries that claimed any of uids.
+	InstanceEntries(ctx context.Context, uids []string) (map[string]Entry, error)
+	// Incidents returns the recorded incidents among keys.
+	Incidents(ctx context.Context, keys []IncidentKey) (map[IncidentKey]Incident, error)
+	// AppendRows writes a batch's new entries, instance claims, identity
+	// rows and incident updates (insert or update by key).
+	AppendRows(ctx context.Context, rows Rows) error
 
 	InsertBatch(ctx context.Context, b Batch) error
 	// ScanBatches calls fn for batches whose first index is >= from, in order.
@@ -57,6 +60,42 @@ type Tx interface {
 	InsertCheckpoint(ctx context.Context, c Checkpoint) error
 	// ScanCheckpoints calls fn for every stored checkpoint, smallest first.
 	ScanCheckpoints(ctx context.Context, fn func(Checkpoint) error) error
+}
+
+// IncidentKey identifies an incident: its kind, instance and key.
+type IncidentKey struct {
+	Kind           Kind
+	SOPInstanceUID string
+	Key            string
+}
+
+// Incident is an incident's entry, how often it was seen and when last.
+type Incident struct {
+	IncidentKey
+	Index    uint64
+	Count    int64
+	LastSeen time.Time
+}
+
+// Claim is the unique claim of a SOP Instance UID by an ingest entry.
+type Claim struct {
+	SOPInstanceUID string
+	Index          uint64
+	FileSHA256     string
+}
+
+// IdentityRow is the correctable identity of an ingested file.
+type IdentityRow struct {
+	FileSHA256 string
+	*Identity
+}
+
+// Rows are what one batch writes.
+type Rows struct {
+	Entries    []Entry
+	Claims     []Claim
+	Identities []IdentityRow
+	Incidents  []Incident
 }
 
 // Batch is one group commit: the leaf hashes of the entries it appended

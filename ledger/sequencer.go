@@ -81,23 +81,81 @@ func (l *Log) submit(ctx context.Context, req *appendRequest) (*appendRequest, e
 	}
 }
 
-// commit writes one batch in one transaction and sets each request's outcome.
+// commit writes one batch in one transaction and sets each request's
+// outcome. It reads what the batch depends on in bulk, decides every
+// record in Go (seeing the records before it in the same batch), then
+// writes in bulk: a few round trips per batch, whatever its size.
 func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 	err := l.backend.Write(ctx, func(tx Tx) error {
 		next, err := tx.NextIndex(ctx)
 		if err != nil {
 			return err
 		}
-		b := Batch{First: next}
+		var uids []string
+		var keys []IncidentKey
 		for _, r := range batch {
 			r.entry, r.count, r.err = Entry{}, 0, nil
-			appended, err := l.apply(ctx, tx, r, next)
-			if err != nil {
-				return err
+			if r.rec.Kind == KindIngest {
+				uids = append(uids, r.rec.SOPInstanceUID)
+			} else {
+				keys = append(keys, incidentKey(r.rec))
 			}
-			if appended {
-				b.Leaves = append(b.Leaves, r.entry.LeafHash)
-				next++
+		}
+		claimed, err := tx.InstanceEntries(ctx, uids)
+		if err != nil {
+			return err
+		}
+		incidents, err := tx.Incidents(ctx, keys)
+		if err != nil {
+			return err
+		}
+
+		var rows Rows
+		b := Batch{First: next}
+		touched := map[IncidentKey]bool{}
+		var repeats []*appendRequest // incidents seen before this batch: their entry is read back
+		for _, r := range batch {
+			rec := r.rec
+			if rec.Kind == KindIngest {
+				if e, ok := claimed[rec.SOPInstanceUID]; ok {
+					r.err = &InstanceExistsError{Existing: e}
+					continue
+				}
+			} else if inc, ok := incidents[incidentKey(rec)]; ok {
+				inc.Count++
+				inc.LastSeen = r.seenAt
+				incidents[inc.IncidentKey], touched[inc.IncidentKey] = inc, true
+				r.count, r.entry.Index = inc.Count, inc.Index
+				repeats = append(repeats, r)
+				continue
+			}
+			e := Entry{Index: next, Kind: rec.Kind, SOPInstanceUID: rec.SOPInstanceUID, FileSHA256: rec.FileSHA256,
+				Body: rec.Body, LeafHash: LeafHash(rec.Body)}
+			next++
+			r.entry = e
+			rows.Entries = append(rows.Entries, e)
+			b.Leaves = append(b.Leaves, e.LeafHash)
+			if rec.Kind == KindIngest {
+				claimed[rec.SOPInstanceUID] = e
+				rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.SOPInstanceUID, Index: e.Index, FileSHA256: rec.FileSHA256})
+				if rec.Identity != nil {
+					rows.Identities = append(rows.Identities, IdentityRow{FileSHA256: rec.FileSHA256, Identity: rec.Identity})
+				}
+				continue
+			}
+			k := incidentKey(rec)
+			incidents[k], touched[k] = Incident{IncidentKey: k, Index: e.Index, Count: 1, LastSeen: r.seenAt}, true
+			r.count = 1
+		}
+		for k := range touched {
+			rows.Incidents = append(rows.Incidents, incidents[k])
+		}
+		if err := tx.AppendRows(ctx, rows); err != nil {
+			return err
+		}
+		for _, r := range repeats {
+			if r.entry, err = tx.Entry(ctx, r.entry.Index); err != nil {
+				return err
 			}
 		}
 		if len(b.Leaves) == 0 {
@@ -116,51 +174,6 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 	}
 }
 
-// apply decides one record inside the batch transaction: append it at idx,
-// or answer from what is already there. Errors abort the whole batch.
-func (l *Log) apply(ctx context.Context, tx Tx, r *appendRequest, idx uint64) (appended bool, err error) {
-	rec := r.rec
-	if rec.Kind == KindIngest {
-		existing, err := tx.InstanceEntry(ctx, rec.SOPInstanceUID)
-		if err == nil {
-			r.err = &InstanceExistsError{Existing: existing}
-			return false, nil
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return false, err
-		}
-	} else {
-		eidx, count, err := tx.Incident(ctx, rec.Kind, rec.SOPInstanceUID, rec.IncidentKey)
-		switch {
-		case err == nil:
-			r.count = count + 1
-			if err := tx.PutIncident(ctx, rec.Kind, rec.SOPInstanceUID, rec.IncidentKey, eidx, r.count, r.seenAt); err != nil {
-				return false, err
-			}
-			r.entry, err = tx.Entry(ctx, eidx)
-			return false, err
-		case !errors.Is(err, ErrNotFound):
-			return false, err
-		}
-	}
-
-	e := Entry{Index: idx, Kind: rec.Kind, SOPInstanceUID: rec.SOPInstanceUID, FileSHA256: rec.FileSHA256,
-		Body: rec.Body, LeafHash: LeafHash(rec.Body)}
-	if err := tx.InsertEntry(ctx, e); err != nil {
-		return false, err
-	}
-	r.entry = e
-	if rec.Kind == KindIngest {
-		if err := tx.ClaimInstance(ctx, rec.SOPInstanceUID, idx, rec.FileSHA256); err != nil {
-			return false, err
-		}
-		if rec.Identity != nil {
-			if err := tx.PutIdentity(ctx, rec.FileSHA256, rec.Identity); err != nil {
-				return false, err
-			}
-		}
-		return true, nil
-	}
-	r.count = 1
-	return true, tx.PutIncident(ctx, rec.Kind, rec.SOPInstanceUID, rec.IncidentKey, idx, 1, r.seenAt)
+func incidentKey(rec Record) IncidentKey {
+	return IncidentKey{Kind: rec.Kind, SOPInstanceUID: rec.SOPInstanceUID, Key: rec.IncidentKey}
 }

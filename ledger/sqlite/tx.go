@@ -54,13 +54,6 @@ func (t *Tx) NextIndex(ctx context.Context) (uint64, error) {
 	return uint64(next), err
 }
 
-func (t *Tx) InsertEntry(ctx context.Context, e ledger.Entry) error {
-	_, err := t.tx.ExecContext(ctx,
-		`INSERT INTO entries (idx, kind, sop_instance_uid, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
-		int64(e.Index), string(e.Kind), e.SOPInstanceUID, e.FileSHA256, e.Body, e.LeafHash[:])
-	return err
-}
-
 func (t *Tx) Entry(ctx context.Context, idx uint64) (ledger.Entry, error) {
 	return t.entry(ctx, `idx = ?`, int64(idx))
 }
@@ -100,35 +93,88 @@ func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, erro
 	return t.entry(ctx, `file_sha256 = ? AND kind = ? ORDER BY idx LIMIT 1`, sha, string(ledger.KindIngest))
 }
 
-func (t *Tx) ClaimInstance(ctx context.Context, uid string, idx uint64, sha string) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES (?, ?, ?)`, uid, int64(idx), sha)
-	return err
-}
-
-func (t *Tx) PutIdentity(ctx context.Context, sha string, id *ledger.Identity) error {
-	_, err := t.tx.ExecContext(ctx,
-		`INSERT OR REPLACE INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date) VALUES (?, ?, ?, ?, ?)`,
-		sha, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate)
-	return err
-}
-
-func (t *Tx) Incident(ctx context.Context, kind ledger.Kind, uid, key string) (uint64, int64, error) {
-	var idx, count int64
-	err := t.tx.QueryRowContext(ctx,
-		`SELECT entry_idx, count FROM incidents WHERE kind = ? AND sop_instance_uid = ? AND incident_key = ?`,
-		string(kind), uid, key).Scan(&idx, &count)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, ledger.ErrNotFound
+func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error) {
+	out := make(map[string]ledger.Entry, len(uids))
+	for _, uid := range uids {
+		e, err := t.InstanceEntry(ctx, uid)
+		switch {
+		case err == nil:
+			out[uid] = e
+		case !errors.Is(err, ledger.ErrNotFound):
+			return nil, err
+		}
 	}
-	return uint64(idx), count, err
+	return out, nil
 }
 
-func (t *Tx) PutIncident(ctx context.Context, kind ledger.Kind, uid, key string, idx uint64, count int64, seen time.Time) error {
-	_, err := t.tx.ExecContext(ctx,
-		`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES (?, ?, ?, ?, ?, ?)
-		 ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
-		string(kind), uid, key, int64(idx), count, seen.UTC().Format(time.RFC3339Nano))
-	return err
+func (t *Tx) Incidents(ctx context.Context, keys []ledger.IncidentKey) (map[ledger.IncidentKey]ledger.Incident, error) {
+	out := make(map[ledger.IncidentKey]ledger.Incident, len(keys))
+	for _, k := range keys {
+		var idx, count int64
+		var seen string
+		err := t.tx.QueryRowContext(ctx,
+			`SELECT entry_idx, count, last_seen FROM incidents WHERE kind = ? AND sop_instance_uid = ? AND incident_key = ?`,
+			string(k.Kind), k.SOPInstanceUID, k.Key).Scan(&idx, &count, &seen)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		last, _ := time.Parse(time.RFC3339Nano, seen)
+		out[k] = ledger.Incident{IncidentKey: k, Index: uint64(idx), Count: count, LastSeen: last}
+	}
+	return out, nil
+}
+
+// AppendRows writes through prepared statements: in an embedded database
+// a statement is a function call, not a round trip.
+func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
+	for _, w := range []struct {
+		sql string
+		n   int
+		arg func(i int) []any
+	}{
+		{`INSERT INTO entries (idx, kind, sop_instance_uid, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
+			len(rows.Entries), func(i int) []any {
+				e := rows.Entries[i]
+				return []any{int64(e.Index), string(e.Kind), e.SOPInstanceUID, e.FileSHA256, e.Body, e.LeafHash[:]}
+			}},
+		{`INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES (?, ?, ?)`,
+			len(rows.Claims), func(i int) []any {
+				c := rows.Claims[i]
+				return []any{c.SOPInstanceUID, int64(c.Index), c.FileSHA256}
+			}},
+		{`INSERT OR REPLACE INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date) VALUES (?, ?, ?, ?, ?)`,
+			len(rows.Identities), func(i int) []any {
+				id := rows.Identities[i]
+				return []any{id.FileSHA256, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate}
+			}},
+		{`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+		  ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
+			len(rows.Incidents), func(i int) []any {
+				in := rows.Incidents[i]
+				return []any{string(in.Kind), in.SOPInstanceUID, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC().Format(time.RFC3339Nano)}
+			}},
+	} {
+		if w.n == 0 {
+			continue
+		}
+		stmt, err := t.tx.PrepareContext(ctx, w.sql)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < w.n; i++ {
+			if _, err := stmt.ExecContext(ctx, w.arg(i)...); err != nil {
+				stmt.Close()
+				return err
+			}
+		}
+		if err := stmt.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (t *Tx) InsertBatch(ctx context.Context, b ledger.Batch) error {
