@@ -8,14 +8,19 @@ import (
 	"io/fs"
 )
 
-//go:embed sqlite/*.sql
-var sqliteFiles embed.FS
+//go:embed sqlite/*.sql postgres/*.sql
+var files embed.FS
 
 // SQLite returns the SQLite migrations as a filesystem rooted at their directory.
-func SQLite() fs.FS {
-	sub, err := fs.Sub(sqliteFiles, "sqlite")
+func SQLite() fs.FS { return sub("sqlite") }
+
+// Postgres returns the PostgreSQL migrations, for schema dicomseal.
+func Postgres() fs.FS { return sub("postgres") }
+
+func sub(dir string) fs.FS {
+	s, err := fs.Sub(files, dir)
 	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
+		panic(err) // the embedded directories are fixed at build time
 	}
-	return sub
+	return s
 }

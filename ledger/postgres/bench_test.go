@@ -1,0 +1,28 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/ledger/ledgertest"
+	"github.com/dicomseal/dicomseal/ledger/postgres"
+)
+
+// DICOMSEAL_TEST_DATABASE_URL=… go test ./ledger/postgres -run '^$' -bench . -benchtime 50000x
+
+func BenchmarkAppend64Writers(b *testing.B) { ledgertest.BenchAppend(b, harness, 64) }
+
+func BenchmarkAppend1Writer(b *testing.B) { ledgertest.BenchAppend(b, harness, 1) }
+
+func BenchmarkCheckpointLatency(b *testing.B) {
+	ledgertest.BenchCheckpointLatency(b, harness, 64, 500*time.Millisecond)
+}
+
+func BenchmarkInclusionProof1M(b *testing.B) {
+	ledgertest.BenchInclusionProof(b, func() (ledger.Backend, error) {
+		_, service := createDatabase(b, false)
+		return postgres.Open(context.Background(), service)
+	}, 1_000_000)
+}
