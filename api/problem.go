@@ -31,6 +31,7 @@ var titles = map[string]string{
 	attest.ProblemInternal:           "Internal error",
 	attest.ProblemNoCheckpoint:       "No checkpoint yet",
 	attest.ProblemBadProof:           "Invalid proof request",
+	ProblemNoSyncReplica:             "No synchronous standby",
 	problemUnsupportedMediaType:      "Unsupported media type",
 	problemRouteNotFound:             "No such route",
 	problemMethodNotAllowed:          "Method not allowed",

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -27,7 +28,16 @@ type Server struct {
 	metrics *metrics
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64
+	// Checks are extra readiness checks (e.g. a synchronous standby).
+	Checks []ReadinessCheck
 }
+
+// ReadinessCheck returns a warning to report while still ready, or an
+// error (an *attest.Error) that makes the service not ready.
+type ReadinessCheck func(ctx context.Context) (warning string, err error)
+
+// ProblemNoSyncReplica: readiness requires a synchronous standby and there is none.
+const ProblemNoSyncReplica = "sync-replica-missing"
 
 // New returns a server for svc with the default 2 GiB body limit.
 func New(svc *attest.Service, log *slog.Logger) *Server {
@@ -72,7 +82,18 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	warnings := []string{}
+	for _, check := range s.Checks {
+		warning, err := check(r.Context())
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if warning != "" {
+			warnings = append(warnings, warning)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "warnings": warnings})
 }
 
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs dicomseal's whole test suite, as CI does (.ci/run calls this script).
 #
-# It fetches what the tests need and is safe to run again: pydicom's test
-# files (from Debian's python3-pydicom package, extracted, never installed)
-# are cached under ${DICOMSEAL_CACHE:-~/.cache/dicomseal}. Services are
-# started on loopback only. Extra arguments go to `go test`.
+# It fetches and starts what the tests need and is safe to run again:
+# pydicom's test files (from Debian's python3-pydicom package, extracted,
+# never installed) are cached under ${DICOMSEAL_CACHE:-~/.cache/dicomseal};
+# PostgreSQL is started (or installed) on 127.0.0.1 and a database is made
+# for this run and dropped after it. Extra arguments go to `go test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -15,6 +16,14 @@ go mod download
 export DICOMSEAL_TEST_PYDICOM_DIR
 DICOMSEAL_TEST_PYDICOM_DIR=$(scripts/pydicom-corpus.sh)
 log "pydicom test files: $DICOMSEAL_TEST_PYDICOM_DIR"
+
+step "PostgreSQL"
+export DICOMSEAL_TEST_DATABASE_URL
+DICOMSEAL_TEST_DATABASE_URL=$(scripts/postgres.sh)
+run_db=${DICOMSEAL_TEST_DATABASE_URL##*/}
+run_db=${run_db%%\?*}
+trap 'scripts/postgres.sh drop "$run_db"' EXIT
+log "PostgreSQL: database $run_db on 127.0.0.1"
 
 step "go vet"
 go vet ./...

@@ -183,7 +183,7 @@ func validateResponse(t *testing.T, req *http.Request, resp *http.Response, body
 	}
 }
 
-func fixture(t *testing.T, name string) []byte {
+func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dicom", name))
 	if err != nil {

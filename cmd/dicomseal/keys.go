@@ -62,4 +62,3 @@ func (k *serviceKeys) logKeyInfo() attest.Key {
 		VerifierKey: k.log.VerifierKey(),
 	}
 }
-

@@ -290,7 +290,6 @@ func TestLogVerifyCommand(t *testing.T) {
 	}
 }
 
-
 // Someone holding the log key truncates entries, batches, tree and
 // checkpoints together: the result is self-consistent, so log verify passes,
 // but a witness holding an older checkpoint must catch it.

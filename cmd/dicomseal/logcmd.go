@@ -13,7 +13,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/dicomseal/dicomseal/ledger"
-	"github.com/dicomseal/dicomseal/ledger/sqlite"
 	"github.com/dicomseal/dicomseal/signer"
 	"github.com/dicomseal/dicomseal/witness"
 )
@@ -60,7 +59,9 @@ Exit status: 0 sound, 1 findings (each printed), 2 usage or the ledger cannot be
 func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("log verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "./dicomseal-data", "data directory of the embedded ledger")
+	dataDir := fs.String("data-dir", "./dicomseal-data", "data directory of the embedded ledger (and of the key files)")
+	var lc ledgerConfig
+	lc.flags(fs)
 	keyPath := fs.String("log-key", "", "the log's verifier key (as in /v1/keys `verifier_key`) or its key file; default <data-dir>/keys/log.key")
 	origin := fs.String("log-origin", defaultLogOrigin, "the log's origin line")
 	fs.Usage = usage(fs, stderr, "dicomseal log verify [flags]", logVerifyDescription)
@@ -75,7 +76,7 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "dicomseal log verify:", err)
 		return 2
 	}
-	backend, err := sqlite.Open(ctx, filepath.Join(*dataDir, "ledger.db"))
+	backend, err := lc.open(ctx, *dataDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "dicomseal log verify:", err)
 		return 2

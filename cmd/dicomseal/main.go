@@ -22,6 +22,7 @@ Commands:
   serve    run the service (embedded defaults: ./dicomseal-data, 127.0.0.1:8080)
   verify   check a file against an attestation offline, with only the public keys
   log      audit a ledger ('log verify') or witness a server's log ('log watch')
+  migrate  create or upgrade the ledger schema (PostgreSQL: also its two roles)
   version  print the version
 
 Run 'dicomseal <command> --help' for a command's flags. Every flag can also be
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return verifyCommand(args[1:], stdout, stderr)
 	case "log":
 		return logCommand(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return migrateCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dicomseal", version)
 	case "help", "-h", "--help", "-help":

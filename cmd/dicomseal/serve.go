@@ -17,7 +17,7 @@ import (
 	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/ledger"
-	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/ledger/postgres"
 	fsstore "github.com/dicomseal/dicomseal/store/fs"
 )
 
@@ -41,6 +41,9 @@ type Main struct {
 	Checkpoint   time.Duration
 	MaxBody      byteSize
 	SpoolMemory  byteSize
+	Ledger       ledgerConfig
+	MigrateURL   string
+	RequireSync  bool
 	TLSCert      string
 	TLSKey       string
 	LogLevel     string
@@ -85,6 +88,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.LogKeyFile, "log-key-file", m.LogKeyFile, "log signing key (Ed25519 signed-note key) for checkpoints and batches; default <data-dir>/keys/log.key, created if missing")
 	fs.StringVar(&m.LogOrigin, "log-origin", m.LogOrigin, "origin line of the custody log's checkpoints: a name unique to this deployment")
 	fs.DurationVar(&m.Checkpoint, "checkpoint-interval", m.Checkpoint, "how often new entries are integrated into the tree and a checkpoint is published")
+	m.Ledger.flags(fs)
+	fs.StringVar(&m.MigrateURL, "migrate-database-url", m.MigrateURL, "if set, apply PostgreSQL migrations with these (owner's) credentials before serving; serve never migrates otherwise")
+	fs.BoolVar(&m.RequireSync, "require-sync-replica", m.RequireSync, "fail readiness when PostgreSQL has no synchronous standby configured (otherwise only a warning)")
 	fs.Var(&m.MaxBody, "max-body", "largest request body accepted (e.g. 2GiB); larger bodies get 413")
 	fs.Var(&m.SpoolMemory, "spool-memory", "bytes of a body or object buffered in memory before spilling to a 0600 file in <data-dir>/spool")
 	fs.StringVar(&m.TLSCert, "tls-cert", m.TLSCert, "TLS certificate (PEM); with --tls-key serves HTTPS, TLS 1.2 minimum")
@@ -124,10 +130,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	backend, err := sqlite.Open(ctx, filepath.Join(m.DataDir, "ledger.db"))
+	if m.MigrateURL != "" {
+		roles := postgres.Roles{Owner: m.Ledger.OwnerRole, Service: m.Ledger.ServiceRole}
+		if err := postgres.Migrate(ctx, m.MigrateURL, roles, m.log); err != nil {
+			return err
+		}
+	}
+	backend, err := m.Ledger.open(ctx, m.DataDir)
 	if err != nil {
 		return err
 	}
+	warnPrivileges(ctx, backend, m.log)
 	m.ledger = ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier())
 	objects, err := fsstore.Open(filepath.Join(m.DataDir, "objects"))
 	if err != nil {
@@ -138,6 +151,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	svc.LogKey = keys.logKeyInfo()
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
+	if check := syncReplicaCheck(backend, m.RequireSync); check != nil {
+		srv.Checks = append(srv.Checks, check)
+	}
 
 	m.server = &http.Server{
 		Handler:           srv.Handler(),
@@ -164,7 +180,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.ledger.RunIntegrator(ictx, m.Checkpoint, m.log)
 	}()
 	m.log.Info("dicomseal serving", "addr", m.listener.Addr().String(), "tls", m.TLSCert != "",
-		"data_dir", m.DataDir, "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
+		"data_dir", m.DataDir, "ledger", map[bool]string{true: "postgresql", false: "sqlite"}[m.Ledger.DatabaseURL != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
 		"log_key", keys.log.VerifierKey())
 	return nil
 }

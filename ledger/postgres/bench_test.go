@@ -8,6 +8,7 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
+	"github.com/dicomseal/dicomseal/ledger/postgres/pgtest"
 )
 
 // DICOMSEAL_TEST_DATABASE_URL=… go test ./ledger/postgres -run '^$' -bench . -benchtime 50000x
@@ -22,7 +23,6 @@ func BenchmarkCheckpointLatency(b *testing.B) {
 
 func BenchmarkInclusionProof1M(b *testing.B) {
 	ledgertest.BenchInclusionProof(b, func() (ledger.Backend, error) {
-		_, service := createDatabase(b, false)
-		return postgres.Open(context.Background(), service)
+		return postgres.Open(context.Background(), pgtest.NewLasting(b).Service)
 	}, 1_000_000)
 }

@@ -2,14 +2,10 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -17,117 +13,21 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
+	"github.com/dicomseal/dicomseal/ledger/postgres/pgtest"
 )
 
-// These tests need a real PostgreSQL: DICOMSEAL_TEST_DATABASE_URL is a
-// superuser URL (scripts/test.sh starts the server and sets it). Each test
-// gets its own database; the two roles are unique to this run, because
-// roles are cluster-wide.
-
-var (
-	adminURL string
-	runID    = randomHex(4)
-	roles    = postgres.Roles{
-		Owner:           "dicomseal_owner_" + runID,
-		Service:         "dicomseal_service_" + runID,
-		ServicePassword: randomHex(16),
-	}
-	dbCount atomic.Int64
-)
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+var roles = pgtest.Roles
 
 func TestMain(m *testing.M) {
-	adminURL = os.Getenv("DICOMSEAL_TEST_DATABASE_URL")
 	code := m.Run()
-	for _, name := range lasting {
-		dropDatabase(name)
-	}
-	if adminURL != "" {
-		if c, err := pgx.Connect(context.Background(), adminURL); err == nil {
-			for _, r := range []string{roles.Service, roles.Owner} {
-				c.Exec(context.Background(), `DROP ROLE IF EXISTS `+pgx.Identifier{r}.Sanitize())
-			}
-			c.Close(context.Background())
-		}
-	}
+	pgtest.Cleanup()
 	os.Exit(code)
 }
 
-func needPostgres(t testing.TB) {
-	t.Helper()
-	if adminURL != "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("CI must run the PostgreSQL tests: DICOMSEAL_TEST_DATABASE_URL is not set (run scripts/test.sh)")
-	}
-	t.Skip("DICOMSEAL_TEST_DATABASE_URL is not set; scripts/test.sh (make test) starts PostgreSQL and sets it")
-}
-
-func dropDatabase(name string) {
-	ctx := context.Background()
-	if c, err := pgx.Connect(ctx, adminURL); err == nil {
-		c.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
-		c.Close(ctx)
-	}
-}
-
-// withUser returns u pointing at database db as user (password optional).
-func withUser(u, db, user, password string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		panic(err)
-	}
-	p.Path = "/" + db
-	if user != "" {
-		p.User = url.UserPassword(user, password)
-	}
-	return p.String()
-}
-
-// newDatabase creates a migrated database for one test, dropped after it,
-// and returns its admin and service URLs.
 func newDatabase(t testing.TB) (admin, service string) {
 	t.Helper()
-	return createDatabase(t, true)
-}
-
-// lasting are databases that outlive one test (benchmark fixtures); TestMain drops them.
-var (
-	lastingMu sync.Mutex
-	lasting   []string
-)
-
-func createDatabase(t testing.TB, dropAfterTest bool) (admin, service string) {
-	t.Helper()
-	needPostgres(t)
-	ctx := context.Background()
-	name := fmt.Sprintf("dicomseal_%s_%d", runID, dbCount.Add(1))
-	c, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `CREATE DATABASE `+name); err != nil {
-		t.Fatal(err)
-	}
-	if dropAfterTest {
-		t.Cleanup(func() { dropDatabase(name) })
-	} else {
-		lastingMu.Lock()
-		lasting = append(lasting, name)
-		lastingMu.Unlock()
-	}
-	admin = withUser(adminURL, name, "", "")
-	if err := postgres.Migrate(ctx, admin, roles, nil); err != nil {
-		t.Fatal(err)
-	}
-	return admin, withUser(adminURL, name, roles.Service, roles.ServicePassword)
+	db := pgtest.New(t)
+	return db.Admin, db.Service
 }
 
 func open(t testing.TB, url string) *postgres.DB {
@@ -186,7 +86,7 @@ func harness(t testing.TB) ledgertest.Instance {
 }
 
 func TestConformance(t *testing.T) {
-	needPostgres(t)
+	pgtest.AdminURL(t)
 	ledgertest.Run(t, harness)
 }
 
@@ -286,7 +186,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 	if err != nil || user != roles.Service || super || isOwner {
 		t.Fatalf("service connection: user %q superuser %v owner %v err %v", user, super, isOwner, err)
 	}
-	if _, err := postgres.Open(ctx, withUser(adminURL, "postgres", "", "")); err != postgres.ErrNotMigrated {
+	if _, err := postgres.Open(ctx, pgtest.NewEmpty(t).Admin); err != postgres.ErrNotMigrated {
 		t.Fatalf("Open on an unmigrated database: %v, want ErrNotMigrated", err)
 	}
 }

@@ -291,4 +291,3 @@ func (t *Tx) ScanCheckpoints(ctx context.Context, fn func(ledger.Checkpoint) err
 	}
 	return rows.Err()
 }
-
