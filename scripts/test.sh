@@ -5,7 +5,9 @@
 # pydicom's test files (from Debian's python3-pydicom package, extracted,
 # never installed) are cached under ${DICOMSEAL_CACHE:-~/.cache/dicomseal};
 # PostgreSQL is started (or installed) on 127.0.0.1 and a database is made
-# for this run and dropped after it. Extra arguments go to `go test`.
+# for this run and dropped after it; a MinIO server (built once with go
+# install) runs on a free loopback port for the run. Extra arguments go to
+# `go test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -22,8 +24,15 @@ export DICOMSEAL_TEST_DATABASE_URL
 DICOMSEAL_TEST_DATABASE_URL=$(scripts/postgres.sh)
 run_db=${DICOMSEAL_TEST_DATABASE_URL##*/}
 run_db=${run_db%%\?*}
-trap 'scripts/postgres.sh drop "$run_db"' EXIT
 log "PostgreSQL: database $run_db on 127.0.0.1"
+
+step "MinIO"
+eval "$(scripts/minio.sh start)"
+cleanup() {
+  scripts/minio.sh stop "$DICOMSEAL_MINIO_PID" "$DICOMSEAL_MINIO_DIR"
+  scripts/postgres.sh drop "$run_db"
+}
+trap cleanup EXIT
 
 step "go vet"
 go vet ./...

@@ -9,6 +9,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/dicomseal/dicomseal/ledger/postgres/pgtest"
+	"github.com/dicomseal/dicomseal/store/s3/s3test"
 )
 
 // corpusEntry is one line of testdata/corpus/pydicom.tsv.
@@ -109,4 +112,57 @@ func TestPydicomCorpus(t *testing.T) {
 		})
 	}
 	t.Logf("pydicom corpus: %v", counts)
+}
+
+// TestPydicomCorpusOnProductionBackends puts the whole corpus through one
+// server on PostgreSQL and MinIO. Several files share a SOP Instance UID,
+// so only the first of each (in name order) is created; the others must be
+// refused as conflicts, never overwrite it.
+func TestPydicomCorpusOnProductionBackends(t *testing.T) {
+	dir := os.Getenv("DICOMSEAL_TEST_PYDICOM_DIR")
+	if dir == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run the corpus test: DICOMSEAL_TEST_PYDICOM_DIR is not set (run scripts/test.sh)")
+		}
+		t.Skip("DICOMSEAL_TEST_PYDICOM_DIR is not set; scripts/test.sh (make test) extracts pydicom's test files and sets it")
+	}
+	flags := append(s3Flags(s3test.Config(t)), "--database-url", pgtest.New(t).Service)
+	srv := startServer(t, t.TempDir(), flags...)
+	manifest := readManifest(t)
+	var names []string
+	for name, e := range manifest {
+		if e.outcome == "ingest" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	first := map[string][]byte{} // UID → the bytes attested for it
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := srv.ingest(data)
+		switch r.status {
+		case http.StatusCreated:
+			uid := r.json(t)["sop_instance_uid"].(string)
+			if _, seen := first[uid]; seen {
+				t.Fatalf("%s: a second instance created for UID %s", name, uid)
+			}
+			first[uid] = data
+		case http.StatusOK, http.StatusConflict:
+			uid := r.json(t)["sop_instance_uid"].(string)
+			if _, seen := first[uid]; !seen {
+				t.Fatalf("%s: %d for a UID never created", name, r.status)
+			}
+		default:
+			t.Fatalf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	for uid, data := range first {
+		if got := srv.do(http.MethodGet, "/v1/instances/"+uid, "", nil); got.status != http.StatusOK || !bytes.Equal(got.body, data) {
+			t.Fatalf("%s: retrieval %d", uid, got.status)
+		}
+	}
+	t.Logf("%d corpus files, %d distinct instances on PostgreSQL and MinIO", len(names), len(first))
 }

@@ -23,6 +23,7 @@ Commands:
   verify   check a file against an attestation offline, with only the public keys
   log      audit a ledger ('log verify') or witness a server's log ('log watch')
   migrate  create or upgrade the ledger schema (PostgreSQL: also its two roles)
+  health   exit 0 when a running dicomseal is ready (for container health checks)
   version  print the version
 
 Run 'dicomseal <command> --help' for a command's flags. Every flag can also be
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return logCommand(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return migrateCommand(ctx, args[1:], stdout, stderr)
+	case "health":
+		return healthCommand(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dicomseal", version)
 	case "help", "-h", "--help", "-help":

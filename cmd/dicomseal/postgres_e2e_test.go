@@ -285,4 +285,3 @@ func TestThreeReplicasOnePostgres(t *testing.T) {
 		t.Fatalf("log verify after three writers: exit %d\n%s", code, out)
 	}
 }
-

@@ -18,7 +18,6 @@ import (
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
-	fsstore "github.com/dicomseal/dicomseal/store/fs"
 )
 
 const serveDescription = `
@@ -42,6 +41,7 @@ type Main struct {
 	MaxBody      byteSize
 	SpoolMemory  byteSize
 	Ledger       ledgerConfig
+	Objects      storeConfig
 	MigrateURL   string
 	RequireSync  bool
 	TLSCert      string
@@ -89,6 +89,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.LogOrigin, "log-origin", m.LogOrigin, "origin line of the custody log's checkpoints: a name unique to this deployment")
 	fs.DurationVar(&m.Checkpoint, "checkpoint-interval", m.Checkpoint, "how often new entries are integrated into the tree and a checkpoint is published")
 	m.Ledger.flags(fs)
+	m.Objects.flags(fs)
 	fs.StringVar(&m.MigrateURL, "migrate-database-url", m.MigrateURL, "if set, apply PostgreSQL migrations with these (owner's) credentials before serving; serve never migrates otherwise")
 	fs.BoolVar(&m.RequireSync, "require-sync-replica", m.RequireSync, "fail readiness when PostgreSQL has no synchronous standby configured (otherwise only a warning)")
 	fs.Var(&m.MaxBody, "max-body", "largest request body accepted (e.g. 2GiB); larger bodies get 413")
@@ -142,7 +143,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	warnPrivileges(ctx, backend, m.log)
 	m.ledger = ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier())
-	objects, err := fsstore.Open(filepath.Join(m.DataDir, "objects"))
+	objects, err := m.Objects.open(ctx, m.DataDir)
 	if err != nil {
 		return err
 	}
@@ -180,7 +181,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.ledger.RunIntegrator(ictx, m.Checkpoint, m.log)
 	}()
 	m.log.Info("dicomseal serving", "addr", m.listener.Addr().String(), "tls", m.TLSCert != "",
-		"data_dir", m.DataDir, "ledger", map[bool]string{true: "postgresql", false: "sqlite"}[m.Ledger.DatabaseURL != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
+		"data_dir", m.DataDir, "ledger", map[bool]string{true: "postgresql", false: "sqlite"}[m.Ledger.DatabaseURL != ""],
+		"objects", map[bool]string{true: "s3 " + m.Objects.s3.Endpoint + "/" + m.Objects.s3.Bucket, false: "filesystem"}[m.Objects.s3.Endpoint != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
 		"log_key", keys.log.VerifierKey())
 	return nil
 }

@@ -120,3 +120,30 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// List calls fn for every stored object (its digest and size), for
+// reconciliation against the ledger. Temporary files are skipped.
+func (s *Store) List(ctx context.Context, fn func(sha256Hex string, size int64) error) error {
+	root := filepath.Join(s.root, "sha256")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return ctx.Err()
+		}
+		want, kerr := s.path(d.Name())
+		if kerr != nil || want != p {
+			return nil // not ours (a temporary file, say)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return fn(d.Name(), info.Size())
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing stored yet
+	}
+	return err
+}

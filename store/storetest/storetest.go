@@ -9,8 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dicomseal/dicomseal/store"
 )
@@ -20,6 +23,7 @@ type Store interface {
 	Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
 	Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error)
 	Ping(ctx context.Context) error
+	List(ctx context.Context, fn func(sha256Hex string, size int64) error) error
 }
 
 func digest(b []byte) string {
@@ -117,4 +121,110 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("list for reconciliation", func(t *testing.T) {
+		s := newStore(t)
+		want := map[string]int64{}
+		for i := 0; i < 5; i++ {
+			data := bytes.Repeat([]byte{byte(i)}, 100+i)
+			want[digest(data)] = int64(len(data))
+			if err := s.Put(ctx, digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := map[string]int64{}
+		if err := s.List(ctx, func(sha string, size int64) error { got[sha] = size; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("listed %d objects, want %d", len(got), len(want))
+		}
+		for sha, size := range want {
+			if got[sha] != size {
+				t.Fatalf("%s listed with size %d, want %d", sha, got[sha], size)
+			}
+		}
+	})
+	t.Run("large object in bounded memory", func(t *testing.T) {
+		const size = 256 << 20
+		s := newStore(t)
+		sum := sha256.New()
+		io.Copy(sum, newPattern(size))
+		key := hex.EncodeToString(sum.Sum(nil))
+
+		peak := watchHeap(t)
+		if err := s.Put(ctx, key, newPattern(size), size); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := s.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := sha256.New()
+		n, err := io.Copy(check, rc)
+		rc.Close()
+		if err != nil || n != size || hex.EncodeToString(check.Sum(nil)) != key {
+			t.Fatalf("read back %d bytes (err %v), digest match %v", n, err, hex.EncodeToString(check.Sum(nil)) == key)
+		}
+		if grew := peak(); grew > 64<<20 {
+			t.Fatalf("heap grew by %d MiB moving a %d MiB object: something buffers it whole", grew>>20, size>>20)
+		}
+	})
+}
+
+// newPattern returns size deterministic, incompressible-looking bytes,
+// generated as they are read.
+func newPattern(size int64) io.Reader {
+	return io.LimitReader(&pattern{}, size)
+}
+
+type pattern struct {
+	n     uint64
+	block [32]byte
+	off   int
+}
+
+func (p *pattern) Read(b []byte) (int, error) {
+	for i := range b {
+		if p.off == 0 {
+			p.block = sha256.Sum256(append(p.block[:], byte(p.n), byte(p.n>>8), byte(p.n>>16), byte(p.n>>24)))
+			p.n++
+		}
+		b[i] = p.block[p.off]
+		p.off = (p.off + 1) % len(p.block)
+	}
+	return len(b), nil
+}
+
+// watchHeap samples the live heap until the returned function is called,
+// which reports the largest growth over the starting point.
+func watchHeap(t *testing.T) func() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	base := m.HeapAlloc
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				if m.HeapAlloc > base && m.HeapAlloc-base > peak.Load() {
+					peak.Store(m.HeapAlloc - base)
+				}
+			}
+		}
+	}()
+	return func() uint64 {
+		close(stop)
+		<-done
+		return peak.Load()
+	}
 }
