@@ -38,7 +38,7 @@ func (b *syncBuffer) String() string {
 
 // testServer is a real dicomseal serve on 127.0.0.1:0.
 type testServer struct {
-	t       *testing.T
+	t       testing.TB
 	main    *Main
 	url     string
 	dataDir string
@@ -48,7 +48,7 @@ type testServer struct {
 
 // startServer runs the real Main on a free port over dataDir; extra flags
 // are appended to the defaults.
-func startServer(t *testing.T, dataDir string, flags ...string) *testServer {
+func startServer(t testing.TB, dataDir string, flags ...string) *testServer {
 	t.Helper()
 	logs := &syncBuffer{}
 	m := NewMain()
@@ -85,7 +85,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -136,7 +136,7 @@ var (
 // and method must be in the contract and the status, headers and body must
 // match what it declares. Undeclared routes fail unless the answer is the
 // router's own 404/405 problem.
-func validateResponse(t *testing.T, req *http.Request, resp *http.Response, body []byte) {
+func validateResponse(t testing.TB, req *http.Request, resp *http.Response, body []byte) {
 	t.Helper()
 	specOnce.Do(func() {
 		loader := openapi3.NewLoader()
@@ -193,7 +193,7 @@ func fixture(t testing.TB, name string) []byte {
 }
 
 // assertProblem checks an error answer's status and problem type slug.
-func assertProblem(t *testing.T, r response, status int, slug string) map[string]any {
+func assertProblem(t testing.TB, r response, status int, slug string) map[string]any {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)

@@ -103,6 +103,10 @@ func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int
 		ContentType:      "application/dicom",
 		DisableMultipart: true,
 		UserMetadata:     map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum)},
+		// The signed x-amz-checksum-sha256 header already binds the body
+		// end to end (the server recomputes it); hashing the payload a
+		// second time for the signature would only double the cost.
+		DisableContentSha256: true,
 	})
 	if err != nil {
 		code := minio.ToErrorResponse(err).Code
