@@ -20,21 +20,22 @@ const (
 )
 
 var titles = map[string]string{
-	attest.ProblemInvalidDICOM:       "Invalid DICOM",
-	attest.ProblemInvalidRequest:     "Invalid request",
-	attest.ProblemBodyTooLarge:       "Request body too large",
-	attest.ProblemNotFound:           "Not attested",
-	attest.ProblemInstanceConflict:   "Conflicting instance",
-	attest.ProblemIntegrity:          "Integrity violation",
-	attest.ProblemStorageUnavailable: "Object store unavailable",
-	attest.ProblemLedgerUnavailable:  "Ledger unavailable",
-	attest.ProblemInternal:           "Internal error",
-	attest.ProblemNoCheckpoint:       "No checkpoint yet",
-	attest.ProblemBadProof:           "Invalid proof request",
-	ProblemNoSyncReplica:             "No synchronous standby",
-	problemUnsupportedMediaType:      "Unsupported media type",
-	problemRouteNotFound:             "No such route",
-	problemMethodNotAllowed:          "Method not allowed",
+	attest.ProblemInvalidDICOM:           "Invalid DICOM",
+	attest.ProblemInvalidRequest:         "Invalid request",
+	attest.ProblemBodyTooLarge:           "Request body too large",
+	attest.ProblemNotFound:               "Not attested",
+	attest.ProblemInstanceConflict:       "Conflicting instance",
+	attest.ProblemUnverifiableReencoding: "Re-encoding cannot be verified",
+	attest.ProblemIntegrity:              "Integrity violation",
+	attest.ProblemStorageUnavailable:     "Object store unavailable",
+	attest.ProblemLedgerUnavailable:      "Ledger unavailable",
+	attest.ProblemInternal:               "Internal error",
+	attest.ProblemNoCheckpoint:           "No checkpoint yet",
+	attest.ProblemBadProof:               "Invalid proof request",
+	ProblemNoSyncReplica:                 "No synchronous standby",
+	problemUnsupportedMediaType:          "Unsupported media type",
+	problemRouteNotFound:                 "No such route",
+	problemMethodNotAllowed:              "Method not allowed",
 }
 
 var statusOf = map[attest.Code]int{

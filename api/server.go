@@ -116,7 +116,16 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
-	got, err := s.svc.Retrieve(r.Context(), chi.URLParam(r, "sopInstanceUID"))
+	var revision *uint64
+	if v := r.URL.Query().Get("revision"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			s.writeError(w, r, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "revision must be a ledger index, got %q", v))
+			return
+		}
+		revision = &n
+	}
+	got, err := s.svc.Retrieve(r.Context(), chi.URLParam(r, "sopInstanceUID"), revision)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

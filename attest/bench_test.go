@@ -99,7 +99,7 @@ func BenchmarkRetrieve(b *testing.B) {
 	b.SetBytes(res.Size)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		got, err := f.svc.Retrieve(context.Background(), res.SOPInstanceUID)
+		got, err := f.svc.Retrieve(context.Background(), res.SOPInstanceUID, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -29,7 +29,13 @@ type conflictBody struct {
 	ExistingIndex     uint64      `json:"existing_index"`
 	ExistingSHA256    string      `json:"existing_sha256"`
 	ExistingEntryHash string      `json:"existing_entry_hash"`
-	RecordedAt        time.Time   `json:"recorded_at"`
+	// For a judged refusal: the verdict, why, and what changed (attribute
+	// names and classes, never values) and which frames.
+	Verdict    string    `json:"verdict,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Changes    []Change  `json:"changes,omitempty"`
+	Frames     []int     `json:"frames,omitempty"`
+	RecordedAt time.Time `json:"recorded_at"`
 }
 
 // Integrity failure reasons.
@@ -63,7 +69,8 @@ func decodeIngestBody(e ledger.Entry) (ingestBody, error) {
 	if err := json.Unmarshal(e.Body, &b); err != nil {
 		return b, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
-	if b.Kind != ledger.KindIngest || b.SOPInstanceUID != e.SOPInstanceUID || b.FileSHA256 != e.FileSHA256 {
+	if (b.Kind != ledger.KindIngest && b.Kind != ledger.KindRevision) || b.Kind != e.Kind ||
+		b.SOPInstanceUID != e.SOPInstanceUID || b.FileSHA256 != e.FileSHA256 {
 		return b, fmt.Errorf("entry %d: body does not match its indexed columns", e.Index)
 	}
 	return b, nil

@@ -56,15 +56,17 @@ func ErrorCode(err error) Code {
 
 // Problem slugs: stable, part of the API contract (see openapi.yaml).
 const (
-	ProblemInvalidDICOM       = "invalid-dicom"
-	ProblemInvalidRequest     = "invalid-request"
-	ProblemBodyTooLarge       = "body-too-large"
-	ProblemNotFound           = "not-found"
-	ProblemInstanceConflict   = "instance-conflict"
-	ProblemIntegrity          = "integrity-violation"
-	ProblemStorageUnavailable = "storage-unavailable"
-	ProblemLedgerUnavailable  = "ledger-unavailable"
-	ProblemInternal           = "internal-error"
+	ProblemInvalidDICOM     = "invalid-dicom"
+	ProblemInvalidRequest   = "invalid-request"
+	ProblemBodyTooLarge     = "body-too-large"
+	ProblemNotFound         = "not-found"
+	ProblemInstanceConflict = "instance-conflict"
+	// ProblemUnverifiableReencoding: same UID, a pixel encoding dicomseal cannot compare.
+	ProblemUnverifiableReencoding = "unverifiable-reencoding"
+	ProblemIntegrity              = "integrity-violation"
+	ProblemStorageUnavailable     = "storage-unavailable"
+	ProblemLedgerUnavailable      = "ledger-unavailable"
+	ProblemInternal               = "internal-error"
 )
 
 func unavailable(problem string, err error) *Error {

@@ -37,6 +37,8 @@ type Attestation struct {
 	Entry string `json:"entry"`
 	// Inclusion is present once the entry is integrated into a checkpoint.
 	Inclusion *Inclusion `json:"inclusion,omitempty"`
+	// Revises is the ledger index of the attestation this revision follows.
+	Revises *uint64 `json:"revises,omitempty"`
 }
 
 // IngestResult is an attestation and whether this call created it.
@@ -53,9 +55,15 @@ const saltLen = 32
 // append is the commit point, so a failure before it leaves at most an
 // unreferenced content-addressed object, never an entry pointing at nothing.
 //
+// Bytes already attested get their attestation back. Other bytes under an
+// attested SOP Instance UID are judged against its latest attestation: a
+// benign change (pixels, geometry and clinical attributes unchanged, any
+// identity change documented by an Original Attributes Sequence) becomes a
+// revision linked to it; anything else is refused and recorded.
+//
 // Errors: EInvalid (not DICOM, malformed, missing SOP Instance UID),
-// ETooLarge (passed through from body), EConflict (different bytes under an
-// attested UID; recorded as a conflict entry), EUnavailable.
+// ETooLarge (passed through from body), EConflict (refused revision,
+// recorded as a security alert, or an incomparable re-encoding), EUnavailable.
 func (s *Service) Ingest(ctx context.Context, body io.Reader) (*IngestResult, error) {
 	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
 	if err != nil {
@@ -66,41 +74,73 @@ func (s *Service) Ingest(ctx context.Context, body io.Reader) (*IngestResult, er
 		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidRequest, Message: "could not read the request body", Err: err}
 	}
 	defer sp.Close()
-
-	inst, err := dicomfile.Parse(sp, sp.Size())
+	a, err := dicomfile.Analyze(sp, sp.Size())
 	if err != nil {
 		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
 	}
-	sha, size := sp.SHA256Hex(), sp.Size()
+	return s.ingest(ctx, a, sp, true)
+}
 
-	existing, err := s.ledger.InstanceBySOP(ctx, inst.SOPInstanceUID)
+// ingest decides what the analysed file becomes. retry allows one more
+// decision after losing a race for the first claim of its UID.
+func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.Spool, retry bool) (*IngestResult, error) {
+	sha := sp.SHA256Hex()
+	if same, err := s.ledger.IngestBySHA256(ctx, sha); err == nil {
+		att, err := s.openEntry(same)
+		if err != nil {
+			return nil, s.integrityFailure(ctx, same, ReasonAttestationInvalid, "", err)
+		}
+		return &IngestResult{Attestation: att}, nil
+	} else if !errors.Is(err, ledger.ErrNotFound) {
+		return nil, unavailable(ProblemLedgerUnavailable, err)
+	}
+	latest, err := s.ledger.InstanceBySOP(ctx, a.Instance.SOPInstanceUID)
 	switch {
 	case err == nil:
-		return s.resolveExisting(ctx, existing, sha, size)
+		return s.revise(ctx, latest, a, sp)
 	case !errors.Is(err, ledger.ErrNotFound):
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
+	res, err := s.attest(ctx, ledger.KindIngest, nil, a, sp)
+	var exists *ledger.InstanceExistsError
+	if errors.As(err, &exists) && retry {
+		// A concurrent first ingest of the same UID won the claim.
+		return s.ingest(ctx, a, sp, false)
+	}
+	return res, err
+}
 
+// attest stores, signs and logs the file as an ingest or a revision.
+func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64, a *dicomfile.Analysis, sp *spool.Spool) (*IngestResult, error) {
+	inst, sha, size := a.Instance, sp.SHA256Hex(), sp.Size()
 	if err := s.store.Put(ctx, sha, sp.Reader(), size); err != nil {
 		return nil, unavailable(ProblemStorageUnavailable, err)
 	}
-
 	salt := make([]byte, saltLen)
 	if _, err := io.ReadFull(s.Rand, salt); err != nil {
 		return nil, internal(fmt.Errorf("salt: %w", err))
 	}
+	d := a.Digests(salt)
+	digests := map[string]string{DigestFile: sha, DigestMetadata: d.Metadata, DigestIdentity: d.Identity}
+	if d.Pixel != "" {
+		digests[DigestPixel] = d.Pixel
+	}
 	pred := Predicate{
-		SOPClassUID:         inst.SOPClassUID,
-		SOPInstanceUID:      inst.SOPInstanceUID,
-		StudyInstanceUID:    inst.StudyInstanceUID,
-		SeriesInstanceUID:   inst.SeriesInstanceUID,
-		Modality:            inst.Modality,
-		TransferSyntaxUID:   inst.TransferSyntaxUID,
-		Digests:             map[string]string{DigestFile: sha},
-		Size:                size,
-		IdentityCommitments: identityCommitments(salt, inst),
-		AttestedAt:          s.Now().UTC(),
-		KeyID:               s.attestor.KeyID(),
+		SOPClassUID:        inst.SOPClassUID,
+		SOPInstanceUID:     inst.SOPInstanceUID,
+		StudyInstanceUID:   inst.StudyInstanceUID,
+		SeriesInstanceUID:  inst.SeriesInstanceUID,
+		Modality:           inst.Modality,
+		TransferSyntaxUID:  inst.TransferSyntaxUID,
+		Digests:            digests,
+		PixelEncoding:      d.PixelEncoding,
+		Frames:             d.Frames,
+		Attributes:         d.Attributes,
+		OriginalAttributes: d.OriginalAttributes,
+		Size:               size,
+		AttestedAt:         s.Now().UTC(),
+		KeyID:              s.attestor.KeyID(),
+		Revises:            revises,
 	}
 	payload, err := json.Marshal(newStatement(pred))
 	if err != nil {
@@ -111,10 +151,10 @@ func (s *Service) Ingest(ctx context.Context, body io.Reader) (*IngestResult, er
 		return nil, internal(err)
 	}
 	entry, err := s.ledger.AppendIngest(ctx, ledger.Record{
-		Kind:           ledger.KindIngest,
+		Kind:           kind,
 		SOPInstanceUID: inst.SOPInstanceUID,
 		FileSHA256:     sha,
-		Body:           encodeBody(ingestBody{Kind: ledger.KindIngest, SOPInstanceUID: inst.SOPInstanceUID, FileSHA256: sha, Envelope: env}),
+		Body:           encodeBody(ingestBody{Kind: kind, SOPInstanceUID: inst.SOPInstanceUID, FileSHA256: sha, Envelope: env}),
 		Identity: &ledger.Identity{
 			Salt: salt, PatientName: inst.PatientName, PatientID: inst.PatientID, PatientBirthDate: inst.PatientBirthDate,
 		},
@@ -122,85 +162,132 @@ func (s *Service) Ingest(ctx context.Context, body io.Reader) (*IngestResult, er
 	var exists *ledger.InstanceExistsError
 	switch {
 	case errors.As(err, &exists):
-		// A concurrent first ingest of the same UID won the claim.
-		return s.resolveExisting(ctx, exists.Existing, sha, size)
+		return nil, err
 	case err != nil:
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
-	s.log.InfoContext(ctx, "instance attested",
+	s.log.InfoContext(ctx, "instance attested", "kind", kind,
 		"sop_instance_uid", inst.SOPInstanceUID, "sha256", sha, "size", size, "ledger_index", entry.Index)
 	return &IngestResult{Attestation: newAttestation(entry, pred, env), Created: true}, nil
 }
 
-// resolveExisting answers an ingest whose UID is already attested: the same
-// bytes get the existing attestation; other bytes are a conflict, recorded
-// in the ledger, and the original stays untouched.
-func (s *Service) resolveExisting(ctx context.Context, existing ledger.Entry, sha string, size int64) (*IngestResult, error) {
-	att, err := s.openEntry(existing)
+// revise judges other bytes under an attested UID against its latest
+// attestation: a benign change becomes a revision; anything else is
+// refused, the original untouched, and the attempt recorded.
+func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.Analysis, sp *spool.Spool) (*IngestResult, error) {
+	pred, _, err := s.openPredicate(latest)
 	if err != nil {
 		return nil, &Error{Code: EIntegrity, Problem: ProblemIntegrity,
-			Message: fmt.Sprintf("the existing attestation at ledger index %d fails verification", existing.Index), Err: err}
+			Message: fmt.Sprintf("the existing attestation at ledger index %d fails verification", latest.Index), Err: err}
 	}
-	if existing.FileSHA256 == sha {
-		return &IngestResult{Attestation: att}, nil
+	j, err := s.judgeAgainst(ctx, latest, pred, a)
+	if err != nil {
+		return nil, err
+	}
+	if ok, _ := j.revisable(); ok {
+		idx := latest.Index
+		return s.attest(ctx, ledger.KindRevision, &idx, a, sp)
+	}
+	return nil, s.refuse(ctx, latest, j, sp.SHA256Hex(), sp.Size())
+}
+
+// judgeAgainst computes the file's digests with the salt of the attested
+// record (so per-attribute digests compare) and judges them.
+func (s *Service) judgeAgainst(ctx context.Context, e ledger.Entry, pred Predicate, a *dicomfile.Analysis) (judgement, error) {
+	var salt []byte
+	id, err := s.ledger.Identity(ctx, e.FileSHA256)
+	switch {
+	case err == nil:
+		salt = id.Salt
+	case !errors.Is(err, ledger.ErrNotFound):
+		return judgement{}, unavailable(ProblemLedgerUnavailable, err)
+	}
+	// With the salt erased (crypto-shredding) no keyed digest can match:
+	// every identity attribute then reads as changed, never as intact.
+	return judge(pred, a.Digests(salt)), nil
+}
+
+// refuse records a refused revision and returns the 409 that names it.
+func (s *Service) refuse(ctx context.Context, existing ledger.Entry, j judgement, sha string, size int64) error {
+	_, reason := j.revisable()
+	kind, problem := ledger.KindSecurityAlert, ProblemInstanceConflict
+	if j.status == StatusPixelsUnverifiable {
+		kind, problem = ledger.KindConflict, ProblemUnverifiableReencoding
 	}
 	now := s.Now().UTC()
-	conflict, count, err := s.ledger.RecordIncident(ctx, ledger.Record{
-		Kind:           ledger.KindConflict,
+	incident, count, err := s.ledger.RecordIncident(ctx, ledger.Record{
+		Kind:           kind,
 		SOPInstanceUID: existing.SOPInstanceUID,
 		FileSHA256:     sha,
 		IncidentKey:    sha,
 		Body: encodeBody(conflictBody{
-			Kind: ledger.KindConflict, SOPInstanceUID: existing.SOPInstanceUID,
+			Kind: kind, SOPInstanceUID: existing.SOPInstanceUID,
 			AttemptedSHA256: sha, AttemptedSize: size,
 			ExistingIndex: existing.Index, ExistingSHA256: existing.FileSHA256, ExistingEntryHash: existing.LeafHashHex(),
+			Verdict: j.status, Reason: reason, Changes: j.changes, Frames: j.frames,
 			RecordedAt: now,
 		}),
 	}, now)
 	if err != nil {
-		return nil, unavailable(ProblemLedgerUnavailable, err)
+		return unavailable(ProblemLedgerUnavailable, err)
 	}
-	s.log.WarnContext(ctx, "ingest conflict: different bytes under an attested SOP Instance UID",
-		"sop_instance_uid", existing.SOPInstanceUID, "existing_index", existing.Index,
-		"attempted_sha256", sha, "conflict_index", conflict.Index, "count", count)
-	return nil, &Error{
-		Code: EConflict, Problem: ProblemInstanceConflict,
-		Message: fmt.Sprintf("SOP Instance UID %s is already attested at ledger index %d with different bytes; the original is kept",
-			existing.SOPInstanceUID, existing.Index),
+	s.log.WarnContext(ctx, "ingest refused: different bytes under an attested SOP Instance UID",
+		"kind", kind, "sop_instance_uid", existing.SOPInstanceUID, "existing_index", existing.Index,
+		"attempted_sha256", sha, "verdict", j.status, "reason", reason, "incident_index", incident.Index, "count", count)
+	return &Error{
+		Code: EConflict, Problem: problem,
+		Message: fmt.Sprintf("SOP Instance UID %s is already attested at ledger index %d; these bytes are not a benign revision of it (%s); the original is kept",
+			existing.SOPInstanceUID, existing.Index, reason),
 		Details: map[string]any{
 			"sop_instance_uid":      existing.SOPInstanceUID,
 			"existing_ledger_index": existing.Index,
 			"existing_entry_hash":   existing.LeafHashHex(),
 			"existing_sha256":       existing.FileSHA256,
 			"attempted_sha256":      sha,
-			"conflict_ledger_index": conflict.Index,
+			"verdict":               j.status,
+			"changes":               nonNil(j.changes),
+			"frames":                j.frames,
+			"security_alert":        kind == ledger.KindSecurityAlert,
+			"conflict_ledger_index": incident.Index,
 			"conflict_count":        count,
 		},
 	}
 }
 
-// openEntry checks an ingest entry end to end — leaf hash, body, envelope
-// signature, statement — and returns its attestation.
+func nonNil(c []Change) []Change {
+	if c == nil {
+		return []Change{}
+	}
+	return c
+}
+
+// openEntry checks an ingest or revision entry end to end — leaf hash,
+// body, envelope signature, statement — and returns its attestation.
 func (s *Service) openEntry(e ledger.Entry) (*Attestation, error) {
+	_, att, err := s.openPredicate(e)
+	return att, err
+}
+
+func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error) {
 	if ledger.LeafHash(e.Body) != e.LeafHash {
-		return nil, fmt.Errorf("entry %d: leaf hash does not match its body", e.Index)
+		return Predicate{}, nil, fmt.Errorf("entry %d: leaf hash does not match its body", e.Index)
 	}
 	body, err := decodeIngestBody(e)
 	if err != nil {
-		return nil, err
+		return Predicate{}, nil, err
 	}
 	payload, err := s.attestor.Open(body.Envelope)
 	if err != nil {
-		return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+		return Predicate{}, nil, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
 	st, err := ParseStatement(payload)
 	if err != nil {
-		return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+		return Predicate{}, nil, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
 	if st.SubjectSHA256() != e.FileSHA256 || st.Predicate.SOPInstanceUID != e.SOPInstanceUID {
-		return nil, fmt.Errorf("entry %d: signed statement names other bytes or another instance", e.Index)
+		return Predicate{}, nil, fmt.Errorf("entry %d: signed statement names other bytes or another instance", e.Index)
 	}
-	return newAttestation(e, st.Predicate, body.Envelope), nil
+	return st.Predicate, newAttestation(e, st.Predicate, body.Envelope), nil
 }
 
 func newAttestation(e ledger.Entry, p Predicate, env signer.Envelope) *Attestation {
@@ -219,5 +306,6 @@ func newAttestation(e ledger.Entry, p Predicate, env signer.Envelope) *Attestati
 		Envelope:          env,
 		AttestedAt:        p.AttestedAt,
 		Entry:             base64.StdEncoding.EncodeToString(e.Body),
+		Revises:           p.Revises,
 	}
 }

@@ -43,6 +43,23 @@ func (s *Service) Attestation(ctx context.Context, sopInstanceUID string) (*Atte
 	return att, nil
 }
 
+// revisionAttestation opens the attestation at ledger index idx, which
+// must attest bytes of uid.
+func (s *Service) revisionAttestation(ctx context.Context, uid string, idx uint64) (*Attestation, error) {
+	e, err := s.ledger.Entry(ctx, idx)
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && (e.SOPInstanceUID != uid || (e.Kind != ledger.KindIngest && e.Kind != ledger.KindRevision))) {
+		return nil, Errorf(ENotFound, ProblemNotFound, "no revision of SOP Instance UID %q at ledger index %d", uid, idx)
+	}
+	if err != nil {
+		return nil, unavailable(ProblemLedgerUnavailable, err)
+	}
+	att, err := s.openEntry(e)
+	if err != nil {
+		return nil, s.integrityFailure(ctx, e, ReasonAttestationInvalid, "", err)
+	}
+	return att, nil
+}
+
 // verifiedAttestation looks up an instance's ingest entry and checks it
 // end to end (see openEntry).
 func (s *Service) verifiedAttestation(ctx context.Context, sopInstanceUID string) (*Attestation, error) {
@@ -64,8 +81,17 @@ func (s *Service) verifiedAttestation(ctx context.Context, sopInstanceUID string
 //
 // Errors: ENotFound (never attested), EIntegrity (missing, altered, or a
 // failing record; an integrity-failure entry is recorded), EUnavailable.
-func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string) (*Retrieved, error) {
-	att, err := s.verifiedAttestation(ctx, sopInstanceUID)
+//
+// revision, when not nil, asks for the revision at that ledger index
+// instead of the latest; every revision stays retrievable and verifiable.
+func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision *uint64) (*Retrieved, error) {
+	var att *Attestation
+	var err error
+	if revision != nil {
+		att, err = s.revisionAttestation(ctx, sopInstanceUID, *revision)
+	} else {
+		att, err = s.verifiedAttestation(ctx, sopInstanceUID)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,9 @@
 package attest
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/dicomseal/dicomseal/dicomfile"
 )
 
 // In-toto and predicate type URIs. PredicateType is dicomseal's own; its
@@ -35,46 +30,40 @@ type Subject struct {
 // Predicate is what dicomseal asserts about the file. Patient identifiers
 // appear only as commitments (see Commit).
 type Predicate struct {
-	SOPClassUID         string            `json:"sop_class_uid"`
-	SOPInstanceUID      string            `json:"sop_instance_uid"`
-	StudyInstanceUID    string            `json:"study_instance_uid"`
-	SeriesInstanceUID   string            `json:"series_instance_uid"`
-	Modality            string            `json:"modality"`
-	TransferSyntaxUID   string            `json:"transfer_syntax_uid"`
-	Digests             map[string]string `json:"digests"`
-	Size                int64             `json:"size"`
-	IdentityCommitments map[string]string `json:"identity_commitments"`
-	AttestedAt          time.Time         `json:"attested_at"`
-	KeyID               string            `json:"key_id"`
+	SOPClassUID       string `json:"sop_class_uid"`
+	SOPInstanceUID    string `json:"sop_instance_uid"`
+	StudyInstanceUID  string `json:"study_instance_uid"`
+	SeriesInstanceUID string `json:"series_instance_uid"`
+	Modality          string `json:"modality"`
+	TransferSyntaxUID string `json:"transfer_syntax_uid"`
+	// Digests: "file" (SHA-256 of the bytes), "pixel", "metadata",
+	// "identity" (see dicomfile.Digests).
+	Digests map[string]string `json:"digests"`
+	// PixelEncoding is "native" or the encapsulated transfer syntax.
+	PixelEncoding string `json:"pixel_encoding,omitempty"`
+	// Frames are per-frame pixel digests where frames are separable.
+	Frames []string `json:"frames,omitempty"`
+	// Attributes holds one salted digest per allow-listed attribute
+	// (HMAC-SHA-256 keyed by the record's salt): a verdict can name what
+	// changed without the log holding any value, patient data included.
+	Attributes map[string]string `json:"attributes"`
+	// OriginalAttributes lists allow-listed attributes documented in an
+	// Original Attributes Sequence (a reconciliation).
+	OriginalAttributes []string  `json:"original_attributes,omitempty"`
+	Size               int64     `json:"size"`
+	AttestedAt         time.Time `json:"attested_at"`
+	KeyID              string    `json:"key_id"`
+	// Revises is the ledger index of the entry this one revises (0 for none
+	// is ambiguous, so it is a pointer).
+	Revises *uint64 `json:"revises,omitempty"`
 }
 
-// Identity attribute keywords committed to in every attestation.
+// Digest names in Predicate.Digests.
 const (
-	AttrPatientName      = "PatientName"
-	AttrPatientID        = "PatientID"
-	AttrPatientBirthDate = "PatientBirthDate"
+	DigestPixel    = "pixel"
+	DigestMetadata = "metadata"
+	DigestIdentity = "identity"
 )
-
-// Commit returns the commitment to one identity attribute:
-// hex(HMAC-SHA-256(key = salt, message = keyword ‖ 0x00 ‖ value)).
-// Keyed by a random per-record salt, it reveals nothing about a low-entropy
-// value (a birth date, a record number) without the salt, and deleting the
-// salt severs the link for good.
-func Commit(salt []byte, keyword, value string) string {
-	m := hmac.New(sha256.New, salt)
-	m.Write([]byte(keyword))
-	m.Write([]byte{0})
-	m.Write([]byte(value))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-func identityCommitments(salt []byte, inst *dicomfile.Instance) map[string]string {
-	return map[string]string{
-		AttrPatientName:      Commit(salt, AttrPatientName, inst.PatientName),
-		AttrPatientID:        Commit(salt, AttrPatientID, inst.PatientID),
-		AttrPatientBirthDate: Commit(salt, AttrPatientBirthDate, inst.PatientBirthDate),
-	}
-}
 
 func newStatement(p Predicate) Statement {
 	return Statement{

@@ -11,20 +11,26 @@ import (
 	"github.com/dicomseal/dicomseal/spool"
 )
 
-// Verification statuses.
+// Verification statuses (see also verdict.go).
 const (
 	StatusVerified = "verified" // byte-identical to an attested file
-	StatusTampered = "tampered" // other bytes under an attested SOP Instance UID
+	StatusTampered = "tampered" // pixels or geometry differ from the attested ones
 	StatusUnknown  = "unknown"  // no attestation for that digest or UID
 )
 
 // Verification is the answer to "is this file (or digest) attested?".
 type Verification struct {
-	Status         string       `json:"status"`
-	SHA256         string       `json:"sha256"`
-	SOPInstanceUID string       `json:"sop_instance_uid,omitempty"`
-	Detail         string       `json:"detail"`
-	Attestation    *Attestation `json:"attestation,omitempty"`
+	Status         string `json:"status"`
+	SHA256         string `json:"sha256"`
+	SOPInstanceUID string `json:"sop_instance_uid,omitempty"`
+	Detail         string `json:"detail"`
+	// Changes lists the allow-listed attributes that differ (pixels-intact,
+	// tampered, pixels-unverifiable), with whether an Original Attributes
+	// Sequence documents each.
+	Changes []Change `json:"changes,omitempty"`
+	// Frames lists the 0-based frames whose pixels differ (tampered).
+	Frames      []int        `json:"frames,omitempty"`
+	Attestation *Attestation `json:"attestation,omitempty"`
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -42,9 +48,12 @@ func (s *Service) VerifyDigest(ctx context.Context, sha string) (*Verification, 
 	return &Verification{Status: StatusUnknown, SHA256: sha, Detail: "no attestation for this digest"}, nil
 }
 
-// VerifyFile checks a whole file: byte-identical to an attested file is
-// verified; a file whose SOP Instance UID is attested with other bytes is
-// tampered; anything else is unknown.
+// VerifyFile checks a whole file against the latest attestation of its SOP
+// Instance UID: verified (byte-identical to an attested file),
+// pixels-intact (pixels and geometry unchanged; the changed attributes are
+// listed), tampered (pixels or geometry differ; the frames are named),
+// pixels-unverifiable (the pixel encoding changed and cannot be compared),
+// or unknown (nothing attested under that digest or UID).
 // Errors: EInvalid (unknown digest and not parseable DICOM), ETooLarge, EUnavailable.
 func (s *Service) VerifyFile(ctx context.Context, body io.Reader) (*Verification, error) {
 	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
@@ -60,20 +69,32 @@ func (s *Service) VerifyFile(ctx context.Context, body io.Reader) (*Verification
 	if v, err := s.verifyByDigest(ctx, sha); err != nil || v != nil {
 		return v, err
 	}
-	inst, err := dicomfile.Parse(sp, sp.Size())
+	a, err := dicomfile.Analyze(sp, sp.Size())
 	if err != nil {
 		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
 	}
-	att, err := s.Attestation(ctx, inst.SOPInstanceUID)
+	uid := a.Instance.SOPInstanceUID
+	latest, err := s.instanceEntry(ctx, uid)
 	switch {
 	case ErrorCode(err) == ENotFound:
-		return &Verification{Status: StatusUnknown, SHA256: sha, SOPInstanceUID: inst.SOPInstanceUID,
+		return &Verification{Status: StatusUnknown, SHA256: sha, SOPInstanceUID: uid,
 			Detail: "no attestation for this digest or SOP Instance UID"}, nil
 	case err != nil:
 		return nil, err
 	}
-	return &Verification{Status: StatusTampered, SHA256: sha, SOPInstanceUID: inst.SOPInstanceUID,
-		Detail: "the SOP Instance UID is attested with different bytes", Attestation: att}, nil
+	pred, att, err := s.openPredicate(latest)
+	if err != nil {
+		return nil, s.integrityFailure(ctx, latest, ReasonAttestationInvalid, "", err)
+	}
+	if att.Inclusion, err = s.inclusion(ctx, latest.Index); err != nil {
+		return nil, unavailable(ProblemLedgerUnavailable, err)
+	}
+	j, err := s.judgeAgainst(ctx, latest, pred, a)
+	if err != nil {
+		return nil, err
+	}
+	return &Verification{Status: j.status, SHA256: sha, SOPInstanceUID: uid, Detail: j.detail,
+		Changes: j.changes, Frames: j.frames, Attestation: att}, nil
 }
 
 // verifyByDigest returns a verified answer when an ingest entry has that

@@ -42,14 +42,21 @@ type Instance struct {
 	PatientBirthDate string
 }
 
-// Parse reads the Part 10 file of the given size from r.
-func Parse(r io.ReaderAt, size int64) (inst *Instance, err error) {
+// Parse reads the Part 10 file of the given size from r: the structure
+// walk, then the header through the parser library.
+func Parse(r io.ReaderAt, size int64) (*Instance, error) {
 	if err := checkMagic(r, size); err != nil {
 		return nil, err
 	}
-	if _, err := walkStructure(r, size); err != nil {
+	if _, err := walk(r, size, false); err != nil {
 		return nil, err
 	}
+	return parseHeader(r, size)
+}
+
+// parseHeader extracts the identifiers with the parser library, skipping
+// Pixel Data (which the walker streams).
+func parseHeader(r io.ReaderAt, size int64) (inst *Instance, err error) {
 	// The parser panics on some malformed inputs (e.g. type assertions in
 	// its header handling); a hostile upload must get a 400, not a crash.
 	defer func() {

@@ -51,6 +51,25 @@ type walker struct {
 	pos int64 // offset of the next byte, in the (inflated) stream
 	end int64 // stream length, or -1 when unknown (deflated)
 	bo  binary.ByteOrder
+	ts  string
+
+	// With collect set, the walker also keeps the allow-listed top-level
+	// values, the tags inside an Original Attributes Sequence, and hashes
+	// Pixel Data as it streams past.
+	collect bool
+	values  map[tagID]rawValue
+	inOAS   bool
+	oasTags map[tagID]bool
+	pixels  *PixelResult
+}
+
+// walkResult is what a collecting walk found.
+type walkResult struct {
+	transferSyntax string
+	byteOrder      binary.ByteOrder
+	values         map[tagID]rawValue
+	oasTags        map[tagID]bool
+	pixels         *PixelResult
 }
 
 type header struct {
@@ -60,14 +79,17 @@ type header struct {
 	at     int64 // offset of the element's first byte
 }
 
-// walkStructure checks the file's structure and returns its transfer syntax.
-func walkStructure(r io.ReaderAt, size int64) (string, error) {
+// walk checks the file's structure; with collect it also gathers values
+// and pixel digests (see walker).
+func walk(r io.ReaderAt, size int64, collect bool) (*walkResult, error) {
 	w := &walker{r: bufio.NewReaderSize(io.NewSectionReader(r, preambleLen+4, size-preambleLen-4), 64<<10),
-		pos: preambleLen + 4, end: size, bo: binary.LittleEndian}
+		pos: preambleLen + 4, end: size, bo: binary.LittleEndian,
+		collect: collect, values: map[tagID]rawValue{}, oasTags: map[tagID]bool{}}
 	ts, err := w.walkMeta()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	w.ts = ts
 	explicit := ts != tsImplicitLE
 	switch ts {
 	case tsExplicitBE:
@@ -77,9 +99,9 @@ func walkStructure(r io.ReaderAt, size int64) (string, error) {
 		w.r, w.pos, w.end = bufio.NewReader(io.LimitReader(flate.NewReader(w.r), maxInflated)), 0, -1
 	}
 	if err := w.walkElements(explicit, -1, 0); !errors.Is(err, errEnd) {
-		return "", err
+		return nil, err
 	}
-	return ts, nil
+	return &walkResult{transferSyntax: ts, byteOrder: w.bo, values: w.values, oasTags: w.oasTags, pixels: w.pixels}, nil
 }
 
 // walkMeta walks the File Meta group (always explicit VR little endian) and
@@ -150,10 +172,43 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 		case tagItem, tagSeqDelimitation:
 			return fmt.Errorf("%w: unexpected %s at offset %d", ErrMalformed, h.tag, h.at)
 		}
-		if err := w.walkValue(h, explicit, limit, depth); err != nil {
+		if w.inOAS && depth > 0 {
+			w.oasTags[h.tag] = true
+		}
+		top := depth == 0 && limit < 0
+		switch {
+		case top && w.collect && h.tag == tagPixelData:
+			err = w.walkPixelData(h, explicit, limit)
+		case top && w.collect && collected(h.tag) && h.length <= maxCollectedValue:
+			err = w.readValue(h, explicit, limit)
+		case top && w.collect && h.tag == tagOriginalAttributesSeq:
+			w.inOAS = true
+			err = w.walkValue(h, explicit, limit, depth)
+			w.inOAS = false
+		default:
+			err = w.walkValue(h, explicit, limit, depth)
+		}
+		if err != nil {
 			return err
 		}
 	}
+}
+
+// readValue keeps a small top-level value.
+func (w *walker) readValue(h header, explicit bool, limit int64) error {
+	if err := w.checkFits(h, int64(h.length), limit); err != nil {
+		return err
+	}
+	b := make([]byte, h.length)
+	if err := w.read(b, h); err != nil {
+		return err
+	}
+	vr := h.vr
+	if !explicit {
+		vr = ""
+	}
+	w.values[h.tag] = rawValue{vr: vr, bytes: b}
+	return nil
 }
 
 var errItemEnd = errors.New("item delimitation")

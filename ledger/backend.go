@@ -32,8 +32,12 @@ type Tx interface {
 	// ScanEntries calls fn for entries with from <= index < to, in index order.
 	ScanEntries(ctx context.Context, from, to uint64, fn func(Entry) error) error
 
+	// InstanceEntry is the latest ingest or revision entry of a UID.
 	InstanceEntry(ctx context.Context, sopInstanceUID string) (Entry, error)
+	// IngestBySHA256 is the ingest or revision entry of those bytes.
 	IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, error)
+	// Identity is the correctable identity row of an attested file.
+	Identity(ctx context.Context, sha256Hex string) (*Identity, error)
 
 	// The batch path works in bulk, so that a batch costs a few round
 	// trips whatever its size: look everything up, decide in Go, write.

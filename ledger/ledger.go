@@ -18,9 +18,14 @@ type Kind string
 // Entry kinds in the custody ledger.
 const (
 	KindIngest           Kind = "ingest"
+	KindRevision         Kind = "revision" // new bytes for an attested SOP Instance UID, judged benign
 	KindConflict         Kind = "conflict"
+	KindSecurityAlert    Kind = "security-alert" // a refused revision: what changed, never the values
 	KindIntegrityFailure Kind = "integrity-failure"
 )
+
+// attests tells whether entries of kind k attest bytes (ingest or revision).
+func (k Kind) attests() bool { return k == KindIngest || k == KindRevision }
 
 var (
 	// ErrNotFound: no entry matches.

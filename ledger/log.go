@@ -83,6 +83,14 @@ func (l *Log) IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, erro
 	return e, err
 }
 
+// Identity returns the salt and identifiers recorded for attested bytes;
+// ErrNotFound when there are none (or they were erased).
+func (l *Log) Identity(ctx context.Context, sha256Hex string) (*Identity, error) {
+	var id *Identity
+	err := l.read(ctx, func(tx Tx) (err error) { id, err = tx.Identity(ctx, sha256Hex); return })
+	return id, err
+}
+
 // EntryByLeafHash returns the entry with that leaf hash.
 func (l *Log) EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error) {
 	var e Entry

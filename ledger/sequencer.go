@@ -26,8 +26,11 @@ type appendRequest struct {
 // AppendIngest appends an ingest entry and claims its SOP Instance UID in
 // the same transaction; *InstanceExistsError (and nothing appended) when the
 // UID is already claimed, including by an earlier record of the same batch.
+//
+// A KindRevision record appends new bytes for an already claimed UID; the
+// caller has judged them.
 func (l *Log) AppendIngest(ctx context.Context, rec Record) (Entry, error) {
-	if rec.Kind != KindIngest {
+	if !rec.Kind.attests() {
 		return Entry{}, fmt.Errorf("ledger: AppendIngest given a %s record", rec.Kind)
 	}
 	r, err := l.submit(ctx, &appendRequest{rec: rec})
@@ -39,7 +42,7 @@ func (l *Log) AppendIngest(ctx context.Context, rec Record) (Entry, error) {
 // incident key; repeats only raise its count. It returns the entry and how
 // often the incident has now been seen.
 func (l *Log) RecordIncident(ctx context.Context, rec Record, seenAt time.Time) (Entry, int64, error) {
-	if rec.Kind == KindIngest {
+	if rec.Kind.attests() {
 		return Entry{}, 0, errors.New("ledger: RecordIncident given an ingest record")
 	}
 	r, err := l.submit(ctx, &appendRequest{rec: rec, seenAt: seenAt})
@@ -95,9 +98,10 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 		var keys []IncidentKey
 		for _, r := range batch {
 			r.entry, r.count, r.err = Entry{}, 0, nil
-			if r.rec.Kind == KindIngest {
+			switch {
+			case r.rec.Kind == KindIngest:
 				uids = append(uids, r.rec.SOPInstanceUID)
-			} else {
+			case !r.rec.Kind.attests():
 				keys = append(keys, incidentKey(r.rec))
 			}
 		}
@@ -121,7 +125,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 					r.err = &InstanceExistsError{Existing: e}
 					continue
 				}
-			} else if inc, ok := incidents[incidentKey(rec)]; ok {
+			} else if inc, ok := incidents[incidentKey(rec)]; ok && !rec.Kind.attests() {
 				inc.Count++
 				inc.LastSeen = r.seenAt
 				incidents[inc.IncidentKey], touched[inc.IncidentKey] = inc, true
@@ -135,9 +139,11 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 			r.entry = e
 			rows.Entries = append(rows.Entries, e)
 			b.Leaves = append(b.Leaves, e.LeafHash)
-			if rec.Kind == KindIngest {
-				claimed[rec.SOPInstanceUID] = e
-				rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.SOPInstanceUID, Index: e.Index, FileSHA256: rec.FileSHA256})
+			if rec.Kind.attests() {
+				if rec.Kind == KindIngest {
+					claimed[rec.SOPInstanceUID] = e
+					rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.SOPInstanceUID, Index: e.Index, FileSHA256: rec.FileSHA256})
+				}
 				if rec.Identity != nil {
 					rows.Identities = append(rows.Identities, IdentityRow{FileSHA256: rec.FileSHA256, Identity: rec.Identity})
 				}

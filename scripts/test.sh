@@ -19,6 +19,9 @@ export DICOMSEAL_TEST_PYDICOM_DIR
 DICOMSEAL_TEST_PYDICOM_DIR=$(scripts/pydicom-corpus.sh)
 log "pydicom test files: $DICOMSEAL_TEST_PYDICOM_DIR"
 
+step "dcmtk"
+scripts/dcmtk.sh
+
 step "PostgreSQL"
 export DICOMSEAL_TEST_DATABASE_URL
 DICOMSEAL_TEST_DATABASE_URL=$(scripts/postgres.sh)

@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"os"
 	"path/filepath"
 	"sort"
@@ -109,9 +112,84 @@ func TestPydicomCorpus(t *testing.T) {
 			if v := srv.do(http.MethodPost, "/v1/verify", "application/dicom", data).json(t); v["status"] != "verified" {
 				t.Fatalf("verify: %v", v)
 			}
+			crossCheck(t, srv, filepath.Join(dir, rel), r.json(t))
 		})
 	}
 	t.Logf("pydicom corpus: %v", counts)
+}
+
+// crossCheck compares the identifiers dicomseal extracted with dcmtk's
+// dcm2json, and checks that a transfer syntax conversion of the file by
+// dcmconv is never judged tampered (when dcmtk is installed; CI has it).
+func crossCheck(t *testing.T, srv *testServer, path string, att map[string]any) {
+	t.Helper()
+	if _, err := exec.LookPath("dcm2json"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must cross-check with dcmtk (scripts/dcmtk.sh installs it)")
+		}
+		return
+	}
+	fields := map[string]string{"00080018": "sop_instance_uid", "0020000D": "study_instance_uid",
+		"0020000E": "series_instance_uid", "00080016": "sop_class_uid", "00080060": "modality"}
+	want := map[string]string{}
+	if out, err := exec.Command("dcm2json", path).Output(); err == nil {
+		var doc map[string]struct {
+			Value []any `json:"Value"`
+		}
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("dcm2json output: %v", err)
+		}
+		for tag := range fields {
+			if v := doc[tag].Value; len(v) > 0 {
+				want[tag], _ = v[0].(string)
+			}
+		}
+	} else {
+		// dcm2json refuses compressed Pixel Data (no inline binary for
+		// it); dcmdump, from the same toolkit, reads the same elements.
+		out, err := exec.Command("dcmdump", "-q", "-Un", "+L", "+P", "0008,0018", "+P", "0020,000d", "+P", "0020,000e",
+			"+P", "0008,0016", "+P", "0008,0060", path).Output()
+		if err != nil {
+			t.Fatalf("dcm2json and dcmdump both fail: %v", err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if len(line) < 16 {
+				continue
+			}
+			tag := strings.ToUpper(line[1:5] + line[6:10])
+			if _, ok := want[tag]; ok {
+				continue
+			}
+			switch {
+			case strings.Contains(line, "["):
+				want[tag] = line[strings.Index(line, "[")+1 : strings.Index(line, "]")]
+			case line[12:14] == "UN":
+				// dcmdump shows UN values as hex bytes: decode them.
+				var b []byte
+				for _, x := range strings.Split(strings.Fields(line[15:])[0], `\`) {
+					v, _ := strconv.ParseUint(x, 16, 8)
+					b = append(b, byte(v))
+				}
+				want[tag] = strings.TrimRight(string(b), " \x00")
+			}
+		}
+	}
+	for tag, field := range fields {
+		if att[field] != want[tag] {
+			t.Errorf("%s: dicomseal %q, dcmtk %q", field, att[field], want[tag])
+		}
+	}
+	converted := filepath.Join(t.TempDir(), "converted.dcm")
+	for _, xfer := range []string{"+ti", "+te"} {
+		if exec.Command("dcmconv", xfer, path, converted).Run() != nil {
+			continue // compressed data: dcmconv does not transcode it
+		}
+		data, _ := os.ReadFile(converted)
+		v := srv.do(http.MethodPost, "/v1/verify", "application/dicom", data).json(t)
+		if v["status"] == "tampered" || v["status"] == "unknown" {
+			t.Fatalf("dcmconv %s of an attested file judged %v: %v", xfer, v["status"], v["detail"])
+		}
+	}
 }
 
 // TestPydicomCorpusOnProductionBackends puts the whole corpus through one

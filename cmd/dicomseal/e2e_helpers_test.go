@@ -210,3 +210,14 @@ func assertProblem(t testing.TB, r response, status int, slug string) map[string
 	}
 	return p
 }
+
+// pixelOffset returns an offset inside the (explicit VR little endian)
+// Pixel Data of a fixture: changing a byte there changes a pixel.
+func pixelOffset(t testing.TB, data []byte) int {
+	t.Helper()
+	i := bytes.LastIndex(data, []byte{0xE0, 0x7F, 0x10, 0x00, 'O', 'W'})
+	if i < 0 {
+		t.Fatal("fixture has no explicit-VR OW Pixel Data")
+	}
+	return i + 12 + 100
+}

@@ -99,7 +99,7 @@ func TestVerifiableLogOverHTTP(t *testing.T) {
 		}
 	}
 	altered := fixture(t, "pydicom-CT_small.dcm")
-	altered[len(altered)-10] ^= 1
+	altered[pixelOffset(t, altered)] ^= 1
 	assertProblem(t, srv.ingest(altered), http.StatusConflict, "instance-conflict") // entry 4
 	cp1, _ := srv.waitForCheckpoint(v, 5)
 

@@ -83,14 +83,23 @@ func (t *Tx) ScanEntries(ctx context.Context, from, to uint64, fn func(ledger.En
 	return rows.Err()
 }
 
+// InstanceEntry returns the latest ingest or revision entry for uid.
 func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	return scanEntry(t.tx.QueryRowContext(ctx,
-		`SELECT e.idx, e.kind, e.sop_instance_uid, e.file_sha256, e.body, e.leaf_hash
-		 FROM instances i JOIN entries e ON e.idx = i.entry_idx WHERE i.sop_instance_uid = ?`, uid))
+	return t.entry(ctx, `sop_instance_uid = ? AND kind IN ('ingest', 'revision') ORDER BY idx DESC LIMIT 1`, uid)
+}
+
+func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
+	var id ledger.Identity
+	err := t.tx.QueryRowContext(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date FROM identity WHERE file_sha256 = ?`, sha).
+		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ledger.ErrNotFound
+	}
+	return &id, err
 }
 
 func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, error) {
-	return t.entry(ctx, `file_sha256 = ? AND kind = ? ORDER BY idx LIMIT 1`, sha, string(ledger.KindIngest))
+	return t.entry(ctx, `file_sha256 = ? AND kind IN ('ingest', 'revision') ORDER BY idx LIMIT 1`, sha)
 }
 
 func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error) {
