@@ -9,9 +9,11 @@ import (
 	"github.com/dicomseal/dicomseal/dicomfile"
 )
 
-// FuzzParse feeds hostile bytes through the whole parse path. Parse must
-// never panic or hang, and whatever it accepts must name an instance.
-// Run longer with: go test ./dicomfile -run '^$' -fuzz FuzzParse -fuzztime 60s
+// FuzzParse feeds hostile bytes through the whole parse and digest path
+// (Parse, and Analyze with its pixel hashing and value decoding). Neither
+// may panic or hang, and whatever they accept must name an instance.
+// scripts/test.sh runs it for a bounded time; run longer with:
+// go test ./dicomfile -run '^$' -fuzz FuzzParse -fuzztime 10m
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("..", "testdata", "dicom", "*.dcm"))
 	for _, s := range seeds {
@@ -29,6 +31,16 @@ func FuzzParse(f *testing.F) {
 		inst, err := dicomfile.Parse(bytes.NewReader(data), int64(len(data)))
 		if err == nil && inst.SOPInstanceUID == "" {
 			t.Fatal("accepted a file without a SOP Instance UID")
+		}
+		a, err := dicomfile.Analyze(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		if a.Instance.SOPInstanceUID == "" {
+			t.Fatal("Analyze accepted a file without a SOP Instance UID")
+		}
+		if d := a.Digests([]byte("salt")); len(d.Metadata) != 64 || len(d.Identity) != 64 {
+			t.Fatalf("digests %+v", d)
 		}
 	})
 }

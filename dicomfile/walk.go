@@ -25,6 +25,7 @@ const (
 	tsImplicitLE    = "1.2.840.10008.1.2"
 	tsExplicitBE    = "1.2.840.10008.1.2.2"
 	tsDeflatedLE    = "1.2.840.10008.1.2.1.99"
+	tsExplicitLE    = "1.2.840.10008.1.2.1"
 	// maxInflated bounds a deflated data set, so that a small body cannot
 	// make the walker inflate without end (a deflate bomb); past it the
 	// data set reads as truncated.
@@ -137,10 +138,24 @@ func (w *walker) walkMeta() (string, error) {
 		}
 	}
 	if ts == "" {
-		return "", fmt.Errorf("%w: File Meta has no Transfer Syntax UID (0002,0010)", ErrMalformed)
+		// Like dcmtk, infer the data set's encoding from its first
+		// element: a VR after the tag means explicit VR little endian.
+		b, err := w.r.Peek(6)
+		if err != nil {
+			return "", fmt.Errorf("%w: File Meta has no Transfer Syntax UID (0002,0010) and no data set follows", ErrMalformed)
+		}
+		ts = tsImplicitLE
+		if longVRs[string(b[4:6])] || shortVRs[string(b[4:6])] {
+			ts = tsExplicitLE
+		}
 	}
 	return ts, nil
 }
+
+// shortVRs have a 2-byte length in explicit VR.
+var shortVRs = map[string]bool{"AE": true, "AS": true, "AT": true, "CS": true, "DA": true, "DS": true, "DT": true,
+	"FL": true, "FD": true, "IS": true, "LO": true, "LT": true, "PN": true, "SH": true, "SL": true, "SS": true,
+	"ST": true, "TM": true, "UI": true, "UL": true, "US": true}
 
 // walkElements walks elements until the end of input (errEnd), the end of
 // a defined-length container at limit, or an item delimitation when

@@ -42,3 +42,8 @@ go vet ./...
 
 step "go test -race"
 go test -race -count=1 "$@" ./...
+
+# Hostile input, for a bounded time: anything the fuzzer finds fails the run
+# (and its input lands in dicomfile/testdata/fuzz, to become a regression case).
+step "fuzz: parse and digest path (${DICOMSEAL_FUZZTIME:=30s})"
+go test ./dicomfile -run '^$' -fuzz FuzzParse -fuzztime "$DICOMSEAL_FUZZTIME"

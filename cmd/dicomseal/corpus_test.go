@@ -5,11 +5,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os/exec"
-	"strconv"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
