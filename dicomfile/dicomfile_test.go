@@ -125,3 +125,21 @@ func TestParseRealBrokenFiles(t *testing.T) {
 		}
 	}
 }
+
+// A data set nested deeper than any real one is refused, not recursed into.
+func TestDeepNestingIsRefused(t *testing.T) {
+	var b bytes.Buffer
+	b.Write(make([]byte, 128))
+	b.WriteString("DICM")
+	meta := []byte{0x02, 0x00, 0x10, 0x00, 'U', 'I', 20, 0}
+	meta = append(meta, "1.2.840.10008.1.2.1\x00"...)
+	b.Write(meta)
+	for range 100 { // (0008,1115) SQ, undefined length, then an item of undefined length
+		b.Write([]byte{0x08, 0x00, 0x15, 0x11, 'S', 'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF})
+	}
+	data := b.Bytes()
+	_, err := dicomfile.Parse(bytes.NewReader(data), int64(len(data)))
+	if !errors.Is(err, dicomfile.ErrMalformed) || !strings.Contains(err.Error(), "nested deeper") {
+		t.Fatalf("Parse = %v, want a refusal of the nesting", err)
+	}
+}

@@ -193,9 +193,10 @@ func crossCheck(t *testing.T, srv *testServer, path string, att map[string]any) 
 }
 
 // TestPydicomCorpusOnProductionBackends puts the whole corpus through one
-// server on PostgreSQL and MinIO. Several files share a SOP Instance UID,
-// so only the first of each (in name order) is created; the others must be
-// refused as conflicts, never overwrite it.
+// server on PostgreSQL and MinIO. Several files share a SOP Instance UID:
+// the first of each (in name order) is created, the others are judged
+// against it and become revisions (the same image re-encoded) or are
+// refused (other pixels); retrieval serves the latest revision.
 func TestPydicomCorpusOnProductionBackends(t *testing.T) {
 	dir := os.Getenv("DICOMSEAL_TEST_PYDICOM_DIR")
 	if dir == "" {
@@ -214,7 +215,7 @@ func TestPydicomCorpusOnProductionBackends(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	first := map[string][]byte{} // UID → the bytes attested for it
+	first := map[string][]byte{} // UID → the latest bytes attested for it
 	for _, name := range names {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -223,9 +224,10 @@ func TestPydicomCorpusOnProductionBackends(t *testing.T) {
 		r := srv.ingest(data)
 		switch r.status {
 		case http.StatusCreated:
-			uid := r.json(t)["sop_instance_uid"].(string)
-			if _, seen := first[uid]; seen {
-				t.Fatalf("%s: a second instance created for UID %s", name, uid)
+			att := r.json(t)
+			uid := att["sop_instance_uid"].(string)
+			if _, seen := first[uid]; seen != (att["revises"] != nil) {
+				t.Fatalf("%s: created for UID %s: seen before %v, revises %v", name, uid, seen, att["revises"])
 			}
 			first[uid] = data
 		case http.StatusOK, http.StatusConflict:

@@ -106,7 +106,7 @@ type replica struct {
 	url string
 }
 
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "dicomseal")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -116,7 +116,7 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func startReplica(t *testing.T, bin string, args ...string) *replica {
+func startReplica(t testing.TB, bin string, args ...string) *replica {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	stderr, err := cmd.StderrPipe()

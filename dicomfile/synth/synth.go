@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 )
 
 // Spec describes an instance.
@@ -26,6 +27,14 @@ const (
 
 // Instance returns the file bytes.
 func Instance(s Spec) []byte {
+	var b bytes.Buffer
+	Write(&b, s)
+	return b.Bytes()
+}
+
+// Write writes the file to w frame by frame, so that a multi-gigabyte
+// instance never sits in memory.
+func Write(w io.Writer, s Spec) (int64, error) {
 	if s.Frames == 0 {
 		s.Frames = 1
 	}
@@ -51,17 +60,11 @@ func Instance(s Spec) []byte {
 	us(0x0028, 0x0102, 11)
 	us(0x0028, 0x0103, 0)
 	n := s.Rows * s.Columns
-	pixels := make([]byte, 2*n*s.Frames)
-	for f := 0; f < s.Frames; f++ {
-		for i := 0; i < n; i++ {
-			v := uint16((i*7 + f*13) & 0x0FFF)
-			if s.Fill != nil {
-				v = s.Fill(f, i)
-			}
-			binary.LittleEndian.PutUint16(pixels[2*(f*n+i):], v)
-		}
-	}
-	element(&ds, 0x7FE0, 0x0010, "OW", pixels)
+	// Pixel Data's header; its value follows, frame by frame.
+	binary.Write(&ds, binary.LittleEndian, [2]uint16{0x7FE0, 0x0010})
+	ds.WriteString("OW")
+	ds.Write([]byte{0, 0})
+	binary.Write(&ds, binary.LittleEndian, uint32(2*n*s.Frames))
 
 	var meta bytes.Buffer
 	element(&meta, 0x0002, 0x0001, "OB", []byte{0, 1})
@@ -70,13 +73,33 @@ func Instance(s Spec) []byte {
 	element(&meta, 0x0002, 0x0010, "UI", pad(explicitLE, "UI"))
 	element(&meta, 0x0002, 0x0012, "UI", pad("1.2.826.0.1.3680043.10.1", "UI"))
 
-	var out bytes.Buffer
-	out.Write(make([]byte, 128))
-	out.WriteString("DICM")
-	element(&out, 0x0002, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(meta.Len())))
-	out.Write(meta.Bytes())
-	out.Write(ds.Bytes())
-	return out.Bytes()
+	var head bytes.Buffer
+	head.Write(make([]byte, 128))
+	head.WriteString("DICM")
+	element(&head, 0x0002, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(meta.Len())))
+	head.Write(meta.Bytes())
+	head.Write(ds.Bytes())
+	total, err := w.Write(head.Bytes())
+	written := int64(total)
+	if err != nil {
+		return written, err
+	}
+	frame := make([]byte, 2*n)
+	for f := 0; f < s.Frames; f++ {
+		for i := 0; i < n; i++ {
+			v := uint16((i*7 + f*13) & 0x0FFF)
+			if s.Fill != nil {
+				v = s.Fill(f, i)
+			}
+			binary.LittleEndian.PutUint16(frame[2*i:], v)
+		}
+		k, err := w.Write(frame)
+		written += int64(k)
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
 }
 
 func pad(v, vr string) []byte {
