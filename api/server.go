@@ -5,6 +5,11 @@ package api
 
 import (
 	"context"
+	"net/netip"
+	"sync"
+
+	"golang.org/x/time/rate"
+
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,6 +19,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/dicomseal/dicomseal/auth"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -30,6 +37,27 @@ type Server struct {
 	MaxBody int64
 	// Checks are extra readiness checks (e.g. a synchronous standby).
 	Checks []ReadinessCheck
+
+	// Tokens authenticates requests; every route but the public ones is
+	// denied without a valid token.
+	Tokens auth.Store
+	// Audit records every request (nil: no audit trail); AuditLog answers
+	// /v1/audit.
+	Audit    Auditor
+	AuditLog AuditQuerier
+	// PublicLog serves /v1/keys and the checkpoint and consistency proofs
+	// without a token, as witnesses expect.
+	PublicLog bool
+	// MetricsAllow lists the client addresses /metrics answers.
+	MetricsAllow []netip.Prefix
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// RateLimit (requests/s) and RateBurst bound each identity.
+	RateLimit float64
+	RateBurst int
+
+	limitMu sync.Mutex
+	limits  map[string]*rate.Limiter
 }
 
 // ReadinessCheck returns a warning to report while still ready, or an
@@ -41,13 +69,15 @@ const ProblemNoSyncReplica = "sync-replica-missing"
 
 // New returns a server for svc with the default 2 GiB body limit.
 func New(svc *attest.Service, log *slog.Logger) *Server {
-	return &Server{svc: svc, log: log, metrics: newMetrics(), MaxBody: 2 << 30}
+	return &Server{svc: svc, log: log, metrics: newMetrics(), MaxBody: 2 << 30, PublicLog: true,
+		MetricsAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		RateLimit:    1000, RateBurst: 2000}
 }
 
 // Handler returns the routed HTTP handler.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.logRequests, s.metrics.instrument, s.recoverPanics)
+	r.Use(middleware.RequestID, s.securityHeaders, s.logRequests, s.metrics.instrument, s.recoverPanics)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, problemRouteNotFound, "no route for "+r.URL.Path, nil)
 	})
@@ -55,21 +85,9 @@ func (s *Server) Handler() http.Handler {
 		writeProblem(w, http.StatusMethodNotAllowed, problemMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path, nil)
 	})
 
-	r.Get("/healthz", s.healthz)
-	r.Get("/readyz", s.readyz)
-	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
-	r.Route("/v1", func(r chi.Router) {
-		r.Post("/instances", s.ingest)
-		r.Get("/instances/{sopInstanceUID}", s.retrieve)
-		r.Get("/instances/{sopInstanceUID}/attestation", s.attestation)
-		r.Post("/verify", s.verifyFile)
-		r.Get("/verify", s.verifyDigest)
-		r.Get("/keys", s.keys)
-		r.Get("/log/checkpoint", s.checkpoint)
-		r.Get("/log/entries/{index}", s.logEntry)
-		r.Get("/log/proof/inclusion", s.inclusionProof)
-		r.Get("/log/proof/consistency", s.consistencyProof)
-	})
+	for _, rt := range routes {
+		r.Method(rt.method, rt.pattern, s.guard(rt, rt.handler(s)))
+	}
 	return r
 }
 
@@ -107,6 +125,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteObject(r, res.SOPInstanceUID)
 	status := http.StatusOK
 	if res.Created {
 		status = http.StatusCreated
@@ -125,6 +144,7 @@ func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
 		}
 		revision = &n
 	}
+	noteObject(r, chi.URLParam(r, "sopInstanceUID"))
 	got, err := s.svc.Retrieve(r.Context(), chi.URLParam(r, "sopInstanceUID"), revision)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -142,6 +162,7 @@ func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) attestation(w http.ResponseWriter, r *http.Request) {
+	noteObject(r, chi.URLParam(r, "sopInstanceUID"))
 	att, err := s.svc.Attestation(r.Context(), chi.URLParam(r, "sopInstanceUID"))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -161,6 +182,7 @@ func (s *Server) verifyFile(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteObject(r, v.SOPInstanceUID)
 	writeJSON(w, http.StatusOK, v)
 }
 

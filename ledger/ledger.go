@@ -22,6 +22,9 @@ const (
 	KindConflict         Kind = "conflict"
 	KindSecurityAlert    Kind = "security-alert" // a refused revision: what changed, never the values
 	KindIntegrityFailure Kind = "integrity-failure"
+	// KindAudit entries make up the audit log: who accessed what. They
+	// are plain appends (no claim, no deduplication).
+	KindAudit Kind = "audit"
 )
 
 // attests tells whether entries of kind k attest bytes (ingest or revision).

@@ -98,6 +98,12 @@ func (l *Log) EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
 	return e, err
 }
 
+// Scan calls fn for every entry from index from on, in order, over one
+// consistent snapshot.
+func (l *Log) Scan(ctx context.Context, from uint64, fn func(Entry) error) error {
+	return l.read(ctx, func(tx Tx) error { return tx.ScanEntries(ctx, from, 1<<62, fn) })
+}
+
 // LatestCheckpoint returns the newest checkpoint; ErrNotFound before the first.
 func (l *Log) LatestCheckpoint(ctx context.Context) (Checkpoint, error) {
 	var c Checkpoint

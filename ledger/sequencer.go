@@ -49,6 +49,61 @@ func (l *Log) RecordIncident(ctx context.Context, rec Record, seenAt time.Time) 
 	return r.entry, r.count, err
 }
 
+// Append appends plain records (KindAudit) together: they join the next
+// group commit as one. The entries come back in order.
+func (l *Log) Append(ctx context.Context, recs []Record) ([]Entry, error) {
+	reqs := make([]*appendRequest, len(recs))
+	for i, rec := range recs {
+		if rec.Kind != KindAudit {
+			return nil, fmt.Errorf("ledger: Append given a %s record", rec.Kind)
+		}
+		reqs[i] = &appendRequest{rec: rec, done: make(chan struct{})}
+	}
+	l.mu.Lock()
+	l.pending = append(l.pending, reqs...)
+	if l.leading {
+		l.mu.Unlock()
+	} else {
+		l.leading = true
+		l.lead(ctx)
+	}
+	out := make([]Entry, len(reqs))
+	for i, r := range reqs {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		out[i] = r.entry
+	}
+	return out, nil
+}
+
+// lead commits batches until nothing is pending; called with l.mu held
+// and l.leading set, it returns with l.mu released.
+func (l *Log) lead(ctx context.Context) {
+	for {
+		batch := l.pending
+		l.pending = nil
+		l.mu.Unlock()
+		// The batch belongs to every caller in it: one caller's
+		// cancellation must not abort the others' commit.
+		l.commit(context.WithoutCancel(ctx), batch)
+		for _, r := range batch {
+			close(r.done)
+		}
+		l.mu.Lock()
+		if len(l.pending) == 0 {
+			l.leading = false
+			l.mu.Unlock()
+			return
+		}
+	}
+}
+
 func (l *Log) submit(ctx context.Context, req *appendRequest) (*appendRequest, error) {
 	req.done = make(chan struct{})
 	l.mu.Lock()
@@ -65,23 +120,8 @@ func (l *Log) submit(ctx context.Context, req *appendRequest) (*appendRequest, e
 		}
 	}
 	l.leading = true
-	for {
-		batch := l.pending
-		l.pending = nil
-		l.mu.Unlock()
-		// The batch belongs to every caller in it: one caller's
-		// cancellation must not abort the others' commit.
-		l.commit(context.WithoutCancel(ctx), batch)
-		for _, r := range batch {
-			close(r.done)
-		}
-		l.mu.Lock()
-		if len(l.pending) == 0 {
-			l.leading = false
-			l.mu.Unlock()
-			return req, req.err
-		}
-	}
+	l.lead(ctx)
+	return req, req.err
 }
 
 // commit writes one batch in one transaction and sets each request's
@@ -101,7 +141,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 			switch {
 			case r.rec.Kind == KindIngest:
 				uids = append(uids, r.rec.SOPInstanceUID)
-			case !r.rec.Kind.attests():
+			case r.rec.Kind != KindAudit && !r.rec.Kind.attests():
 				keys = append(keys, incidentKey(r.rec))
 			}
 		}
@@ -125,7 +165,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 					r.err = &InstanceExistsError{Existing: e}
 					continue
 				}
-			} else if inc, ok := incidents[incidentKey(rec)]; ok && !rec.Kind.attests() {
+			} else if inc, ok := incidents[incidentKey(rec)]; ok && !rec.Kind.attests() && rec.Kind != KindAudit {
 				inc.Count++
 				inc.LastSeen = r.seenAt
 				incidents[inc.IncidentKey], touched[inc.IncidentKey] = inc, true
@@ -147,6 +187,9 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 				if rec.Identity != nil {
 					rows.Identities = append(rows.Identities, IdentityRow{FileSHA256: rec.FileSHA256, Identity: rec.Identity})
 				}
+				continue
+			}
+			if rec.Kind == KindAudit {
 				continue
 			}
 			k := incidentKey(rec)

@@ -38,6 +38,15 @@ func (c *ledgerConfig) open(ctx context.Context, dataDir string) (ledger.Backend
 	return postgres.Open(ctx, c.DatabaseURL)
 }
 
+// openAudit opens the audit log's backend: <data-dir>/audit.db, or the
+// dicomseal_audit schema of the same PostgreSQL database.
+func (c *ledgerConfig) openAudit(ctx context.Context, dataDir string) (ledger.Backend, error) {
+	if c.DatabaseURL == "" {
+		return sqlite.Open(ctx, filepath.Join(dataDir, "audit.db"))
+	}
+	return postgres.OpenSchema(ctx, c.DatabaseURL, postgres.AuditSchema)
+}
+
 // warnPrivileges logs loudly when the service connects to PostgreSQL as a
 // superuser or as the tables' owner: it works, but such a connection can
 // disable the triggers that refuse to rewrite history.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,7 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/dicomseal/dicomseal/api"
+	"github.com/dicomseal/dicomseal/auth"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -44,6 +49,58 @@ type testServer struct {
 	dataDir string
 	logs    *syncBuffer
 	client  *http.Client
+	// tokens holds one token per role; requests use the role their route
+	// allows (see roleFor) unless asRole says otherwise.
+	tokens map[auth.Role]string
+	asRole auth.Role
+}
+
+// anonymous makes as() send no credentials.
+const anonymous auth.Role = "anonymous"
+
+// as returns the same server, sending requests as role (or anonymous).
+func (s *testServer) as(role auth.Role) *testServer {
+	c := *s
+	c.asRole = role
+	return &c
+}
+
+// makeToken creates a token in the server's store.
+func (s *testServer) makeToken(name string, role auth.Role, ttl time.Duration) string {
+	s.t.Helper()
+	secret, tok, err := auth.NewToken(name, role, "test", time.Now(), ttl)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.main.Tokens().CreateToken(context.Background(), tok); err != nil {
+		s.t.Fatal(err)
+	}
+	return secret
+}
+
+// roleFor is the role a test request to method and path uses by default:
+// the first role the route table allows.
+func roleFor(method, path string) auth.Role {
+	path, _, _ = strings.Cut(path, "?")
+	for _, rt := range (&api.Server{}).Routes() {
+		if rt.Method == method && matchPattern(rt.Pattern, path) && len(rt.Roles) > 0 {
+			return rt.Roles[0]
+		}
+	}
+	return auth.RoleViewer
+}
+
+func matchPattern(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if !strings.HasPrefix(ps[i], "{") && ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // startServer runs the real Main on a free port over dataDir; extra flags
@@ -60,7 +117,11 @@ func startServer(t testing.TB, dataDir string, flags ...string) *testServer {
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s := &testServer{t: t, main: m, url: "http://" + m.ListenAddr(), dataDir: dataDir, logs: logs, client: &http.Client{}}
+	s := &testServer{t: t, main: m, url: "http://" + m.ListenAddr(), dataDir: dataDir, logs: logs, client: &http.Client{},
+		tokens: map[auth.Role]string{}}
+	for _, role := range auth.Roles {
+		s.tokens[role] = s.makeToken("test-"+string(role)+"-"+randomSuffix(), role, 0)
+	}
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
@@ -107,6 +168,13 @@ func (s *testServer) do(method, path, contentType string, body []byte) response 
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	role := s.asRole
+	if role == "" {
+		role = roleFor(method, path)
+	}
+	if role != anonymous {
+		req.Header.Set("Authorization", "Bearer "+s.tokens[role])
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -220,4 +288,10 @@ func pixelOffset(t testing.TB, data []byte) int {
 		t.Fatal("fixture has no explicit-VR OW Pixel Data")
 	}
 	return i + 12 + 100
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

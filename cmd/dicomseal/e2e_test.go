@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/dicomseal/dicomseal/auth"
 )
 
 // Files under testdata/dicom that must ingest, with the Patient Name each
@@ -225,7 +227,10 @@ func TestConcurrentFirstIngestsOfOneUID(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := http.Post(srv.url+"/v1/instances", "application/dicom", bytes.NewReader(body))
+			req, _ := http.NewRequest(http.MethodPost, srv.url+"/v1/instances", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/dicom")
+			req.Header.Set("Authorization", "Bearer "+srv.tokens[auth.RoleIngest])
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Error(err)
 				return
@@ -377,6 +382,7 @@ func TestChunkedOversizedBody(t *testing.T) {
 	}()
 	req, _ := http.NewRequest("POST", srv.url+"/v1/instances", pr)
 	req.Header.Set("Content-Type", "application/dicom")
+	req.Header.Set("Authorization", "Bearer "+srv.tokens[auth.RoleIngest])
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -76,5 +77,37 @@ func (b *byteSize) Set(s string) error {
 		return fmt.Errorf("want a positive size in bytes, optionally with KiB, MiB or GiB")
 	}
 	*b = byteSize(n * mult)
+	return nil
+}
+
+// prefixList is a flag of comma-separated addresses or CIDRs.
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string {
+	parts := make([]string, len(*p))
+	for i, x := range *p {
+		parts[i] = x.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p *prefixList) Set(s string) error {
+	var out prefixList
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(part); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		pr, err := netip.ParsePrefix(part)
+		if err != nil {
+			return fmt.Errorf("want addresses or CIDRs, got %q", part)
+		}
+		out = append(out, pr)
+	}
+	*p = out
 	return nil
 }

@@ -12,8 +12,11 @@ import (
 	"github.com/dicomseal/dicomseal/signer"
 )
 
-// defaultLogOrigin names the custody log when --log-origin is not given.
-const defaultLogOrigin = "dicomseal.local/custody"
+// Default origins of the custody log and the audit log.
+const (
+	defaultLogOrigin   = "dicomseal.local/custody"
+	defaultAuditOrigin = "dicomseal.local/audit"
+)
 
 // serviceKeys are the two keys with two jobs: the attestation key signs
 // DSSE envelopes, the log key signs checkpoints and batches.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/dicomfile/synth"
 )
 
@@ -41,12 +42,16 @@ func BenchmarkLargeInstance(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rep := startReplica(b, buildBinary(b), "--data-dir", filepath.Join(dir, "data"), "--max-body", "2GiB")
+	data := filepath.Join(dir, "data")
+	ingestToken := cliToken(b, auth.RoleIngest, "--data-dir", data)
+	viewerToken := cliToken(b, auth.RoleViewer, "--data-dir", data)
+	rep := startReplica(b, buildBinary(b), "--data-dir", data, "--max-body", "2GiB")
 	var answer map[string]any
 	post := func(route string, r io.Reader) int {
 		req, _ := http.NewRequest(http.MethodPost, rep.url+route, r)
 		req.ContentLength = size
 		req.Header.Set("Content-Type", "application/dicom")
+		req.Header.Set("Authorization", "Bearer "+map[bool]string{true: ingestToken, false: viewerToken}[route == "/v1/instances"])
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			b.Fatal(err)
@@ -72,7 +77,9 @@ func BenchmarkLargeInstance(b *testing.B) {
 			b.Fatalf("verify: %d %v %v, want tampered in frame 2047", status, answer["status"], answer["frames"])
 		}
 		in.Close()
-		resp, err := http.Get(rep.url + "/v1/instances/1.2.826.0.1.3680043.10.88.1")
+		req, _ := http.NewRequest(http.MethodGet, rep.url+"/v1/instances/1.2.826.0.1.3680043.10.88.1", nil)
+		req.Header.Set("Authorization", "Bearer "+viewerToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -23,6 +23,7 @@ Commands:
   verify   check a file against an attestation offline, with only the public keys
   log      audit a ledger ('log verify') or witness a server's log ('log watch')
   migrate  create or upgrade the ledger schema (PostgreSQL: also its two roles)
+  tokens   create, list and revoke API tokens (roles: ingest, viewer, auditor, admin)
   health   exit 0 when a running dicomseal is ready (for container health checks)
   version  print the version
 
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return migrateCommand(ctx, args[1:], stdout, stderr)
 	case "health":
 		return healthCommand(args[1:], stdout, stderr)
+	case "tokens":
+		return tokensCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dicomseal", version)
 	case "help", "-h", "--help", "-help":

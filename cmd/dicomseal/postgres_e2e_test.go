@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/ledger/postgres/pgtest"
 )
 
@@ -149,6 +150,19 @@ func startReplica(t testing.TB, bin string, args ...string) *replica {
 	}
 }
 
+// cliToken creates a token with the tokens command and returns it (the
+// last line of its output).
+func cliToken(t testing.TB, role auth.Role, storeArgs ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"tokens", "create", "--role", string(role), "--name", string(role) + "-" + randomSuffix()}, storeArgs...)
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("tokens create: exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	return lines[len(lines)-1]
+}
+
 type ingestAnswer struct {
 	status int
 	UID    string `json:"sop_instance_uid"`
@@ -156,8 +170,11 @@ type ingestAnswer struct {
 	Hash   string `json:"entry_hash"`
 }
 
-func post(url string, body []byte) (ingestAnswer, error) {
-	resp, err := http.Post(url+"/v1/instances", "application/dicom", bytes.NewReader(body))
+func post(url, token string, body []byte) (ingestAnswer, error) {
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/instances", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/dicom")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return ingestAnswer{}, err
 	}
@@ -175,6 +192,8 @@ func TestThreeReplicasOnePostgres(t *testing.T) {
 	db := pgtest.New(t)
 	bin := buildBinary(t)
 	shared := t.TempDir() // one object store and one key set for all replicas
+	ingestToken := cliToken(t, auth.RoleIngest, "--data-dir", shared, "--database-url", db.Service)
+	auditorToken := cliToken(t, auth.RoleAuditor, "--data-dir", shared, "--database-url", db.Service)
 	var reps []*replica
 	for range 3 {
 		reps = append(reps, startReplica(t, bin, "--data-dir", shared, "--database-url", db.Service, "--checkpoint-interval", "50ms"))
@@ -193,7 +212,7 @@ func TestThreeReplicasOnePostgres(t *testing.T) {
 					n := round*10000 + c*100 + i
 					// Every instance goes to two replicas: one creates it, the other answers 200.
 					for k := 0; k < 2; k++ {
-						a, err := post(targets[(c+k)%len(targets)].url, instanceWithUID(t, n))
+						a, err := post(targets[(c+k)%len(targets)].url, ingestToken, instanceWithUID(t, n))
 						if err != nil {
 							t.Error(err)
 							return
@@ -251,7 +270,9 @@ func TestThreeReplicasOnePostgres(t *testing.T) {
 	// Every 2xx is in the log exactly once, at the index it was given.
 	perUID := map[string]int{}
 	for i := 0; i < len(created); i++ {
-		resp, err := http.Get(fmt.Sprintf("%s/v1/log/entries/%d", live, i))
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/log/entries/%d", live, i), nil)
+		req.Header.Set("Authorization", "Bearer "+auditorToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

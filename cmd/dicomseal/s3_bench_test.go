@@ -13,6 +13,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/dicomfile/synth"
 	"github.com/dicomseal/dicomseal/ledger/postgres/pgtest"
 	"github.com/dicomseal/dicomseal/store/s3/s3test"
@@ -81,7 +82,10 @@ func BenchmarkS3(b *testing.B) {
 		srv := startServer(b, b.TempDir(), flags...)
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 		parallel(b, func(data []byte) error {
-			resp, err := client.Post(srv.url+"/v1/instances", "application/dicom", bytes.NewReader(data))
+			req, _ := http.NewRequest(http.MethodPost, srv.url+"/v1/instances", bytes.NewReader(data))
+			req.Header.Set("Content-Type", "application/dicom")
+			req.Header.Set("Authorization", "Bearer "+srv.tokens[auth.RoleIngest])
+			resp, err := client.Do(req)
 			if err != nil {
 				return err
 			}

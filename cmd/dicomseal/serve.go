@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/audit"
+	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
 )
@@ -42,6 +45,12 @@ type Main struct {
 	SpoolMemory  byteSize
 	Ledger       ledgerConfig
 	Objects      storeConfig
+	AuditOrigin  string
+	PublicLog    bool
+	MetricsAllow prefixList
+	Proxies      prefixList
+	RateLimit    float64
+	RateBurst    int
 	MigrateURL   string
 	RequireSync  bool
 	TLSCert      string
@@ -55,6 +64,9 @@ type Main struct {
 
 	log        *slog.Logger
 	ledger     *ledger.Log
+	auditLog   *ledger.Log
+	audit      *audit.Log
+	tokens     auth.Store
 	listener   net.Listener
 	server     *http.Server
 	served     chan error
@@ -68,6 +80,11 @@ func NewMain() *Main {
 		Addr:         "127.0.0.1:8080",
 		DataDir:      "./dicomseal-data",
 		LogOrigin:    defaultLogOrigin,
+		AuditOrigin:  defaultAuditOrigin,
+		PublicLog:    true,
+		MetricsAllow: prefixList{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		RateLimit:    1000,
+		RateBurst:    2000,
 		Checkpoint:   500 * time.Millisecond,
 		MaxBody:      2 << 30,
 		SpoolMemory:  16 << 20,
@@ -90,6 +107,12 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Checkpoint, "checkpoint-interval", m.Checkpoint, "how often new entries are integrated into the tree and a checkpoint is published")
 	m.Ledger.flags(fs)
 	m.Objects.flags(fs)
+	fs.StringVar(&m.AuditOrigin, "audit-origin", m.AuditOrigin, "origin line of the audit log's checkpoints")
+	fs.BoolVar(&m.PublicLog, "public-log", m.PublicLog, "serve /v1/keys, the checkpoint and consistency proofs without a token (witnesses need them)")
+	fs.Var(&m.MetricsAllow, "metrics-allow", "comma-separated addresses or CIDRs that may read /metrics")
+	fs.Var(&m.Proxies, "trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed")
+	fs.Float64Var(&m.RateLimit, "rate-limit", m.RateLimit, "requests per second allowed to each identity (429 beyond; generous enough for a CT study at full speed)")
+	fs.IntVar(&m.RateBurst, "rate-burst", m.RateBurst, "burst allowed to each identity above --rate-limit")
 	fs.StringVar(&m.MigrateURL, "migrate-database-url", m.MigrateURL, "if set, apply PostgreSQL migrations with these (owner's) credentials before serving; serve never migrates otherwise")
 	fs.BoolVar(&m.RequireSync, "require-sync-replica", m.RequireSync, "fail readiness when PostgreSQL has no synchronous standby configured (otherwise only a warning)")
 	fs.Var(&m.MaxBody, "max-body", "largest request body accepted (e.g. 2GiB); larger bodies get 413")
@@ -143,6 +166,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	warnPrivileges(ctx, backend, m.log)
 	m.ledger = ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier())
+	tokens, ok := backend.(auth.Store)
+	if !ok {
+		return errors.New("the ledger backend keeps no tokens")
+	}
+	m.tokens = tokens
+	if err := m.firstAdminToken(ctx); err != nil {
+		return err
+	}
+	auditBackend, err := m.Ledger.openAudit(ctx, m.DataDir)
+	if err != nil {
+		return err
+	}
+	m.auditLog = ledger.New(auditBackend, m.AuditOrigin, keys.log, keys.log.Verifier())
+	m.audit = audit.New(m.auditLog, m.log)
 	objects, err := m.Objects.open(ctx, m.DataDir)
 	if err != nil {
 		return err
@@ -152,6 +189,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	svc.LogKey = keys.logKeyInfo()
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
+	srv.Tokens, srv.Audit, srv.AuditLog = m.tokens, m.audit, m.audit
+	srv.PublicLog, srv.MetricsAllow, srv.TrustedProxies = m.PublicLog, m.MetricsAllow, m.Proxies
+	srv.RateLimit, srv.RateBurst = m.RateLimit, m.RateBurst
 	if check := syncReplicaCheck(backend, m.RequireSync); check != nil {
 		srv.Checks = append(srv.Checks, check)
 	}
@@ -178,12 +218,41 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.integrator, m.integrated = cancel, make(chan struct{})
 	go func() {
 		defer close(m.integrated)
+		go m.auditLog.RunIntegrator(ictx, m.Checkpoint, m.log)
 		m.ledger.RunIntegrator(ictx, m.Checkpoint, m.log)
 	}()
 	m.log.Info("dicomseal serving", "addr", m.listener.Addr().String(), "tls", m.TLSCert != "",
 		"data_dir", m.DataDir, "ledger", map[bool]string{true: "postgresql", false: "sqlite"}[m.Ledger.DatabaseURL != ""],
 		"objects", map[bool]string{true: "s3 " + m.Objects.s3.Endpoint + "/" + m.Objects.s3.Bucket, false: "filesystem"}[m.Objects.s3.Endpoint != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
 		"log_key", keys.log.VerifierKey())
+	return nil
+}
+
+// Tokens is the token store (tests create tokens through it).
+func (m *Main) Tokens() auth.Store { return m.tokens }
+
+// firstAdminToken creates an admin token on the very first start, when no
+// token exists: it is written to <data-dir>/admin.token (0600) and only its
+// path is logged, never the token.
+func (m *Main) firstAdminToken(ctx context.Context) error {
+	existing, err := m.tokens.ListTokens(ctx)
+	if err != nil || len(existing) > 0 {
+		return err
+	}
+	secret, t, err := auth.NewToken("admin", auth.RoleAdmin, "first start", time.Now(), 0)
+	if err != nil {
+		return err
+	}
+	if err := m.tokens.CreateToken(ctx, t); errors.Is(err, auth.ErrNameTaken) {
+		return nil // another replica made it first
+	} else if err != nil {
+		return err
+	}
+	path := filepath.Join(m.DataDir, "admin.token")
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	m.log.Warn("created the first admin token; create role tokens with `dicomseal tokens create`, then revoke or guard it", "path", path)
 	return nil
 }
 
@@ -204,10 +273,18 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
+	if m.audit != nil {
+		m.audit.Close() // flushes what was queued: nothing audited is lost on shutdown
+		m.audit = nil
+	}
 	if m.integrator != nil {
 		m.integrator()
 		<-m.integrated
 		m.integrator = nil
+	}
+	if m.auditLog != nil {
+		errs = append(errs, m.auditLog.Close())
+		m.auditLog = nil
 	}
 	if m.ledger != nil {
 		errs = append(errs, m.ledger.Close())

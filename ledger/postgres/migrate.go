@@ -34,7 +34,7 @@ var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // history tables: INSERT and SELECT only; the rest may also be updated.
 var (
 	historyTables = []string{"entries", "instances", "batches", "tree_nodes", "checkpoints"}
-	mutableTables = []string{"incidents", "identity"}
+	mutableTables = []string{"incidents", "identity", "tokens"}
 )
 
 var migrateLock = lockKey("dicomseal.migrate")
@@ -60,13 +60,23 @@ func Migrate(ctx context.Context, url string, roles Roles, log *slog.Logger) err
 	if err := setupRoles(ctx, admin, roles); err != nil {
 		return err
 	}
-	// Migrations run as the owner, so that it owns everything they create.
+	for _, schema := range []string{Schema, AuditSchema} {
+		if err := migrateSchema(ctx, url, schema, roles, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateSchema applies the migrations to one schema, as the owner, so
+// that it owns everything they create, and grants the service role.
+func migrateSchema(ctx context.Context, url, schema string, roles Roles, log *slog.Logger) error {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return fmt.Errorf("postgres migrate: %w", err)
 	}
 	cfg.RuntimeParams["role"] = roles.Owner
-	cfg.RuntimeParams["search_path"] = Schema
+	cfg.RuntimeParams["search_path"] = schema
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.Postgres())
@@ -75,14 +85,14 @@ func Migrate(ctx context.Context, url string, roles Roles, log *slog.Logger) err
 	}
 	results, err := p.Up(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres migrate: %w", err)
+		return fmt.Errorf("postgres migrate %s: %w", schema, err)
 	}
 	for _, r := range results {
 		if log != nil {
-			log.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+			log.Info("migration applied", "schema", schema, "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
 		}
 	}
-	return grant(ctx, db, roles)
+	return grant(ctx, db, schema, roles)
 }
 
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
@@ -121,8 +131,10 @@ func setupRoles(ctx context.Context, c *pgx.Conn, roles Roles) error {
 			return fmt.Errorf("postgres migrate: grant %s to %s: %w", roles.Owner, user, err)
 		}
 	}
-	if _, err := c.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+Schema+` AUTHORIZATION `+ident(roles.Owner)); err != nil {
-		return fmt.Errorf("postgres migrate: create schema: %w", err)
+	for _, schema := range []string{Schema, AuditSchema} {
+		if _, err := c.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema+` AUTHORIZATION `+ident(roles.Owner)); err != nil {
+			return fmt.Errorf("postgres migrate: create schema %s: %w", schema, err)
+		}
 	}
 	return nil
 }
@@ -134,11 +146,11 @@ func quoteLiteral(ctx context.Context, c *pgx.Conn, s string) (string, error) {
 }
 
 // grant gives the service role exactly what it needs, as the owner.
-func grant(ctx context.Context, db *sql.DB, roles Roles) error {
+func grant(ctx context.Context, db *sql.DB, schema string, roles Roles) error {
 	svc := ident(roles.Service)
 	stmts := []string{
-		`REVOKE ALL ON SCHEMA ` + Schema + ` FROM PUBLIC`,
-		`GRANT USAGE ON SCHEMA ` + Schema + ` TO ` + svc,
+		`REVOKE ALL ON SCHEMA ` + schema + ` FROM PUBLIC`,
+		`GRANT USAGE ON SCHEMA ` + schema + ` TO ` + svc,
 	}
 	for _, t := range historyTables {
 		stmts = append(stmts,

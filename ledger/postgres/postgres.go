@@ -19,8 +19,12 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
-// Schema holds every dicomseal table.
-const Schema = "dicomseal"
+// Schema holds the custody ledger; AuditSchema the audit log, the same
+// tables under their own origin.
+const (
+	Schema      = "dicomseal"
+	AuditSchema = "dicomseal_audit"
+)
 
 // writeLock is the advisory lock key all ledger writers share.
 var writeLock = lockKey("dicomseal.ledger.write")
@@ -43,19 +47,22 @@ var _ ledger.Backend = (*DB)(nil)
 
 // Open connects to url (a postgres:// URL or key=value DSN) and checks that
 // the schema is migrated. It never migrates: that is `dicomseal migrate`.
-func Open(ctx context.Context, url string) (*DB, error) {
+func Open(ctx context.Context, url string) (*DB, error) { return OpenSchema(ctx, url, Schema) }
+
+// OpenSchema is Open for one of the two schemas.
+func OpenSchema(ctx context.Context, url, schema string) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres ledger: %w", err)
 	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = Schema
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	cfg.ConnConfig.RuntimeParams["application_name"] = "dicomseal"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres ledger: %w", err)
 	}
 	var migrated bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass('dicomseal.checkpoints') IS NOT NULL`).Scan(&migrated); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema+".checkpoints").Scan(&migrated); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres ledger: %w", err)
 	}

@@ -1,0 +1,53 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/audit"
+)
+
+// AuditQuerier reads the audit trail.
+type AuditQuerier interface {
+	Query(ctx context.Context, f audit.Filter) ([]audit.Found, error)
+}
+
+// auditQuery answers GET /v1/audit?actor=&since=&until=&limit= for auditors.
+func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
+	if s.AuditLog == nil {
+		writeProblem(w, http.StatusNotFound, problemRouteNotFound, "no audit log is configured", nil)
+		return
+	}
+	q := r.URL.Query()
+	f := audit.Filter{Actor: q.Get("actor")}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				s.writeError(w, r, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "%s must be an RFC 3339 time, got %q", name, v))
+				return
+			}
+			*dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.writeError(w, r, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "limit must be a positive integer, got %q", v))
+			return
+		}
+		f.Limit = n
+	}
+	found, err := s.AuditLog.Query(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable, Message: "the audit log is unavailable", Err: err})
+		return
+	}
+	if found == nil {
+		found = []audit.Found{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": found})
+}

@@ -1,0 +1,229 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/audit"
+	"github.com/dicomseal/dicomseal/auth"
+)
+
+// Problem slugs of authentication and authorization.
+const (
+	problemUnauthenticated = "unauthenticated"
+	problemForbidden       = "forbidden"
+	problemRateLimited     = "rate-limited"
+)
+
+// Auditor receives every request's event. Record must not block: a
+// retrieval or a verification never waits on the audit log.
+type Auditor interface {
+	Record(audit.Event)
+	// Unauthenticated counts a request without valid credentials from source.
+	Unauthenticated(source string, at time.Time)
+}
+
+type auditNote struct {
+	mu     sync.Mutex
+	object string
+}
+
+type noteKey struct{}
+
+// noteObject tells the audit trail which object a request concerned.
+func noteObject(r *http.Request, object string) {
+	if n, ok := r.Context().Value(noteKey{}).(*auditNote); ok {
+		n.mu.Lock()
+		n.object = object
+		n.mu.Unlock()
+	}
+}
+
+// guard authenticates and authorizes a request against its route's entry,
+// then records it in the audit trail, allowed or denied.
+func (s *Server) guard(rt route, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.public != nil && rt.public(s) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		source := s.clientAddr(r)
+		now := time.Now()
+		id, err := s.authenticate(r, now)
+		if err != nil {
+			if !errors.Is(err, auth.ErrUnauthenticated) {
+				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable,
+					Message: "cannot check credentials now; retry later", Err: err})
+				return
+			}
+			// Counted per source and interval, never logged one by one: a
+			// flood must not grow a log that is never pruned.
+			if s.Audit != nil {
+				s.Audit.Unauthenticated(source, now)
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dicomseal"`)
+			writeProblem(w, http.StatusUnauthorized, problemUnauthenticated,
+				"a valid API token is required: Authorization: Bearer <token>", nil)
+			return
+		}
+		ev := audit.Event{Time: now, Actor: id.Name, Role: id.Role, Action: rt.action, Source: source,
+			RequestID: r.Header.Get("X-Request-Id")}
+		if !slices.Contains(rt.roles, id.Role) {
+			ev.Outcome, ev.Status = "denied", http.StatusForbidden
+			s.record(ev)
+			writeProblem(w, http.StatusForbidden, problemForbidden,
+				"role "+string(id.Role)+" may not "+rt.action+" (allowed: "+rolesList(rt.roles)+")", nil)
+			return
+		}
+		if lim := s.limiter(id.Name); !lim.Allow() {
+			ev.Outcome, ev.Status = "denied", http.StatusTooManyRequests
+			s.record(ev)
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, http.StatusTooManyRequests, problemRateLimited,
+				"too many requests for "+id.Name+": retry after a second", nil)
+			return
+		}
+		note := &auditNote{}
+		ctx := context.WithValue(auth.WithIdentity(r.Context(), id), noteKey{}, note)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r.WithContext(ctx))
+		note.mu.Lock()
+		ev.Object = note.object
+		note.mu.Unlock()
+		ev.Status = sw.status
+		ev.Outcome = "allowed"
+		if sw.status >= 400 {
+			ev.Outcome = "failed"
+		}
+		s.record(ev)
+	})
+}
+
+func (s *Server) record(ev audit.Event) {
+	if s.Audit != nil {
+		s.Audit.Record(ev)
+	}
+}
+
+func rolesList(roles []auth.Role) string {
+	parts := make([]string, len(roles))
+	for i, r := range roles {
+		parts[i] = string(r)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *Server) authenticate(r *http.Request, now time.Time) (auth.Identity, error) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || s.Tokens == nil {
+		return auth.Identity{}, auth.ErrUnauthenticated
+	}
+	return auth.Authenticate(r.Context(), s.Tokens, token, now)
+}
+
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// limiter returns the token bucket of one identity.
+func (s *Server) limiter(name string) *rate.Limiter {
+	s.limitMu.Lock()
+	defer s.limitMu.Unlock()
+	if s.limits == nil {
+		s.limits = map[string]*rate.Limiter{}
+	}
+	l, ok := s.limits[name]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(s.RateLimit), s.RateBurst)
+		s.limits[name] = l
+	}
+	return l
+}
+
+// clientAddr is the request's source: the peer address, or the last
+// X-Forwarded-For hop added by a trusted proxy.
+func (s *Server) clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !containsAddr(s.TrustedProxies, peer) {
+		return host
+	}
+	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if !containsAddr(s.TrustedProxies, hop) {
+			return hop.String()
+		}
+	}
+	return host
+}
+
+func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// serveMetrics answers only clients in the metrics allow-list.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	a, err := netip.ParseAddr(s.clientAddr(r))
+	if err != nil || !containsAddr(s.MetricsAllow, a) {
+		writeProblem(w, http.StatusForbidden, problemForbidden, "metrics are served only to addresses in --metrics-allow", nil)
+		return
+	}
+	s.metrics.handler().ServeHTTP(w, r)
+}
+
+// securityHeaders sets what a JSON/DICOM API should send to browsers too.
+func (s *Server) securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age="+strconv.Itoa(365*24*3600))
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,70 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/dicomseal/dicomseal/auth"
+)
+
+// route is one entry of the one table that says, for every route, what it
+// does (its audit action) and who may call it. The router is built from
+// this table, so a route cannot exist without an entry.
+type route struct {
+	method, pattern string
+	action          string
+	roles           []auth.Role // who may call it; empty for public routes
+	public          func(s *Server) bool
+	handler         func(s *Server) http.HandlerFunc
+}
+
+func always(*Server) bool         { return true }
+func publicLog(s *Server) bool    { return s.PublicLog }
+func metricsAllowed(*Server) bool { return true } // guarded by address, see serveMetrics
+
+var (
+	ingest  = []auth.Role{auth.RoleIngest}
+	viewer  = []auth.Role{auth.RoleViewer}
+	auditor = []auth.Role{auth.RoleAuditor}
+	anyRole = auth.Roles
+)
+
+// routes is the route table. Separation of duties: ingest only stores;
+// viewers retrieve and verify; auditors read the log, proofs and the audit
+// trail but never pixel data; admins manage tokens (CLI) and keys.
+var routes = []route{
+	{"GET", "/healthz", "health", nil, always, func(s *Server) http.HandlerFunc { return s.healthz }},
+	{"GET", "/readyz", "ready", nil, always, func(s *Server) http.HandlerFunc { return s.readyz }},
+	{"GET", "/metrics", "metrics", nil, metricsAllowed, func(s *Server) http.HandlerFunc { return s.serveMetrics }},
+	{"POST", "/v1/instances", "instance.ingest", ingest, nil, func(s *Server) http.HandlerFunc { return s.ingest }},
+	{"GET", "/v1/instances/{sopInstanceUID}", "instance.retrieve", viewer, nil, func(s *Server) http.HandlerFunc { return s.retrieve }},
+	{"GET", "/v1/instances/{sopInstanceUID}/attestation", "instance.attestation", []auth.Role{auth.RoleViewer, auth.RoleAuditor}, nil,
+		func(s *Server) http.HandlerFunc { return s.attestation }},
+	{"POST", "/v1/verify", "verify.file", viewer, nil, func(s *Server) http.HandlerFunc { return s.verifyFile }},
+	{"GET", "/v1/verify", "verify.digest", []auth.Role{auth.RoleViewer, auth.RoleAuditor}, nil, func(s *Server) http.HandlerFunc { return s.verifyDigest }},
+	{"GET", "/v1/keys", "keys.list", anyRole, publicLog, func(s *Server) http.HandlerFunc { return s.keys }},
+	{"GET", "/v1/log/checkpoint", "log.checkpoint", anyRole, publicLog, func(s *Server) http.HandlerFunc { return s.checkpoint }},
+	{"GET", "/v1/log/entries/{index}", "log.entry", auditor, nil, func(s *Server) http.HandlerFunc { return s.logEntry }},
+	{"GET", "/v1/log/proof/inclusion", "log.proof.inclusion", []auth.Role{auth.RoleAuditor, auth.RoleViewer}, nil,
+		func(s *Server) http.HandlerFunc { return s.inclusionProof }},
+	{"GET", "/v1/log/proof/consistency", "log.proof.consistency", anyRole, publicLog, func(s *Server) http.HandlerFunc { return s.consistencyProof }},
+	{"GET", "/v1/audit", "audit.query", auditor, nil, func(s *Server) http.HandlerFunc { return s.auditQuery }},
+}
+
+// Routes describes the route table for tests and documentation: method,
+// pattern, the roles allowed, and whether it is public under this server's
+// configuration.
+func (s *Server) Routes() []RouteInfo {
+	out := make([]RouteInfo, len(routes))
+	for i, rt := range routes {
+		out[i] = RouteInfo{Method: rt.method, Pattern: rt.pattern, Action: rt.action, Roles: rt.roles,
+			Public: rt.public != nil && rt.public(s)}
+	}
+	return out
+}
+
+// RouteInfo is one route as Routes reports it.
+type RouteInfo struct {
+	Method, Pattern, Action string
+	Roles                   []auth.Role
+	Public                  bool
+}
