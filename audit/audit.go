@@ -63,12 +63,16 @@ type Log struct {
 	done    chan struct{}
 }
 
-// New starts the writer. Close flushes and stops it.
-func New(l *ledger.Log, logger *slog.Logger) *Log {
+// New starts the writer with a 10 s window. Close flushes and stops it.
+func New(l *ledger.Log, logger *slog.Logger) *Log { return NewWithWindow(l, logger, 10*time.Second) }
+
+// NewWithWindow starts the writer; unauthenticated requests are counted
+// per source over window.
+func NewWithWindow(l *ledger.Log, logger *slog.Logger, window time.Duration) *Log {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &Log{ledger: l, log: logger, Window: 10 * time.Second, events: make(chan Event, 1<<16),
+	a := &Log{ledger: l, log: logger, Window: window, events: make(chan Event, 1<<16),
 		unauth: map[string]int64{}, since: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.run()
 	return a

@@ -46,6 +46,7 @@ type Main struct {
 	Ledger       ledgerConfig
 	Objects      storeConfig
 	AuditOrigin  string
+	AuditWindow  time.Duration
 	PublicLog    bool
 	MetricsAllow prefixList
 	Proxies      prefixList
@@ -81,6 +82,7 @@ func NewMain() *Main {
 		DataDir:      "./dicomseal-data",
 		LogOrigin:    defaultLogOrigin,
 		AuditOrigin:  defaultAuditOrigin,
+		AuditWindow:  10 * time.Second,
 		PublicLog:    true,
 		MetricsAllow: prefixList{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		RateLimit:    1000,
@@ -108,6 +110,7 @@ func (m *Main) ParseFlags(args []string) error {
 	m.Ledger.flags(fs)
 	m.Objects.flags(fs)
 	fs.StringVar(&m.AuditOrigin, "audit-origin", m.AuditOrigin, "origin line of the audit log's checkpoints")
+	fs.DurationVar(&m.AuditWindow, "audit-window", m.AuditWindow, "requests without valid credentials are counted per source over this window, one audit entry each")
 	fs.BoolVar(&m.PublicLog, "public-log", m.PublicLog, "serve /v1/keys, the checkpoint and consistency proofs without a token (witnesses need them)")
 	fs.Var(&m.MetricsAllow, "metrics-allow", "comma-separated addresses or CIDRs that may read /metrics")
 	fs.Var(&m.Proxies, "trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed")
@@ -179,7 +182,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.auditLog = ledger.New(auditBackend, m.AuditOrigin, keys.log, keys.log.Verifier())
-	m.audit = audit.New(m.auditLog, m.log)
+	m.audit = audit.NewWithWindow(m.auditLog, m.log, m.AuditWindow)
 	objects, err := m.Objects.open(ctx, m.DataDir)
 	if err != nil {
 		return err

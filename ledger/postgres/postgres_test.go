@@ -2,8 +2,8 @@ package postgres_test
 
 import (
 	"context"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
