@@ -103,7 +103,7 @@ func (a *Log) run() {
 	for {
 		select {
 		case ev := <-a.events:
-			a.write(a.drain(ev))
+			a.write(a.gather(ev))
 		case <-tick.C:
 			a.write(a.counted(false))
 		case <-a.stop:
@@ -123,14 +123,24 @@ func (a *Log) run() {
 	}
 }
 
-// drain takes what else is queued, up to a batch.
-func (a *Log) drain(first Event) []Event {
+// flushEvery bounds how long an event waits for company before it is
+// written. Unlike the custody ledger (where a request waits for its own
+// commit, so there is no timer), nobody waits for an audit write: a short
+// gathering time turns thousands of tiny commits into a few large ones.
+const flushEvery = 100 * time.Millisecond
+
+// gather collects events for up to flushEvery, or 4096 of them.
+func (a *Log) gather(first Event) []Event {
 	batch := []Event{first}
+	timer := time.NewTimer(flushEvery)
+	defer timer.Stop()
 	for len(batch) < 4096 {
 		select {
 		case ev := <-a.events:
 			batch = append(batch, ev)
-		default:
+		case <-timer.C:
+			return batch
+		case <-a.stop:
 			return batch
 		}
 	}

@@ -76,7 +76,7 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 		if err != nil {
 			return nil, err
 		}
-		inc := &Inclusion{Checkpoint: string(cp.Note), TreeSize: cp.Size}
+		inc := &Inclusion{Checkpoint: string(cp.Note), TreeSize: cp.Size, Hashes: []string{}}
 		for _, h := range hashes {
 			inc.Hashes = append(inc.Hashes, hex.EncodeToString(h))
 		}

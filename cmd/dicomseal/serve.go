@@ -62,6 +62,9 @@ type Main struct {
 
 	// Stderr receives logs (os.Stderr unless a test sets it).
 	Stderr io.Writer
+	// noAudit leaves requests unaudited: only for the benchmark that
+	// measures what auditing costs.
+	noAudit bool
 
 	log        *slog.Logger
 	ledger     *ledger.Log
@@ -193,6 +196,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
 	srv.Tokens, srv.Audit, srv.AuditLog = m.tokens, m.audit, m.audit
+	if m.noAudit {
+		srv.Audit = nil
+	}
 	srv.PublicLog, srv.MetricsAllow, srv.TrustedProxies = m.PublicLog, m.MetricsAllow, m.Proxies
 	srv.RateLimit, srv.RateBurst = m.RateLimit, m.RateBurst
 	if check := syncReplicaCheck(backend, m.RequireSync); check != nil {

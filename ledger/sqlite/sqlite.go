@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -33,7 +34,10 @@ func dsn(path, txlock string, extra ...string) string {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", txlock)
-	return "file:" + path + "?" + q.Encode()
+	// The path is part of a URI: '%', '?' and '#' in a directory name
+	// would otherwise cut it short (and open another file).
+	escaped := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+	return "file:" + escaped + "?" + q.Encode()
 }
 
 // Open opens (creating and migrating if needed) the ledger file at path.

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,5 +101,17 @@ func TestTablesAreAppendOnly(t *testing.T) {
 		if _, err := raw.Exec(stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: error = %v, want the append-only trigger", stmt, err)
 		}
+	}
+}
+
+// A data directory whose name holds URI characters opens the file it names.
+func TestPathWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run#1?x=%41")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	open(t, filepath.Join(dir, "ledger.db"))
+	if _, err := os.Stat(filepath.Join(dir, "ledger.db")); err != nil {
+		t.Fatalf("the ledger was not created where asked: %v", err)
 	}
 }
