@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/hex"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -337,5 +339,41 @@ func TestHardening(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/metrics from an allowed address behind the trusted proxy: %d", resp.StatusCode)
+	}
+}
+
+// The first start writes an admin token to a 0600 file and logs only its
+// path; events queued at shutdown are flushed into the audit log.
+func TestFirstAdminTokenAndShutdownFlush(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	path := filepath.Join(dataDir, "admin.token")
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file: %v, mode %v", err, info)
+	}
+	raw, _ := os.ReadFile(path)
+	admin := strings.TrimSpace(string(raw))
+	if !strings.HasPrefix(admin, "dst_") || strings.Contains(srv.logs.String(), admin) || !strings.Contains(srv.logs.String(), path) {
+		t.Fatal("the admin token must be in its file and only its path in the logs")
+	}
+	// The admin may read keys but never images.
+	srv.tokens[auth.RoleAdmin] = admin
+	assertProblem(t, srv.as(auth.RoleAdmin).do(http.MethodGet, "/v1/instances/1.2.3", "", nil), http.StatusForbidden, "forbidden")
+
+	// Requests just before shutdown are audited all the same.
+	for i := 0; i < 50; i++ {
+		srv.do(http.MethodGet, "/v1/verify?sha256="+strings.Repeat("2", 64), "", nil)
+	}
+	srv.stop()
+	again := startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	n := 0
+	for _, e := range auditEntries(t, again, "limit=10000", 1) {
+		if e["action"] == "verify.digest" {
+			n++
+		}
+	}
+	if n != 50 {
+		t.Fatalf("%d of 50 requests made before shutdown are in the audit log", n)
 	}
 }
