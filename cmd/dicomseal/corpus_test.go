@@ -17,6 +17,20 @@ import (
 	"github.com/dicomseal/dicomseal/store/s3/s3test"
 )
 
+// pydicomDir is where scripts/test.sh extracted pydicom's test files; the
+// test is skipped without them (and fails under CI).
+func pydicomDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("DICOMSEAL_TEST_PYDICOM_DIR")
+	if dir == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run the corpus test: DICOMSEAL_TEST_PYDICOM_DIR is not set (run scripts/test.sh)")
+		}
+		t.Skip("DICOMSEAL_TEST_PYDICOM_DIR is not set; scripts/test.sh (make test) extracts pydicom's test files and sets it")
+	}
+	return dir
+}
+
 // corpusEntry is one line of testdata/corpus/pydicom.tsv.
 type corpusEntry struct {
 	file, outcome, detail string
@@ -56,13 +70,7 @@ func readManifest(t *testing.T) map[string]corpusEntry {
 // and checks each against the committed manifest. Each file gets a fresh
 // data directory, because several files share a SOP Instance UID.
 func TestPydicomCorpus(t *testing.T) {
-	dir := os.Getenv("DICOMSEAL_TEST_PYDICOM_DIR")
-	if dir == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must run the corpus test: DICOMSEAL_TEST_PYDICOM_DIR is not set (run scripts/test.sh)")
-		}
-		t.Skip("DICOMSEAL_TEST_PYDICOM_DIR is not set; scripts/test.sh (make test) extracts pydicom's test files and sets it")
-	}
+	dir := pydicomDir(t)
 	manifest := readManifest(t)
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -198,13 +206,7 @@ func crossCheck(t *testing.T, srv *testServer, path string, att map[string]any) 
 // against it and become revisions (the same image re-encoded) or are
 // refused (other pixels); retrieval serves the latest revision.
 func TestPydicomCorpusOnProductionBackends(t *testing.T) {
-	dir := os.Getenv("DICOMSEAL_TEST_PYDICOM_DIR")
-	if dir == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must run the corpus test: DICOMSEAL_TEST_PYDICOM_DIR is not set (run scripts/test.sh)")
-		}
-		t.Skip("DICOMSEAL_TEST_PYDICOM_DIR is not set; scripts/test.sh (make test) extracts pydicom's test files and sets it")
-	}
+	dir := pydicomDir(t)
 	flags := append(s3Flags(s3test.Config(t)), "--database-url", pgtest.New(t).Service)
 	srv := startServer(t, t.TempDir(), flags...)
 	manifest := readManifest(t)
