@@ -180,7 +180,9 @@ func (s *Server) clientAddr(r *http.Request) string {
 	if err != nil || !containsAddr(s.TrustedProxies, peer) {
 		return host
 	}
-	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	// Every X-Forwarded-For line counts: a proxy that appends its own line
+	// leaves the client's line first, which must not be believed.
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {

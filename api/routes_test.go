@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -40,5 +42,22 @@ func TestRouterServesOnlyTheTable(t *testing.T) {
 		if !table[key] {
 			t.Errorf("%s is served without a route table entry", key)
 		}
+	}
+}
+
+// A client cannot pass itself off as another address by sending its own
+// X-Forwarded-For line ahead of the one the trusted proxy appends.
+func TestClientAddrIgnoresForgedForwardedFor(t *testing.T) {
+	s := &Server{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	r := httptest.NewRequest("GET", "/metrics", nil)
+	r.RemoteAddr = "127.0.0.1:5000"
+	r.Header.Add("X-Forwarded-For", "127.0.0.1") // forged by the client
+	r.Header.Add("X-Forwarded-For", "10.1.1.1")  // appended by the proxy
+	if got := s.clientAddr(r); got != "10.1.1.1" {
+		t.Fatalf("clientAddr = %s, want the address the proxy saw", got)
+	}
+	r.RemoteAddr = "10.2.2.2:5000" // not a trusted proxy: its header is ignored
+	if got := s.clientAddr(r); got != "10.2.2.2" {
+		t.Fatalf("clientAddr = %s, want the peer", got)
 	}
 }

@@ -90,6 +90,11 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 		if err != nil {
 			return nil, s.integrityFailure(ctx, same, ReasonAttestationInvalid, "", err)
 		}
+		// The bytes are at hand: make sure the store still has them (an
+		// object lost behind our back is restored), so a 2xx means durable.
+		if err := s.store.Put(ctx, sha, sp.Reader(), sp.Size()); err != nil {
+			return nil, unavailable(ProblemStorageUnavailable, err)
+		}
 		return &IngestResult{Attestation: att}, nil
 	} else if !errors.Is(err, ledger.ErrNotFound) {
 		return nil, unavailable(ProblemLedgerUnavailable, err)

@@ -92,9 +92,17 @@ func (a *Log) Record(ev Event) {
 // Unauthenticated counts a request without valid credentials.
 func (a *Log) Unauthenticated(source string, at time.Time) {
 	a.mu.Lock()
+	if _, ok := a.unauth[source]; !ok && len(a.unauth) >= maxSources {
+		// Many sources (rotating addresses) share one bucket, so neither
+		// this map nor the log grows with them.
+		source = "other"
+	}
 	a.unauth[source]++
 	a.mu.Unlock()
 }
+
+// maxSources bounds the distinct sources counted per window.
+const maxSources = 1024
 
 func (a *Log) run() {
 	defer close(a.done)

@@ -18,6 +18,12 @@ import (
 // the fragmentation, the Basic Offset Table only telling frames apart.
 // Both stream: nothing holds a frame in memory.
 
+// maxFrameDigests bounds the per-frame digests kept: a hostile file could
+// otherwise declare millions of one-pixel frames (or empty fragments) and
+// have each digest kept in memory and in the attestation. Past it, frames
+// are reported as not separable; the whole-pixel digest still covers all.
+const maxFrameDigests = 1 << 16
+
 // PixelResult is what the walker computed over Pixel Data.
 type PixelResult struct {
 	// Encoding is "native", or the transfer syntax of an encapsulated stream.
@@ -63,7 +69,8 @@ func newNativeHasher(d pixelDescription, bo binary.ByteOrder, vr string, length 
 		}
 	}
 	frameLen := int64(d.rows) * int64(d.columns) * int64(max(d.samples, 1)) * int64(d.bitsAllocated) / 8
-	if frames := int64(max(d.frames, 1)); h.width > 0 && frameLen > 0 && (length == frames*frameLen || length == frames*frameLen+1) {
+	if frames := int64(max(d.frames, 1)); h.width > 0 && frameLen > 0 && frames <= maxFrameDigests &&
+		(length == frames*frameLen || length == frames*frameLen+1) {
 		h.frameLen = frameLen
 	}
 	return h
@@ -144,6 +151,8 @@ func (h *nativeHasher) emit(p []byte) {
 }
 
 func (h *nativeHasher) result() *PixelResult {
+	// Bytes that do not fill a sample still count, raw.
+	h.whole.Write(h.carry)
 	r := &PixelResult{Encoding: "native", Frames: h.frames}
 	h.whole.Sum(r.Whole[:0])
 	return r
@@ -158,6 +167,7 @@ type encapsulatedHasher struct {
 	fragments [][32]byte
 	fragment  hash.Hash
 	byBOT     []hash.Hash
+	tooMany   bool // more fragments than frames: fragments are not frames
 }
 
 func newEncapsulatedHasher(ts string, frames int) *encapsulatedHasher {
@@ -166,7 +176,7 @@ func newEncapsulatedHasher(ts string, frames int) *encapsulatedHasher {
 
 // setBOT reads the Basic Offset Table (little endian offsets).
 func (e *encapsulatedHasher) setBOT(b []byte) {
-	if len(b)/4 != e.frames || e.frames < 2 {
+	if len(b)/4 != e.frames || e.frames < 2 || e.frames > maxFrameDigests {
 		return
 	}
 	for i := 0; i+4 <= len(b); i += 4 {
@@ -192,9 +202,13 @@ func (e *encapsulatedHasher) hashFragment(r io.Reader, n int64, at uint32) error
 	if _, err := io.CopyN(io.MultiWriter(sinks...), r, n); err != nil {
 		return err
 	}
-	var d [32]byte
-	e.fragment.Sum(d[:0])
-	e.fragments = append(e.fragments, d)
+	if len(e.fragments) <= e.frames && len(e.fragments) < maxFrameDigests {
+		var d [32]byte
+		e.fragment.Sum(d[:0])
+		e.fragments = append(e.fragments, d)
+	} else {
+		e.tooMany = true
+	}
 	return nil
 }
 
@@ -210,7 +224,7 @@ func (e *encapsulatedHasher) result() *PixelResult {
 			h.Sum(d[:0])
 			r.Frames = append(r.Frames, d)
 		}
-	case len(e.fragments) == e.frames:
+	case !e.tooMany && len(e.fragments) == e.frames:
 		r.Frames = e.fragments
 	}
 	return r

@@ -97,10 +97,13 @@ func walk(r io.ReaderAt, size int64, collect bool) (*walkResult, error) {
 		w.bo = binary.BigEndian
 	case tsDeflatedLE:
 		// Offsets from here on count inflated bytes; the length is unknown.
-		w.r, w.pos, w.end = bufio.NewReader(io.LimitReader(flate.NewReader(w.r), maxInflated)), 0, -1
+		w.r, w.pos, w.end = bufio.NewReader(io.LimitReader(flate.NewReader(w.r), maxInflated+1)), 0, -1
 	}
 	if err := w.walkElements(explicit, -1, 0); !errors.Is(err, errEnd) {
 		return nil, err
+	}
+	if w.end < 0 && w.pos > maxInflated {
+		return nil, fmt.Errorf("%w: the deflated data set inflates past %d bytes", ErrMalformed, int64(maxInflated))
 	}
 	return &walkResult{transferSyntax: ts, byteOrder: w.bo, values: w.values, oasTags: w.oasTags, pixels: w.pixels}, nil
 }

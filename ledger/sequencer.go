@@ -72,7 +72,7 @@ func (l *Log) Append(ctx context.Context, recs []Record) ([]Entry, error) {
 		select {
 		case <-r.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, ctx.Err() // without reading what the leader still writes
 		}
 		if r.err != nil {
 			return nil, r.err
@@ -91,7 +91,7 @@ func (l *Log) lead(ctx context.Context) {
 		l.mu.Unlock()
 		// The batch belongs to every caller in it: one caller's
 		// cancellation must not abort the others' commit.
-		l.commit(context.WithoutCancel(ctx), batch)
+		l.commitSafely(context.WithoutCancel(ctx), batch)
 		for _, r := range batch {
 			close(r.done)
 		}
@@ -115,13 +115,28 @@ func (l *Log) submit(ctx context.Context, req *appendRequest) (*appendRequest, e
 			return req, req.err
 		case <-ctx.Done():
 			// The request stays queued and may still commit; the caller
-			// only stops waiting for it.
-			return req, ctx.Err()
+			// only stops waiting for it, and must not read what the
+			// leader is still writing.
+			return &appendRequest{}, ctx.Err()
 		}
 	}
 	l.leading = true
 	l.lead(ctx)
 	return req, req.err
+}
+
+// commitSafely is commit that turns a panic into an error for the batch,
+// so that a bug cannot leave the log with a leader that never returns.
+func (l *Log) commitSafely(ctx context.Context, batch []*appendRequest) {
+	defer func() {
+		if p := recover(); p != nil {
+			err := fmt.Errorf("%w: commit panicked: %v", ErrUnavailable, p)
+			for _, r := range batch {
+				r.entry, r.count, r.err = Entry{}, 0, err
+			}
+		}
+	}()
+	l.commit(ctx, batch)
 }
 
 // commit writes one batch in one transaction and sets each request's

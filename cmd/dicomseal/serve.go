@@ -227,8 +227,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.integrator, m.integrated = cancel, make(chan struct{})
 	go func() {
 		defer close(m.integrated)
-		go m.auditLog.RunIntegrator(ictx, m.Checkpoint, m.log)
+		auditDone := make(chan struct{})
+		go func() {
+			defer close(auditDone)
+			m.auditLog.RunIntegrator(ictx, m.Checkpoint, m.log)
+		}()
 		m.ledger.RunIntegrator(ictx, m.Checkpoint, m.log)
+		<-auditDone // both integrators stop before their backends close
 	}()
 	m.log.Info("dicomseal serving", "addr", m.listener.Addr().String(), "tls", m.TLSCert != "",
 		"data_dir", m.DataDir, "ledger", map[bool]string{true: "postgresql", false: "sqlite"}[m.Ledger.DatabaseURL != ""],

@@ -29,3 +29,23 @@ func TestInstanceIsWellFormed(t *testing.T) {
 		}
 	}
 }
+
+// A file declaring a vast number of tiny frames keeps no per-frame
+// digests (each would be held in memory and in the attestation); the
+// whole-pixel digest still covers every byte.
+func TestManyTinyFramesKeepNoFrameDigests(t *testing.T) {
+	data := synth.Instance(synth.Spec{SOPInstanceUID: "1.2.826.0.1.3680043.10.99.2", Rows: 1, Columns: 1, Frames: 200_000})
+	a, err := dicomfile.Analyze(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := a.Digests([]byte("salt"))
+	if d.Frames != nil || len(d.Pixel) != 64 {
+		t.Fatalf("%d frame digests kept (pixel %q)", len(d.Frames), d.Pixel)
+	}
+	data[len(data)-1] ^= 1
+	b, _ := dicomfile.Analyze(bytes.NewReader(data), int64(len(data)))
+	if b.Digests([]byte("salt")).Pixel == d.Pixel {
+		t.Fatal("a changed pixel did not change the pixel digest")
+	}
+}

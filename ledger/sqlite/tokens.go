@@ -23,13 +23,15 @@ func fmtTime(t *time.Time) any {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
+// parseTime reads an optional time; an unreadable one reads as the
+// distant past, so that a damaged revoked_at or expires_at fails closed.
 func parseTime(s sql.NullString) *time.Time {
 	if !s.Valid {
 		return nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s.String)
 	if err != nil {
-		return nil
+		t = time.Unix(0, 0)
 	}
 	return &t
 }

@@ -45,7 +45,9 @@ func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(p); err == nil {
+	if info, err := os.Stat(p); err == nil && info.Size() == size {
+		// Present. (A file of the wrong size was altered: rewrite it from
+		// these bytes, which the hash check below vouches for.)
 		return nil
 	}
 	dir := filepath.Dir(p)

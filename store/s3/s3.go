@@ -98,6 +98,11 @@ func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int
 	if size > maxSinglePut {
 		return fmt.Errorf("s3 store: %d bytes exceed the 5 GiB single-PUT limit", size)
 	}
+	// Already there with its size: nothing to send (content addressing
+	// makes the key the content).
+	if info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{}); err == nil && info.Size == size {
+		return nil
+	}
 	sum, _ := hex.DecodeString(sha256Hex)
 	_, err = s.client.PutObject(ctx, s.bucket, key, r, size, minio.PutObjectOptions{
 		ContentType:      "application/dicom",
