@@ -102,7 +102,7 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 	latest, err := s.ledger.InstanceBySOP(ctx, a.Instance.SOPInstanceUID)
 	switch {
 	case err == nil:
-		return s.revise(ctx, latest, a, sp)
+		return s.revise(ctx, latest, a, sp, retry)
 	case !errors.Is(err, ledger.ErrNotFound):
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
@@ -163,10 +163,11 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		Identity: &ledger.Identity{
 			Salt: salt, PatientName: inst.PatientName, PatientID: inst.PatientID, PatientBirthDate: inst.PatientBirthDate,
 		},
+		Revises: revisesIndex(revises),
 	})
 	var exists *ledger.InstanceExistsError
 	switch {
-	case errors.As(err, &exists):
+	case errors.As(err, &exists), errors.Is(err, ledger.ErrStaleRevision):
 		return nil, err
 	case err != nil:
 		return nil, unavailable(ProblemLedgerUnavailable, err)
@@ -179,7 +180,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 // revise judges other bytes under an attested UID against its latest
 // attestation: a benign change becomes a revision; anything else is
 // refused, the original untouched, and the attempt recorded.
-func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.Analysis, sp *spool.Spool) (*IngestResult, error) {
+func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.Analysis, sp *spool.Spool, retry bool) (*IngestResult, error) {
 	pred, _, err := s.openPredicate(latest)
 	if err != nil {
 		return nil, &Error{Code: EIntegrity, Problem: ProblemIntegrity,
@@ -191,7 +192,15 @@ func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.
 	}
 	if ok, _ := j.revisable(); ok {
 		idx := latest.Index
-		return s.attest(ctx, ledger.KindRevision, &idx, a, sp)
+		res, err := s.attest(ctx, ledger.KindRevision, &idx, a, sp)
+		if errors.Is(err, ledger.ErrStaleRevision) && retry {
+			// Another revision landed first: judge against it instead.
+			return s.ingest(ctx, a, sp, false)
+		}
+		if errors.Is(err, ledger.ErrStaleRevision) {
+			return nil, unavailable(ProblemLedgerUnavailable, err)
+		}
+		return res, err
 	}
 	return nil, s.refuse(ctx, latest, j, sp.SHA256Hex(), sp.Size())
 }
@@ -313,4 +322,11 @@ func newAttestation(e ledger.Entry, p Predicate, env signer.Envelope) *Attestati
 		Entry:             base64.StdEncoding.EncodeToString(e.Body),
 		Revises:           p.Revises,
 	}
+}
+
+func revisesIndex(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

@@ -35,6 +35,8 @@ var (
 	ErrNotFound = errors.New("ledger: not found")
 	// ErrUnavailable: the database cannot be reached or refused the write.
 	ErrUnavailable = errors.New("ledger: unavailable")
+	// ErrStaleRevision: another revision of the instance landed first.
+	ErrStaleRevision = errors.New("ledger: the instance was revised meanwhile")
 )
 
 // InstanceExistsError is returned by an ingest append whose SOP Instance
@@ -63,6 +65,10 @@ type Record struct {
 	// Identity, for ingest, holds the salt and clear values that open the
 	// patient commitments; it goes to a correctable table, never the log.
 	Identity *Identity
+	// Revises, for a revision, is the index of the entry it was judged
+	// against; the append fails with ErrStaleRevision if that is no longer
+	// the instance's latest, so the revision chain cannot fork.
+	Revises uint64
 }
 
 // Identity is the correctable side of a record's patient commitments.

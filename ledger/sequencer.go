@@ -171,10 +171,26 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 
 		var rows Rows
 		b := Batch{First: next}
+		latest := map[string]uint64{} // revisions appended in this batch, by UID
 		touched := map[IncidentKey]bool{}
 		var repeats []*appendRequest // incidents seen before this batch: their entry is read back
 		for _, r := range batch {
 			rec := r.rec
+			if rec.Kind == KindRevision {
+				head, ok := latest[rec.SOPInstanceUID]
+				if !ok {
+					e, err := tx.InstanceEntry(ctx, rec.SOPInstanceUID)
+					if err != nil && !errors.Is(err, ErrNotFound) {
+						return err
+					}
+					head = e.Index
+				}
+				if head != rec.Revises {
+					r.err = ErrStaleRevision
+					continue
+				}
+				latest[rec.SOPInstanceUID] = next
+			}
 			if rec.Kind == KindIngest {
 				if e, ok := claimed[rec.SOPInstanceUID]; ok {
 					r.err = &InstanceExistsError{Existing: e}

@@ -185,6 +185,33 @@ func runAppend(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("the revision chain cannot fork", func(t *testing.T) {
+		f := newFixture(t, h)
+		first, err := f.log.AppendIngest(ctx, ingest("5.1", sha(50)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		revision := func(n int, revises uint64) (ledger.Entry, error) {
+			rec := ingest("5.1", sha(n))
+			rec.Kind, rec.Revises = ledger.KindRevision, revises
+			return f.log.AppendIngest(ctx, rec)
+		}
+		a, err := revision(51, first.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := revision(52, first.Index); !errors.Is(err, ledger.ErrStaleRevision) {
+			t.Fatalf("a second revision of the same entry: %v, want ErrStaleRevision", err)
+		}
+		if _, err := revision(53, a.Index); err != nil {
+			t.Fatalf("a revision of the latest: %v", err)
+		}
+		latest, err := f.log.InstanceBySOP(ctx, "5.1")
+		if err != nil || latest.FileSHA256 != sha(53) {
+			t.Fatalf("latest revision: %+v, %v", latest, err)
+		}
+	})
+
 	t.Run("incidents are recorded once and counted", func(t *testing.T) {
 		f := newFixture(t, h)
 		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1))); err != nil {
