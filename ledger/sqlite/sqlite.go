@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/pressly/goose/v3"
@@ -41,7 +42,12 @@ func dsn(path, txlock string, extra ...string) string {
 }
 
 // Open opens (creating and migrating if needed) the ledger file at path.
+// A new file is created 0600 (SQLite gives its WAL and shared-memory files
+// the same mode): it holds the correctable identity table.
 func Open(ctx context.Context, path string) (*DB, error) {
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	}
 	w, err := sql.Open("sqlite", dsn(path, "immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite ledger: open %s: %w", path, err)

@@ -115,3 +115,18 @@ func TestPathWithURICharacters(t *testing.T) {
 		t.Fatalf("the ledger was not created where asked: %v", err)
 	}
 }
+
+// The database holds the identity table (patient names): owner-only.
+func TestNewFileIsOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	open(t, path)
+	for _, p := range []string{path, path + "-wal"} {
+		info, err := os.Stat(p)
+		if err != nil {
+			continue // the WAL appears with the first write
+		}
+		if info.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", p, info.Mode().Perm())
+		}
+	}
+}
