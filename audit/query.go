@@ -41,7 +41,12 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	}
 	var out []Found
 	errFull := errors.New("full")
-	err := a.ledger.Scan(ctx, 0, func(e ledger.Entry) error {
+	scan := func(fn func(ledger.Entry) error) error { return a.ledger.Scan(ctx, 0, fn) }
+	if f.Actor != "" {
+		// The actor is the entries' indexed subject: no full scan.
+		scan = func(fn func(ledger.Entry) error) error { return a.ledger.ScanSubject(ctx, f.Actor, fn) }
+	}
+	err := scan(func(e ledger.Entry) error {
 		if e.Kind != ledger.KindAudit || (f.Actor != "" && e.SOPInstanceUID != f.Actor) {
 			return nil
 		}

@@ -31,6 +31,9 @@ type Tx interface {
 	EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
 	// ScanEntries calls fn for entries with from <= index < to, in index order.
 	ScanEntries(ctx context.Context, from, to uint64, fn func(Entry) error) error
+	// ScanSubject calls fn, in index order, for the entries whose subject
+	// (the SOP Instance UID column; the actor, for audit entries) is subject.
+	ScanSubject(ctx context.Context, subject string, fn func(Entry) error) error
 
 	// InstanceEntry is the latest ingest or revision entry of a UID.
 	InstanceEntry(ctx context.Context, sopInstanceUID string) (Entry, error)

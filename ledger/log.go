@@ -101,7 +101,29 @@ func (l *Log) EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
 // Scan calls fn for every entry from index from on, in order, over one
 // consistent snapshot.
 func (l *Log) Scan(ctx context.Context, from uint64, fn func(Entry) error) error {
-	return l.read(ctx, func(tx Tx) error { return tx.ScanEntries(ctx, from, 1<<62, fn) })
+	return l.scan(ctx, fn, func(tx Tx, fn func(Entry) error) error { return tx.ScanEntries(ctx, from, 1<<62, fn) })
+}
+
+// ScanSubject calls fn for the entries of one subject (an instance's UID;
+// an audit entry's actor), in order, through the subject index.
+func (l *Log) ScanSubject(ctx context.Context, subject string, fn func(Entry) error) error {
+	return l.scan(ctx, fn, func(tx Tx, fn func(Entry) error) error { return tx.ScanSubject(ctx, subject, fn) })
+}
+
+// scan returns fn's own error unchanged, so callers can stop a scan with a
+// sentinel; only the backend's faults become ErrUnavailable.
+func (l *Log) scan(ctx context.Context, fn func(Entry) error, run func(Tx, func(Entry) error) error) error {
+	var stopped error
+	err := l.read(ctx, func(tx Tx) error {
+		return run(tx, func(e Entry) error {
+			stopped = fn(e)
+			return stopped
+		})
+	})
+	if stopped != nil {
+		return stopped
+	}
+	return err
 }
 
 // LatestCheckpoint returns the newest checkpoint; ErrNotFound before the first.

@@ -169,6 +169,44 @@ func runAppend(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("scan one subject in index order", func(t *testing.T) {
+		f := newFixture(t, h)
+		audit := func(actor string, n int) ledger.Record {
+			return ledger.Record{Kind: ledger.KindAudit, SOPInstanceUID: actor,
+				Body: []byte(fmt.Sprintf(`{"kind":"audit","actor":%q,"n":%d}`, actor, n))}
+		}
+		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.log.Append(ctx, []ledger.Record{audit("alice", 0), audit("bob", 1), audit("alice", 2)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.log.Append(ctx, []ledger.Record{audit("alice", 3)}); err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		err := f.log.ScanSubject(ctx, "alice", func(e ledger.Entry) error {
+			if e.SOPInstanceUID != "alice" || e.Kind != ledger.KindAudit {
+				t.Errorf("entry %d: subject %q kind %q", e.Index, e.SOPInstanceUID, e.Kind)
+			}
+			got = append(got, e.Index)
+			return nil
+		})
+		if err != nil || fmt.Sprint(got) != "[1 3 4]" {
+			t.Fatalf("ScanSubject(alice) = %v, %v; want [1 3 4]", got, err)
+		}
+		stop := errors.New("stop")
+		n := 0
+		if err := f.log.ScanSubject(ctx, "alice", func(ledger.Entry) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+			t.Fatalf("a callback error stops the scan: %v after %d entries", err, n)
+		}
+		if err := f.log.ScanSubject(ctx, "nobody", func(e ledger.Entry) error {
+			return fmt.Errorf("unexpected entry %d", e.Index)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("a UID is claimed once", func(t *testing.T) {
 		f := newFixture(t, h)
 		first, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1)))

@@ -79,6 +79,25 @@ func (t *Tx) ScanEntries(ctx context.Context, from, to uint64, fn func(ledger.En
 	return rows.Err()
 }
 
+// ScanSubject scans one subject's entries through the sop_instance_uid index.
+func (t *Tx) ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error {
+	rows, err := t.tx.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE sop_instance_uid = $1 ORDER BY idx`, subject)
+	if err != nil {
+		return fmt.Errorf("scan subject %q: %w", subject, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // InstanceEntry returns the latest ingest or revision entry for uid.
 func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
 	return t.entry(ctx, `sop_instance_uid = $1 AND kind IN ('ingest', 'revision') ORDER BY idx DESC LIMIT 1`, uid)
