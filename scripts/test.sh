@@ -46,4 +46,7 @@ go test -race -count=1 "$@" ./...
 # Hostile input, for a bounded time: anything the fuzzer finds fails the run
 # (and its input lands in dicomfile/testdata/fuzz, to become a regression case).
 step "fuzz: parse and digest path (${DICOMSEAL_FUZZTIME:=30s})"
-go test ./dicomfile -run '^$' -fuzz FuzzParse -fuzztime "$DICOMSEAL_FUZZTIME"
+# Minimizing each new-coverage input may take 60 s by default, longer than
+# the whole run, and executes nothing new meanwhile: 5 s keeps the budget on
+# fuzzing (about 30x the executions) and still shrinks crashers.
+go test ./dicomfile -run '^$' -fuzz FuzzParse -fuzztime "$DICOMSEAL_FUZZTIME" -fuzzminimizetime 5s
