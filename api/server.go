@@ -208,28 +208,40 @@ func (s *Server) dicomBody(w http.ResponseWriter, r *http.Request) (io.Reader, e
 		return nil, &attest.Error{Code: attest.EInvalid, Problem: problemUnsupportedMediaType,
 			Message: fmt.Sprintf("Content-Type must be application/dicom (a DICOM Part 10 file), got %q", ct)}
 	}
-	if r.ContentLength > s.MaxBody {
-		return nil, s.tooLarge()
+	limit, whose := s.bodyLimit(r)
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit, whose)
 	}
-	return &limitedBody{r: http.MaxBytesReader(w, r.Body, s.MaxBody), s: s}, nil
+	return &limitedBody{r: http.MaxBytesReader(w, r.Body, limit), limit: limit, whose: whose}, nil
 }
 
-func (s *Server) tooLarge() error {
+// bodyLimit is the request's size limit: the server's, or the identity's
+// own when that is lower. A token can narrow the limit, never widen it.
+func (s *Server) bodyLimit(r *http.Request) (limit int64, whose string) {
+	limit, whose = s.MaxBody, "the server's --max-body"
+	if id, ok := auth.FromContext(r.Context()); ok && id.MaxBody > 0 && id.MaxBody < limit {
+		limit, whose = id.MaxBody, "token "+id.Name+"'s --max-body"
+	}
+	return limit, whose
+}
+
+func tooLarge(limit int64, whose string) error {
 	return attest.Errorf(attest.ETooLarge, attest.ProblemBodyTooLarge,
-		"request body exceeds the limit of %d bytes (--max-body)", s.MaxBody)
+		"request body exceeds the limit of %d bytes (%s)", limit, whose)
 }
 
 // limitedBody turns http.MaxBytesReader's error into the domain's ETooLarge.
 type limitedBody struct {
-	r io.Reader
-	s *Server
+	r     io.Reader
+	limit int64
+	whose string
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return n, b.s.tooLarge()
+		return n, tooLarge(b.limit, b.whose)
 	}
 	return n, err
 }

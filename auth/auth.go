@@ -47,6 +47,9 @@ type Identity struct {
 	Name    string // the token's name, e.g. orthanc-1
 	Role    Role
 	TokenID string
+	// MaxBody is the largest request body this identity may send, in
+	// bytes; 0 leaves the server's limit.
+	MaxBody int64
 }
 
 type ctxKey struct{}
@@ -72,6 +75,9 @@ type Token struct {
 	CreatedBy  string
 	ExpiresAt  *time.Time
 	RevokedAt  *time.Time
+	// MaxBody lowers the server's request size limit for this token
+	// (e.g. a viewer that only ever sends small verify requests); 0: none.
+	MaxBody int64
 }
 
 // Store keeps tokens; ErrNotFound when there is no such token.
@@ -148,5 +154,5 @@ func Authenticate(ctx context.Context, s Store, token string, now time.Time) (Id
 	if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
 		return Identity{}, fmt.Errorf("%w: token %s expired", ErrUnauthenticated, t.Name)
 	}
-	return Identity{Name: t.Name, Role: t.Role, TokenID: t.ID}, nil
+	return Identity{Name: t.Name, Role: t.Role, TokenID: t.ID, MaxBody: t.MaxBody}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/ledger/postgres/pgtest"
 )
 
 // samplePath fills a route pattern's parameters with real values.
@@ -375,5 +377,73 @@ func TestFirstAdminTokenAndShutdownFlush(t *testing.T) {
 	}
 	if n != 50 {
 		t.Fatalf("%d of 50 requests made before shutdown are in the audit log", n)
+	}
+}
+
+// Request size limits are per identity: a token's own --max-body lowers
+// the server's for that token alone, and can never raise it.
+func TestPerTokenBodyLimit(t *testing.T) { testPerTokenBodyLimit(t) }
+
+func TestPerTokenBodyLimitOnPostgres(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	migrateCLI(t, db)
+	testPerTokenBodyLimit(t, "--database-url", db.Service)
+}
+
+func testPerTokenBodyLimit(t *testing.T, storeArgs ...string) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir, append([]string{"--max-body", "64KiB"}, storeArgs...)...)
+	create := func(name, limit string) string {
+		t.Helper()
+		args := append([]string{"tokens", "create", "--data-dir", dataDir, "--role", "ingest", "--name", name, "--max-body", limit}, storeArgs...)
+		code, out := runCLI(args...)
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		if code != 0 {
+			t.Fatalf("tokens create --max-body %s: exit %d\n%s", limit, code, out)
+		}
+		return lines[len(lines)-1]
+	}
+	small := create("small-pusher", "2KiB")
+	large := create("greedy-pusher", "1GiB")
+	post := func(token string, n int) response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.url+"/v1/instances", bytes.NewReader(bytes.Repeat([]byte{0}, n)))
+		req.Header.Set("Content-Type", "application/dicom")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: body}
+	}
+	tests := []struct {
+		name   string
+		token  string
+		size   int
+		status int
+		says   string
+	}{
+		{"the token's own limit applies to it", small, 4 << 10, 413, "limit of 2048 bytes (token small-pusher's --max-body)"},
+		{"within the token's limit the body is read", small, 1 << 10, 400, ""},
+		{"another ingest token keeps the server's limit", srv.tokens[auth.RoleIngest], 4 << 10, 400, ""},
+		{"a token cannot raise the server's limit", large, 65<<10 + 1, 413, "limit of 65536 bytes (the server's --max-body)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := post(tt.token, tt.size)
+			if tt.status == 413 {
+				assertProblem(t, r, 413, "body-too-large")
+			} else if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			if !strings.Contains(string(r.body), tt.says) {
+				t.Fatalf("problem %s does not say %q", r.body, tt.says)
+			}
+		})
+	}
+	if code, out := runCLI(append([]string{"tokens", "list", "--data-dir", dataDir}, storeArgs...)...); code != 0 || !strings.Contains(out, "2KiB") || !strings.Contains(out, "server's") {
+		t.Fatalf("tokens list does not show the limits: exit %d\n%s", code, out)
 	}
 }

@@ -18,7 +18,8 @@ import (
 const tokensUsage = `Usage: dicomseal tokens <command> [flags]
 
 Commands:
-  create --role ROLE --name NAME [--expires 720h]   make a token; it is printed once, alone on the last line
+  create --role ROLE --name NAME [--expires 720h] [--max-body 64MiB]
+                                                    make a token; it is printed once, alone on the last line
   list                                              list tokens (never their secrets)
   revoke NAME                                       revoke a token, at once, in every running server
 
@@ -27,6 +28,11 @@ audit trail; no pixel data), admin (tokens, keys; no images). Every create and
 revoke is itself recorded in the audit log, naming who did it (--actor, or the
 operating-system user). The commands work while serve runs on the same data
 directory or database.
+
+Each token has its own request rate budget (serve's --rate-limit) and may
+have its own request size limit (--max-body), which can only lower the
+server's: a viewer that only verifies small files need not be able to push
+2 GiB bodies.
 `
 
 func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -49,6 +55,8 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	role := fs.String("role", "", "create: ingest, viewer, auditor or admin")
 	name := fs.String("name", "", "create: the token's name, e.g. orthanc-1 (it names the actor in the audit log)")
 	expires := fs.Duration("expires", 0, "create: lifetime, e.g. 720h (0: no expiry)")
+	var maxBody byteSize
+	fs.Var(&maxBody, "max-body", "create: largest request body this token may send (e.g. 64MiB); default: the server's --max-body, which it can only lower")
 	fs.Usage = func() { fmt.Fprint(stderr, tokensUsage); fs.PrintDefaults() }
 	if err := parseWithEnv(fs, args[1:]); err != nil {
 		return exitUsage(err)
@@ -93,11 +101,16 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return 2
 		}
 		secret, t, err := auth.NewToken(*name, r, *actor, time.Now(), *expires)
+		t.MaxBody = int64(maxBody)
 		if err == nil {
 			err = store.CreateToken(ctx, t)
 		}
 		if err == nil {
-			err = record("token.create", *name+" ("+string(r)+")")
+			object := *name + " (" + string(r) + ")"
+			if maxBody > 0 {
+				object += ", max body " + maxBody.String()
+			}
+			err = record("token.create", object)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "dicomseal tokens create:", err)
@@ -112,9 +125,12 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return 1
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tBY\tEXPIRES\tSTATE")
+		fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tBY\tEXPIRES\tMAX BODY\tSTATE")
 		for _, t := range tokens {
-			exp, state := "never", "active"
+			exp, state, limit := "never", "active", "server's"
+			if t.MaxBody > 0 {
+				limit = (*byteSize)(&t.MaxBody).String()
+			}
 			if t.ExpiresAt != nil {
 				exp = t.ExpiresAt.Format(time.RFC3339)
 				if !time.Now().Before(*t.ExpiresAt) {
@@ -124,7 +140,7 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			if t.RevokedAt != nil {
 				state = "revoked " + t.RevokedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, t.CreatedAt.Format(time.RFC3339), t.CreatedBy, exp, state)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, t.CreatedAt.Format(time.RFC3339), t.CreatedBy, exp, limit, state)
 		}
 		tw.Flush()
 		return 0

@@ -20,8 +20,8 @@ var _ auth.Store = (*DB)(nil)
 // CreateToken stores a new token; auth.ErrNameTaken if an active token has its name.
 func (d *DB) CreateToken(ctx context.Context, t auth.Token) error {
 	_, err := d.pool.Exec(ctx,
-		`INSERT INTO tokens (id, name, role, secret_hash, created_at, created_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		t.ID, t.Name, string(t.Role), t.SecretHash, t.CreatedAt.UTC(), t.CreatedBy, t.ExpiresAt)
+		`INSERT INTO tokens (id, name, role, secret_hash, created_at, created_by, expires_at, max_body) VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8::bigint, 0))`,
+		t.ID, t.Name, string(t.Role), t.SecretHash, t.CreatedAt.UTC(), t.CreatedBy, t.ExpiresAt, t.MaxBody)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return fmt.Errorf("%w: %s", auth.ErrNameTaken, t.Name)
@@ -29,12 +29,12 @@ func (d *DB) CreateToken(ctx context.Context, t auth.Token) error {
 	return err
 }
 
-const tokenColumns = `id, name, role, secret_hash, created_at, created_by, expires_at, revoked_at`
+const tokenColumns = `id, name, role, secret_hash, created_at, created_by, expires_at, revoked_at, COALESCE(max_body, 0)`
 
 func scanToken(row pgx.Row) (auth.Token, error) {
 	var t auth.Token
 	var role string
-	err := row.Scan(&t.ID, &t.Name, &role, &t.SecretHash, &t.CreatedAt, &t.CreatedBy, &t.ExpiresAt, &t.RevokedAt)
+	err := row.Scan(&t.ID, &t.Name, &role, &t.SecretHash, &t.CreatedAt, &t.CreatedBy, &t.ExpiresAt, &t.RevokedAt, &t.MaxBody)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, auth.ErrNotFound
 	}

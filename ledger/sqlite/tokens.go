@@ -39,28 +39,38 @@ func parseTime(s sql.NullString) *time.Time {
 // CreateToken stores a new token; auth.ErrNameTaken if an active token has its name.
 func (d *DB) CreateToken(ctx context.Context, t auth.Token) error {
 	_, err := d.write.ExecContext(ctx,
-		`INSERT INTO tokens (id, name, role, secret_hash, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Name, string(t.Role), t.SecretHash, t.CreatedAt.UTC().Format(time.RFC3339Nano), t.CreatedBy, fmtTime(t.ExpiresAt))
+		`INSERT INTO tokens (id, name, role, secret_hash, created_at, created_by, expires_at, max_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Name, string(t.Role), t.SecretHash, t.CreatedAt.UTC().Format(time.RFC3339Nano), t.CreatedBy, fmtTime(t.ExpiresAt), maxBody(t.MaxBody))
 	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
 		return fmt.Errorf("%w: %s", auth.ErrNameTaken, t.Name)
 	}
 	return err
 }
 
-const tokenColumns = `id, name, role, secret_hash, created_at, created_by, expires_at, revoked_at`
+const tokenColumns = `id, name, role, secret_hash, created_at, created_by, expires_at, revoked_at, max_body`
 
 func scanToken(sc interface{ Scan(...any) error }) (auth.Token, error) {
 	var t auth.Token
 	var role, created string
 	var expires, revoked sql.NullString
-	err := sc.Scan(&t.ID, &t.Name, &role, &t.SecretHash, &created, &t.CreatedBy, &expires, &revoked)
+	var limit sql.NullInt64
+	err := sc.Scan(&t.ID, &t.Name, &role, &t.SecretHash, &created, &t.CreatedBy, &expires, &revoked, &limit)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, auth.ErrNotFound
 	}
 	t.Role = auth.Role(role)
 	t.CreatedAt, _ = time.Parse(time.RFC3339Nano, created)
 	t.ExpiresAt, t.RevokedAt = parseTime(expires), parseTime(revoked)
+	t.MaxBody = limit.Int64
 	return t, err
+}
+
+// maxBody stores "no limit of its own" as NULL.
+func maxBody(n int64) any {
+	if n <= 0 {
+		return nil
+	}
+	return n
 }
 
 // TokenByID reads a token (revoked ones too: the caller refuses them).
