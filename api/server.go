@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dicomseal/dicomseal/attest"
 )
@@ -69,7 +70,12 @@ const ProblemNoSyncReplica = "sync-replica-missing"
 
 // New returns a server for svc with the default 2 GiB body limit.
 func New(svc *attest.Service, log *slog.Logger) *Server {
-	return &Server{svc: svc, log: log, metrics: newMetrics(), MaxBody: 2 << 30, PublicLog: true,
+	m := newMetrics()
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dicomseal_ledger_append_queue",
+		Help: "Ledger appends waiting for a commit (each commit takes all of them as one batch).",
+	}, func() float64 { return float64(svc.AppendQueue()) }))
+	return &Server{svc: svc, log: log, metrics: m, MaxBody: 2 << 30, PublicLog: true,
 		MetricsAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		RateLimit:    1000, RateBurst: 2000}
 }

@@ -32,6 +32,8 @@ type Ledger interface {
 	// Identity returns the salt of attested bytes (ledger.ErrNotFound once erased).
 	Identity(ctx context.Context, sha256Hex string) (*ledger.Identity, error)
 	Ping(ctx context.Context) error
+	// Queued is how many appends wait for a commit.
+	Queued() int
 	LogReader
 }
 
@@ -84,6 +86,10 @@ type Service struct {
 	// Rand supplies salts.
 	Rand io.Reader
 }
+
+// AppendQueue is how many ledger appends wait for a commit: a gauge of
+// the load on the ledger's sequencer.
+func (s *Service) AppendQueue() int { return s.ledger.Queued() }
 
 // NewService wires a service; SpoolDir must be set by the caller.
 func NewService(l Ledger, s ObjectStore, a Attestor, log *slog.Logger) *Service {

@@ -82,26 +82,54 @@ func (l *Log) Append(ctx context.Context, recs []Record) ([]Entry, error) {
 	return out, nil
 }
 
-// lead commits batches until nothing is pending; called with l.mu held
-// and l.leading set, it returns with l.mu released.
+// Queued is how many appends wait for a commit: a gauge of the load on the
+// sequencer.
+func (l *Log) Queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending)
+}
+
+// lead commits the batch that holds the caller's own requests (everything
+// pending when it took the lead); called with l.mu held and l.leading set,
+// it returns with l.mu released. Whatever queued meanwhile is committed by
+// a background leader: under sustained load a caller waits for its own
+// commit, not for the load to end.
 func (l *Log) lead(ctx context.Context) {
-	for {
-		batch := l.pending
-		l.pending = nil
+	l.commitPending(ctx)
+	if len(l.pending) == 0 {
+		l.leading = false
 		l.mu.Unlock()
-		// The batch belongs to every caller in it: one caller's
-		// cancellation must not abort the others' commit.
-		l.commitSafely(context.WithoutCancel(ctx), batch)
-		for _, r := range batch {
-			close(r.done)
-		}
-		l.mu.Lock()
-		if len(l.pending) == 0 {
-			l.leading = false
-			l.mu.Unlock()
-			return
-		}
+		return
 	}
+	l.mu.Unlock()
+	go l.drain(context.WithoutCancel(ctx))
+}
+
+// drain leads until nothing is pending. No caller waits on it as such:
+// each waits on its own request.
+func (l *Log) drain(ctx context.Context) {
+	l.mu.Lock()
+	for len(l.pending) > 0 {
+		l.commitPending(ctx)
+	}
+	l.leading = false
+	l.mu.Unlock()
+}
+
+// commitPending commits everything pending as one batch; called with l.mu
+// held, it releases it for the commit and holds it again on return.
+func (l *Log) commitPending(ctx context.Context) {
+	batch := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	// The batch belongs to every caller in it: one caller's cancellation
+	// must not abort the others' commit.
+	l.commitSafely(context.WithoutCancel(ctx), batch)
+	for _, r := range batch {
+		close(r.done)
+	}
+	l.mu.Lock()
 }
 
 func (l *Log) submit(ctx context.Context, req *appendRequest) (*appendRequest, error) {

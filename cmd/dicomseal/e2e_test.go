@@ -312,6 +312,7 @@ func TestTamperedObjectIsNeverServed(t *testing.T) {
 	m := srv.do(http.MethodGet, "/metrics", "", nil)
 	for _, want := range []string{
 		`dicomseal_integrity_violations_total{reason="altered"} 2`,
+		"dicomseal_ledger_append_queue 0",
 		`dicomseal_integrity_violations_total{reason="missing"} 1`,
 		`dicomseal_http_requests_total{code="502",method="GET",route="/v1/instances/{sopInstanceUID}"} 3`,
 	} {

@@ -207,6 +207,51 @@ func runAppend(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("a caller waits for its own commit, not for the queue behind it", func(t *testing.T) {
+		inst := h(t)
+		s, v := LogKey(t)
+		gated := &gatedBackend{Backend: inst.Backend, writes: make(chan chan struct{})}
+		l := ledger.New(gated, Origin, s, v)
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { _, err := l.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); first <- err }()
+		releaseFirst := gated.next(t) // the first caller leads, inside its commit
+		go func() { _, err := l.AppendIngest(ctx, ingest("1.2.3.2", sha(2))); second <- err }()
+		for deadline := time.Now().Add(10 * time.Second); l.Queued() != 1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the second append never queued")
+			}
+		}
+		close(releaseFirst)
+		var releaseSecond chan struct{}
+		select {
+		case err := <-first:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case releaseSecond = <-gated.writes:
+			// The second batch's commit started (and is held); the first
+			// caller must still return.
+			select {
+			case err := <-first:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the first caller is held by a commit that is not its own")
+			}
+		}
+		if releaseSecond == nil {
+			releaseSecond = gated.next(t)
+		}
+		close(releaseSecond)
+		if err := <-second; err != nil {
+			t.Fatal(err)
+		}
+		if e, err := l.InstanceBySOP(ctx, "1.2.3.2"); err != nil || e.Index != 1 {
+			t.Fatalf("second entry: %+v, %v", e, err)
+		}
+	})
+
 	t.Run("a UID is claimed once", func(t *testing.T) {
 		f := newFixture(t, h)
 		first, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1)))
@@ -396,3 +441,28 @@ func runAppend(t *testing.T, h Harness) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// gatedBackend holds every write transaction until the test releases it.
+type gatedBackend struct {
+	ledger.Backend
+	writes chan chan struct{}
+}
+
+func (g *gatedBackend) Write(ctx context.Context, fn func(ledger.Tx) error) error {
+	release := make(chan struct{})
+	g.writes <- release
+	<-release
+	return g.Backend.Write(ctx, fn)
+}
+
+// next returns the release of the next write transaction to start.
+func (g *gatedBackend) next(t *testing.T) chan struct{} {
+	t.Helper()
+	select {
+	case r := <-g.writes:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write transaction started")
+		return nil
+	}
+}
