@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 )
 
@@ -26,4 +27,25 @@ func batchMessage(origin string, first uint64, leaves [][32]byte) []byte {
 // VerifyBatch checks a batch's signature.
 func (l *Log) verifyBatch(b Batch) bool {
 	return l.verify.Verify(batchMessage(l.origin, b.First, b.Leaves), b.Signature)
+}
+
+// PackedLeaves is the batch's leaf hashes concatenated, as backends store them.
+func (b Batch) PackedLeaves() []byte {
+	out := make([]byte, 0, 32*len(b.Leaves))
+	for _, l := range b.Leaves {
+		out = append(out, l[:]...)
+	}
+	return out
+}
+
+// UnpackLeaves reads leaf hashes stored by PackedLeaves.
+func UnpackLeaves(packed []byte) ([][32]byte, error) {
+	if len(packed)%32 != 0 {
+		return nil, fmt.Errorf("%d bytes of leaf hashes, not a multiple of 32", len(packed))
+	}
+	leaves := make([][32]byte, len(packed)/32)
+	for i := range leaves {
+		copy(leaves[i][:], packed[32*i:])
+	}
+	return leaves, nil
 }

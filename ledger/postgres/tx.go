@@ -62,36 +62,28 @@ func (t *Tx) ScanEntries(ctx context.Context, from, to uint64, fn func(ledger.En
 	if to > 1<<62 {
 		to = 1 << 62
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+}
+
+// ScanSubject scans one subject's entries through the sop_instance_uid index.
+func (t *Tx) ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error {
+	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE sop_instance_uid = $1 ORDER BY idx`, subject)
+}
+
+// each runs a query and calls fn, in order, on every row read by scan;
+// fn's error stops it and is returned unchanged.
+func each[T any](ctx context.Context, tx pgx.Tx, scan func(pgx.Row) (T, error), fn func(T) error, query string, args ...any) error {
+	rows, err := tx.Query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		e, err := scanEntry(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return err
 		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
-// ScanSubject scans one subject's entries through the sop_instance_uid index.
-func (t *Tx) ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error {
-	rows, err := t.tx.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE sop_instance_uid = $1 ORDER BY idx`, subject)
-	if err != nil {
-		return fmt.Errorf("scan subject %q: %w", subject, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return err
-		}
-		if err := fn(e); err != nil {
+		if err := fn(v); err != nil {
 			return err
 		}
 	}
@@ -198,40 +190,27 @@ func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
 }
 
 func (t *Tx) InsertBatch(ctx context.Context, b ledger.Batch) error {
-	leaves := make([]byte, 0, 32*len(b.Leaves))
-	for _, l := range b.Leaves {
-		leaves = append(leaves, l[:]...)
-	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO batches (first_idx, leaves, signature) VALUES ($1, $2, $3)`, int64(b.First), leaves, b.Signature)
+	_, err := t.tx.Exec(ctx, `INSERT INTO batches (first_idx, leaves, signature) VALUES ($1, $2, $3)`, int64(b.First), b.PackedLeaves(), b.Signature)
 	return err
 }
 
 func (t *Tx) ScanBatches(ctx context.Context, from uint64, fn func(ledger.Batch) error) error {
-	rows, err := t.tx.Query(ctx, `SELECT first_idx, leaves, signature FROM batches WHERE first_idx >= $1 ORDER BY first_idx`, int64(from))
+	return each(ctx, t.tx, scanBatch, fn, `SELECT first_idx, leaves, signature FROM batches WHERE first_idx >= $1 ORDER BY first_idx`, int64(from))
+}
+
+func scanBatch(row pgx.Row) (ledger.Batch, error) {
+	var first int64
+	var packed []byte
+	var b ledger.Batch
+	if err := row.Scan(&first, &packed, &b.Signature); err != nil {
+		return b, err
+	}
+	leaves, err := ledger.UnpackLeaves(packed)
 	if err != nil {
-		return err
+		return b, fmt.Errorf("batch %d: %w", first, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var first int64
-		var leaves []byte
-		var b ledger.Batch
-		if err := rows.Scan(&first, &leaves, &b.Signature); err != nil {
-			return err
-		}
-		if len(leaves)%32 != 0 {
-			return fmt.Errorf("batch %d: %d bytes of leaf hashes", first, len(leaves))
-		}
-		b.First = uint64(first)
-		b.Leaves = make([][32]byte, len(leaves)/32)
-		for i := range b.Leaves {
-			copy(b.Leaves[i][:], leaves[32*i:])
-		}
-		if err := fn(b); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	b.First, b.Leaves = uint64(first), leaves
+	return b, nil
 }
 
 // nodeID packs a tree node's coordinates into one integer key.
@@ -303,19 +282,5 @@ func (t *Tx) InsertCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
 }
 
 func (t *Tx) ScanCheckpoints(ctx context.Context, fn func(ledger.Checkpoint) error) error {
-	rows, err := t.tx.Query(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCheckpoint(rows)
-		if err != nil {
-			return err
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return each(ctx, t.tx, scanCheckpoint, fn, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size`)
 }
