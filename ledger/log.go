@@ -25,6 +25,9 @@ type Log struct {
 	mu      sync.Mutex
 	pending []*appendRequest
 	leading bool
+	// draining tracks the background leader, which Close waits for: it
+	// may be committing requests whose callers stopped waiting.
+	draining sync.WaitGroup
 }
 
 // New returns a log named origin (the first line of its checkpoints),
@@ -44,8 +47,12 @@ func (l *Log) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the backend.
-func (l *Log) Close() error { return l.backend.Close() }
+// Close waits for a background commit in flight, then closes the backend.
+// Appends must have stopped.
+func (l *Log) Close() error {
+	l.draining.Wait()
+	return l.backend.Close()
+}
 
 func (l *Log) read(ctx context.Context, fn func(Tx) error) error {
 	err := l.backend.Read(ctx, fn)
@@ -115,6 +122,7 @@ func (l *Log) ScanSubject(ctx context.Context, subject string, fn func(Entry) er
 func (l *Log) scan(ctx context.Context, fn func(Entry) error, run func(Tx, func(Entry) error) error) error {
 	var stopped error
 	err := l.read(ctx, func(tx Tx) error {
+		stopped = nil // in case a backend ever retries
 		return run(tx, func(e Entry) error {
 			stopped = fn(e)
 			return stopped

@@ -102,13 +102,16 @@ func (l *Log) lead(ctx context.Context) {
 		l.mu.Unlock()
 		return
 	}
+	l.draining.Add(1)
 	l.mu.Unlock()
-	go l.drain(context.WithoutCancel(ctx))
+	// Not the caller's context: the queue is other requests' work.
+	go l.drain(context.Background())
 }
 
 // drain leads until nothing is pending. No caller waits on it as such:
 // each waits on its own request.
 func (l *Log) drain(ctx context.Context) {
+	defer l.draining.Done()
 	l.mu.Lock()
 	for len(l.pending) > 0 {
 		l.commitPending(ctx)

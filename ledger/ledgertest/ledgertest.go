@@ -210,7 +210,7 @@ func runAppend(t *testing.T, h Harness) {
 	t.Run("a caller waits for its own commit, not for the queue behind it", func(t *testing.T) {
 		inst := h(t)
 		s, v := LogKey(t)
-		gated := &gatedBackend{Backend: inst.Backend, writes: make(chan chan struct{})}
+		gated := &gatedBackend{Backend: inst.Backend, writes: make(chan chan struct{}), closing: make(chan struct{}, 1)}
 		l := ledger.New(gated, Origin, s, v)
 		first, second := make(chan error, 1), make(chan error, 1)
 		go func() { _, err := l.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); first <- err }()
@@ -249,6 +249,49 @@ func runAppend(t *testing.T, h Harness) {
 		}
 		if e, err := l.InstanceBySOP(ctx, "1.2.3.2"); err != nil || e.Index != 1 {
 			t.Fatalf("second entry: %+v, %v", e, err)
+		}
+	})
+
+	t.Run("close waits for a commit whose caller stopped waiting", func(t *testing.T) {
+		inst := h(t)
+		s, v := LogKey(t)
+		gated := &gatedBackend{Backend: inst.Backend, writes: make(chan chan struct{}), closing: make(chan struct{}, 1)}
+		l := ledger.New(gated, Origin, s, v)
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { _, err := l.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); first <- err }()
+		releaseFirst := gated.next(t)
+		impatient, giveUp := context.WithCancel(ctx)
+		go func() { _, err := l.AppendIngest(impatient, ingest("1.2.3.2", sha(2))); second <- err }()
+		for deadline := time.Now().Add(10 * time.Second); l.Queued() != 1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the second append never queued")
+			}
+		}
+		giveUp()
+		if err := <-second; !errors.Is(err, context.Canceled) {
+			t.Fatalf("the impatient caller: %v", err)
+		}
+		close(releaseFirst)
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		releaseSecond := gated.next(t) // the queued request's commit, which nobody waits for
+		closed := make(chan error, 1)
+		go func() { closed <- l.Close() }()
+		select {
+		case <-gated.closing:
+			t.Fatal("Close closed the backend while a commit was in flight")
+		case <-time.After(100 * time.Millisecond): // Close had its chance to go wrong
+		}
+		close(releaseSecond)
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		// Had Close not waited, the commit would have met a closed backend.
+		l2 := ledger.New(inst.Reopen(), Origin, s, v)
+		defer l2.Close()
+		if e, err := l2.InstanceBySOP(ctx, "1.2.3.2"); err != nil || e.Index != 1 {
+			t.Fatalf("the queued request after Close: %+v, %v", e, err)
 		}
 	})
 
@@ -442,10 +485,20 @@ func runAppend(t *testing.T, h Harness) {
 
 func second[T any](_ T, err error) error { return err }
 
-// gatedBackend holds every write transaction until the test releases it.
+// gatedBackend holds every write transaction until the test releases it,
+// and reports when it is closed.
 type gatedBackend struct {
 	ledger.Backend
-	writes chan chan struct{}
+	writes  chan chan struct{}
+	closing chan struct{}
+}
+
+func (g *gatedBackend) Close() error {
+	select {
+	case g.closing <- struct{}{}:
+	default:
+	}
+	return g.Backend.Close()
 }
 
 func (g *gatedBackend) Write(ctx context.Context, fn func(ledger.Tx) error) error {
