@@ -6,6 +6,8 @@ package migrations
 import (
 	"embed"
 	"io/fs"
+	"strconv"
+	"strings"
 )
 
 //go:embed sqlite/*.sql postgres/*.sql
@@ -16,6 +18,20 @@ func SQLite() fs.FS { return sub("sqlite") }
 
 // Postgres returns the PostgreSQL migrations, for schema dicomseal.
 func Postgres() fs.FS { return sub("postgres") }
+
+// Latest is the highest migration version in fsys: the schema version a
+// binary needs.
+func Latest(fsys fs.FS) int64 {
+	var latest int64
+	names, _ := fs.Glob(fsys, "*.sql")
+	for _, name := range names {
+		digits, _, _ := strings.Cut(name, "_")
+		if v, err := strconv.ParseInt(digits, 10, 64); err == nil && v > latest {
+			latest = v
+		}
+	}
+	return latest
+}
 
 func sub(dir string) fs.FS {
 	s, err := fs.Sub(files, dir)

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/migrations"
 )
 
 // Schema holds the custody ledger; AuditSchema the audit log, the same
@@ -37,6 +38,11 @@ func lockKey(name string) int64 {
 
 // ErrNotMigrated: the database has no dicomseal schema yet.
 var ErrNotMigrated = errors.New("the database has no dicomseal schema: run `dicomseal migrate` with the owner's credentials")
+
+// ErrSchemaOutdated: the schema is older than this binary (an upgrade
+// whose `dicomseal migrate` has not run yet). A newer schema is accepted,
+// so replicas can be upgraded one at a time after migrating.
+var ErrSchemaOutdated = errors.New("the dicomseal schema is older than this binary: run `dicomseal migrate` with the owner's credentials")
 
 // DB is an open PostgreSQL ledger backend.
 type DB struct {
@@ -69,6 +75,15 @@ func OpenSchema(ctx context.Context, url, schema string) (*DB, error) {
 	if !migrated {
 		pool.Close()
 		return nil, ErrNotMigrated
+	}
+	var version int64
+	if err := pool.QueryRow(ctx, `SELECT COALESCE(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&version); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres ledger: reading the schema version (was it migrated by an older dicomseal? run `dicomseal migrate`): %w", err)
+	}
+	if need := migrations.Latest(migrations.Postgres()); version < need {
+		pool.Close()
+		return nil, fmt.Errorf("%w: schema %s is at version %d, this dicomseal needs %d", ErrSchemaOutdated, schema, version, need)
 	}
 	return &DB{pool: pool}, nil
 }
