@@ -405,9 +405,13 @@ func testPerTokenBodyLimit(t *testing.T, storeArgs ...string) {
 	}
 	small := create("small-pusher", "2KiB")
 	large := create("greedy-pusher", "1GiB")
-	post := func(token string, n int) response {
+	post := func(token string, n int, chunked bool) response {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, srv.url+"/v1/instances", bytes.NewReader(bytes.Repeat([]byte{0}, n)))
+		var body io.Reader = bytes.NewReader(bytes.Repeat([]byte{0}, n))
+		if chunked { // no Content-Length: only the reading can stop it
+			body = io.MultiReader(body)
+		}
+		req, _ := http.NewRequest(http.MethodPost, srv.url+"/v1/instances", body)
 		req.Header.Set("Content-Type", "application/dicom")
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
@@ -415,24 +419,27 @@ func testPerTokenBodyLimit(t *testing.T, storeArgs ...string) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return response{status: resp.StatusCode, header: resp.Header, body: body}
+		answer, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: answer}
 	}
 	tests := []struct {
-		name   string
-		token  string
-		size   int
-		status int
-		says   string
+		name    string
+		token   string
+		size    int
+		chunked bool
+		status  int
+		says    string
 	}{
-		{"the token's own limit applies to it", small, 4 << 10, 413, "limit of 2048 bytes (token small-pusher's --max-body)"},
-		{"within the token's limit the body is read", small, 1 << 10, 400, ""},
-		{"another ingest token keeps the server's limit", srv.tokens[auth.RoleIngest], 4 << 10, 400, ""},
-		{"a token cannot raise the server's limit", large, 65<<10 + 1, 413, "limit of 65536 bytes (the server's --max-body)"},
+		{"the token's own limit applies to it", small, 4 << 10, false, 413, "limit of 2048 bytes (token small-pusher's --max-body)"},
+		{"also to a body of unknown length", small, 4 << 10, true, 413, "limit of 2048 bytes (token small-pusher's --max-body)"},
+		{"within the token's limit the body is read", small, 1 << 10, false, 400, ""},
+		{"another ingest token keeps the server's limit", srv.tokens[auth.RoleIngest], 4 << 10, true, 400, ""},
+		{"a token cannot raise the server's limit", large, 65<<10 + 1, false, 413, "limit of 65536 bytes (the server's --max-body)"},
+		{"nor for a body of unknown length", large, 65<<10 + 1, true, 413, "limit of 65536 bytes (the server's --max-body)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := post(tt.token, tt.size)
+			r := post(tt.token, tt.size, tt.chunked)
 			if tt.status == 413 {
 				assertProblem(t, r, 413, "body-too-large")
 			} else if r.status != tt.status {
