@@ -208,20 +208,9 @@ func runAppend(t *testing.T, h Harness) {
 	})
 
 	t.Run("a caller waits for its own commit, not for the queue behind it", func(t *testing.T) {
-		inst := h(t)
-		s, v := LogKey(t)
-		gated := &gatedBackend{Backend: inst.Backend, writes: make(chan chan struct{}), closing: make(chan struct{}, 1)}
-		l := ledger.New(gated, Origin, s, v)
-		first, second := make(chan error, 1), make(chan error, 1)
-		go func() { _, err := l.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); first <- err }()
-		releaseFirst := gated.next(t) // the first caller leads, inside its commit
-		go func() { _, err := l.AppendIngest(ctx, ingest("1.2.3.2", sha(2))); second <- err }()
-		for deadline := time.Now().Add(10 * time.Second); l.Queued() != 1; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the second append never queued")
-			}
-		}
-		close(releaseFirst)
+		q := queueBehindLeader(ctx, t, h)
+		l, gated, first, second := q.log, q.gated, q.first, q.second
+		close(q.releaseFirst)
 		var releaseSecond chan struct{}
 		select {
 		case err := <-first:
@@ -253,26 +242,15 @@ func runAppend(t *testing.T, h Harness) {
 	})
 
 	t.Run("close waits for a commit whose caller stopped waiting", func(t *testing.T) {
-		inst := h(t)
-		s, v := LogKey(t)
-		gated := &gatedBackend{Backend: inst.Backend, writes: make(chan chan struct{}), closing: make(chan struct{}, 1)}
-		l := ledger.New(gated, Origin, s, v)
-		first, second := make(chan error, 1), make(chan error, 1)
-		go func() { _, err := l.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); first <- err }()
-		releaseFirst := gated.next(t)
 		impatient, giveUp := context.WithCancel(ctx)
-		go func() { _, err := l.AppendIngest(impatient, ingest("1.2.3.2", sha(2))); second <- err }()
-		for deadline := time.Now().Add(10 * time.Second); l.Queued() != 1; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the second append never queued")
-			}
-		}
+		q := queueBehindLeader(impatient, t, h)
+		l, gated := q.log, q.gated
 		giveUp()
-		if err := <-second; !errors.Is(err, context.Canceled) {
+		if err := <-q.second; !errors.Is(err, context.Canceled) {
 			t.Fatalf("the impatient caller: %v", err)
 		}
-		close(releaseFirst)
-		if err := <-first; err != nil {
+		close(q.releaseFirst)
+		if err := <-q.first; err != nil {
 			t.Fatal(err)
 		}
 		releaseSecond := gated.next(t) // the queued request's commit, which nobody waits for
@@ -288,7 +266,7 @@ func runAppend(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		// Had Close not waited, the commit would have met a closed backend.
-		l2 := ledger.New(inst.Reopen(), Origin, s, v)
+		l2 := ledger.New(q.inst.Reopen(), Origin, q.signer, q.verifier)
 		defer l2.Close()
 		if e, err := l2.InstanceBySOP(ctx, "1.2.3.2"); err != nil || e.Index != 1 {
 			t.Fatalf("the queued request after Close: %+v, %v", e, err)
@@ -518,4 +496,34 @@ func (g *gatedBackend) next(t *testing.T) chan struct{} {
 		t.Fatal("no write transaction started")
 		return nil
 	}
+}
+
+// leaderAndQueue is a log over a gated backend whose first append leads
+// and is held inside its commit, with a second append queued behind it.
+type leaderAndQueue struct {
+	inst          Instance
+	gated         *gatedBackend
+	log           *ledger.Log
+	signer        note.Signer
+	verifier      note.Verifier
+	releaseFirst  chan struct{}
+	first, second chan error // the two appends' outcomes
+}
+
+// queueBehindLeader sets up a leaderAndQueue; the second append uses ctx.
+func queueBehindLeader(ctx context.Context, t *testing.T, h Harness) *leaderAndQueue {
+	t.Helper()
+	q := &leaderAndQueue{inst: h(t), first: make(chan error, 1), second: make(chan error, 1)}
+	q.signer, q.verifier = LogKey(t)
+	q.gated = &gatedBackend{Backend: q.inst.Backend, writes: make(chan chan struct{}), closing: make(chan struct{}, 1)}
+	q.log = ledger.New(q.gated, Origin, q.signer, q.verifier)
+	go func() { _, err := q.log.AppendIngest(context.Background(), ingest("1.2.3.1", sha(1))); q.first <- err }()
+	q.releaseFirst = q.gated.next(t)
+	go func() { _, err := q.log.AppendIngest(ctx, ingest("1.2.3.2", sha(2))); q.second <- err }()
+	for deadline := time.Now().Add(10 * time.Second); q.log.Queued() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second append never queued")
+		}
+	}
+	return q
 }
