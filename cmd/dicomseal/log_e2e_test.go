@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 )
 
 // logVerifier fetches the log's verifier key from /v1/keys, as an auditor
@@ -229,26 +229,8 @@ func (s *testServer) attestationKey() (string, string) {
 // triggers dropped first.
 func tamperLedger(t *testing.T, dataDir string, stmts ...string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, _ := db.Query(`SELECT name FROM sqlite_master WHERE type = 'trigger'`)
-	var triggers []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		triggers = append(triggers, n)
-	}
-	rows.Close()
-	for _, n := range triggers {
-		db.Exec(`DROP TRIGGER ` + n)
-	}
-	for _, s := range stmts {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
+	for _, stmt := range stmts {
+		sqlitetest.Tamper(t, filepath.Join(dataDir, "ledger.db"), stmt)
 	}
 }
 

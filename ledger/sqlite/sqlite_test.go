@@ -11,6 +11,7 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 )
 
 func open(t testing.TB, path string) *sqlite.DB {
@@ -23,44 +24,12 @@ func open(t testing.TB, path string) *sqlite.DB {
 	return db
 }
 
-// tamperer edits the file the way someone holding it can: triggers
-// dropped, foreign keys off.
-func tamperer(t testing.TB, path string) func(stmt string, args ...any) {
-	return func(stmt string, args ...any) {
-		t.Helper()
-		raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
-		rows, err := raw.Query(`SELECT name FROM sqlite_master WHERE type = 'trigger'`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var triggers []string
-		for rows.Next() {
-			var n string
-			rows.Scan(&n)
-			triggers = append(triggers, n)
-		}
-		rows.Close()
-		for _, n := range triggers {
-			if _, err := raw.Exec(`DROP TRIGGER ` + n); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := raw.Exec(stmt, args...); err != nil {
-			t.Fatalf("tamper %q: %v", stmt, err)
-		}
-	}
-}
-
 func harness(t testing.TB) ledgertest.Instance {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	return ledgertest.Instance{
 		Backend: open(t, path),
 		Reopen:  func() ledger.Backend { return open(t, path) },
-		Tamper:  tamperer(t, path),
+		Tamper:  func(stmt string, args ...any) { sqlitetest.Tamper(t, path, stmt, args...) },
 	}
 }
 
