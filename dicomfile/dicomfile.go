@@ -1,17 +1,17 @@
 // Package dicomfile reads DICOM Part 10 files: it checks that a byte stream
-// is one, extracts the identifiers dicomseal attests, and (in later work)
-// computes the DICOM-aware digests. It never writes and never trusts a
-// declared length without checking it against the bytes present.
+// is one, extracts the identifiers dicomseal attests and computes the
+// DICOM-aware digests, in one streaming walk over the elements. It never
+// writes, never trusts a declared length without checking it against the
+// bytes present, and never builds a tree of the elements: what one file may
+// cost is bounded by Limits. The parser library (suyashkumar/dicom) supplies
+// the data dictionary; its element tree, which allocates every declared
+// value, is kept off the path of hostile input.
 package dicomfile
 
 import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
-
-	"github.com/suyashkumar/dicom"
-	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
 // Sentinel errors; every error Parse returns wraps exactly one of them.
@@ -22,6 +22,10 @@ var (
 	ErrMalformed = errors.New("malformed DICOM")
 	// ErrMissingAttribute: a required attribute is absent or empty.
 	ErrMissingAttribute = errors.New("required DICOM attribute missing")
+	// ErrInvalidUID: an identifying UID is not a valid UI value.
+	ErrInvalidUID = errors.New("invalid UID")
+	// ErrLimitExceeded: reading the data set would cost more than Limits allow.
+	ErrLimitExceeded = errors.New("DICOM limit exceeded")
 )
 
 // preambleLen is the length of the Part 10 preamble before the magic word.
@@ -42,48 +46,14 @@ type Instance struct {
 	PatientBirthDate string
 }
 
-// Parse reads the Part 10 file of the given size from r: the structure
-// walk, then the header through the parser library.
+// Parse reads the Part 10 file of the given size from r within
+// DefaultLimits and returns its identifiers.
 func Parse(r io.ReaderAt, size int64) (*Instance, error) {
-	if err := checkMagic(r, size); err != nil {
-		return nil, err
-	}
-	if _, err := walk(r, size, false); err != nil {
-		return nil, err
-	}
-	return parseHeader(r, size)
-}
-
-// parseHeader extracts the identifiers with the parser library, skipping
-// Pixel Data (which the walker streams).
-func parseHeader(r io.ReaderAt, size int64) (inst *Instance, err error) {
-	// The parser panics on some malformed inputs (e.g. type assertions in
-	// its header handling); a hostile upload must get a 400, not a crash.
-	defer func() {
-		if p := recover(); p != nil {
-			inst, err = nil, fmt.Errorf("%w: parser failed: %v", ErrMalformed, p)
-		}
-	}()
-	ds, err := dicom.Parse(io.NewSectionReader(r, 0, size), size, nil,
-		dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength())
+	a, err := DefaultLimits.Analyze(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, err
 	}
-	inst = &Instance{
-		SOPClassUID:       stringValue(&ds, tag.SOPClassUID),
-		SOPInstanceUID:    stringValue(&ds, tag.SOPInstanceUID),
-		StudyInstanceUID:  stringValue(&ds, tag.StudyInstanceUID),
-		SeriesInstanceUID: stringValue(&ds, tag.SeriesInstanceUID),
-		Modality:          stringValue(&ds, tag.Modality),
-		TransferSyntaxUID: stringValue(&ds, tag.TransferSyntaxUID),
-		PatientName:       stringValue(&ds, tag.PatientName),
-		PatientID:         stringValue(&ds, tag.PatientID),
-		PatientBirthDate:  stringValue(&ds, tag.PatientBirthDate),
-	}
-	if inst.SOPInstanceUID == "" {
-		return nil, fmt.Errorf("%w: SOP Instance UID (0008,0018)", ErrMissingAttribute)
-	}
-	return inst, nil
+	return a.Instance, nil
 }
 
 func checkMagic(r io.ReaderAt, size int64) error {
@@ -98,18 +68,4 @@ func checkMagic(r io.ReaderAt, size int64) error {
 		return fmt.Errorf("%w: expected \"DICM\" at offset 128, found %q", ErrNotDICOM, magic[:])
 	}
 	return nil
-}
-
-// stringValue returns the first value of a string element, trimmed of the
-// padding DICOM allows, or "" when absent or not a string.
-func stringValue(ds *dicom.Dataset, t tag.Tag) string {
-	e, err := ds.FindElementByTag(t)
-	if err != nil || e.Value == nil || e.Value.ValueType() != dicom.Strings {
-		return ""
-	}
-	vs, ok := e.Value.GetValue().([]string)
-	if !ok || len(vs) == 0 {
-		return ""
-	}
-	return strings.TrimRight(vs[0], " \x00")
 }

@@ -17,33 +17,30 @@ type Analysis struct {
 	walk     *walkResult
 }
 
+// Analyze checks and parses a Part 10 file within DefaultLimits.
+func Analyze(r io.ReaderAt, size int64) (*Analysis, error) { return DefaultLimits.Analyze(r, size) }
+
 // Analyze checks and parses a Part 10 file in one streaming pass over its
-// elements plus the header parse, hashing Pixel Data on the way. Memory is
-// bounded whatever the file's size.
-func Analyze(r io.ReaderAt, size int64) (*Analysis, error) {
+// elements, hashing Pixel Data on the way. Memory is bounded whatever the
+// file's size, and the work by l.
+func (l Limits) Analyze(r io.ReaderAt, size int64) (*Analysis, error) {
 	if err := checkMagic(r, size); err != nil {
 		return nil, err
 	}
-	w, err := walk(r, size, true)
+	w, err := walk(r, size, true, l)
 	if err != nil {
 		return nil, err
 	}
-	inst, err := parseHeader(r, size)
+	inst, err := w.instance()
 	if err != nil {
-		// The parser library falls short on some files that are well
-		// formed (dcmtk reads them): values encoded as UN, UN sequences.
-		// The walk already proved the structure; take the identifiers
-		// from its own decoding.
-		inst = w.instance()
-		if inst.SOPInstanceUID == "" {
-			return nil, fmt.Errorf("%w: SOP Instance UID (0008,0018)", ErrMissingAttribute)
-		}
+		return nil, err
 	}
 	return &Analysis{Instance: inst, walk: w}, nil
 }
 
-// instance builds the identifiers from the walker's values.
-func (w *walkResult) instance() *Instance {
+// instance builds the identifiers from the walker's values and checks the
+// UIDs that name the instance.
+func (w *walkResult) instance() (*Instance, error) {
 	get := func(t tagID) string {
 		v, ok := w.values[t]
 		if !ok {
@@ -55,12 +52,19 @@ func (w *walkResult) instance() *Instance {
 		}
 		return vals[0]
 	}
-	return &Instance{
+	inst := &Instance{
 		SOPClassUID: get(0x00080016), SOPInstanceUID: get(tagSOPInstanceUID),
 		StudyInstanceUID: get(0x0020000D), SeriesInstanceUID: get(0x0020000E), Modality: get(0x00080060),
 		TransferSyntaxUID: w.transferSyntax,
 		PatientName:       get(0x00100010), PatientID: get(0x00100020), PatientBirthDate: get(0x00100030),
 	}
+	if err := w.checkUIDs(); err != nil {
+		return nil, err
+	}
+	if inst.SOPInstanceUID == "" {
+		return nil, fmt.Errorf("%w: SOP Instance UID (0008,0018)", ErrMissingAttribute)
+	}
+	return inst, nil
 }
 
 func (w *walkResult) charset() string {

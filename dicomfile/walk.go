@@ -26,10 +26,6 @@ const (
 	tsExplicitBE    = "1.2.840.10008.1.2.2"
 	tsDeflatedLE    = "1.2.840.10008.1.2.1.99"
 	tsExplicitLE    = "1.2.840.10008.1.2.1"
-	// maxInflated bounds a deflated data set, so that a small body cannot
-	// make the walker inflate without end (a deflate bomb); past it the
-	// data set reads as truncated.
-	maxInflated = 1 << 30
 )
 
 type tagID uint32
@@ -58,10 +54,16 @@ type walker struct {
 	// values, the tags inside an Original Attributes Sequence, and hashes
 	// Pixel Data as it streams past.
 	collect bool
-	values  map[tagID]rawValue
-	inOAS   bool
-	oasTags map[tagID]bool
-	pixels  *PixelResult
+	limits  Limits
+	// elements counts data elements and items against limits.MaxElements.
+	elements int
+	values   map[tagID]rawValue
+	// oversized marks collected attributes too long to keep: an identifier
+	// that long is invalid, never silently absent.
+	oversized map[tagID]bool
+	inOAS     bool
+	oasTags   map[tagID]bool
+	pixels    *PixelResult
 }
 
 // walkResult is what a collecting walk found.
@@ -69,6 +71,7 @@ type walkResult struct {
 	transferSyntax string
 	byteOrder      binary.ByteOrder
 	values         map[tagID]rawValue
+	oversized      map[tagID]bool
 	oasTags        map[tagID]bool
 	pixels         *PixelResult
 }
@@ -82,10 +85,10 @@ type header struct {
 
 // walk checks the file's structure; with collect it also gathers values
 // and pixel digests (see walker).
-func walk(r io.ReaderAt, size int64, collect bool) (*walkResult, error) {
+func walk(r io.ReaderAt, size int64, collect bool, limits Limits) (*walkResult, error) {
 	w := &walker{r: bufio.NewReaderSize(io.NewSectionReader(r, preambleLen+4, size-preambleLen-4), 64<<10),
-		pos: preambleLen + 4, end: size, bo: binary.LittleEndian,
-		collect: collect, values: map[tagID]rawValue{}, oasTags: map[tagID]bool{}}
+		pos: preambleLen + 4, end: size, bo: binary.LittleEndian, limits: limits,
+		collect: collect, values: map[tagID]rawValue{}, oversized: map[tagID]bool{}, oasTags: map[tagID]bool{}}
 	ts, err := w.walkMeta()
 	if err != nil {
 		return nil, err
@@ -97,15 +100,17 @@ func walk(r io.ReaderAt, size int64, collect bool) (*walkResult, error) {
 		w.bo = binary.BigEndian
 	case tsDeflatedLE:
 		// Offsets from here on count inflated bytes; the length is unknown.
-		w.r, w.pos, w.end = bufio.NewReader(io.LimitReader(flate.NewReader(w.r), maxInflated+1)), 0, -1
+		packed := size - w.pos
+		budget, limit := limits.inflateBudget(packed)
+		w.r = bufio.NewReader(&budgetReader{r: flate.NewReader(w.r), left: budget, budget: budget, limit: limit,
+			ratio: limits.MaxInflateRatio, packed: packed})
+		w.pos, w.end = 0, -1
 	}
 	if err := w.walkElements(explicit, -1, 0); !errors.Is(err, errEnd) {
 		return nil, err
 	}
-	if w.end < 0 && w.pos > maxInflated {
-		return nil, fmt.Errorf("%w: the deflated data set inflates past %d bytes", ErrMalformed, int64(maxInflated))
-	}
-	return &walkResult{transferSyntax: ts, byteOrder: w.bo, values: w.values, oasTags: w.oasTags, pixels: w.pixels}, nil
+	return &walkResult{transferSyntax: ts, byteOrder: w.bo, values: w.values, oversized: w.oversized,
+		oasTags: w.oasTags, pixels: w.pixels}, nil
 }
 
 // walkMeta walks the File Meta group (always explicit VR little endian) and
@@ -181,6 +186,9 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 		if err != nil {
 			return err
 		}
+		if err := w.count(h); err != nil {
+			return err
+		}
 		switch h.tag {
 		case tagItemDelimitation:
 			if depth == 0 {
@@ -197,7 +205,15 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 		switch {
 		case top && w.collect && h.tag == tagPixelData:
 			err = w.walkPixelData(h, explicit, limit)
-		case top && w.collect && collected(h.tag) && h.length <= maxCollectedValue:
+		case top && w.collect && collected(h.tag):
+			if _, dup := w.values[h.tag]; dup || w.oversized[h.tag] {
+				return fmt.Errorf("%w: attribute %s appears twice in the data set (offset %d)", ErrMalformed, h.tag, h.at)
+			}
+			if h.length > maxCollectedValue {
+				w.oversized[h.tag] = true
+				err = w.walkValue(h, explicit, limit, depth)
+				break
+			}
 			err = w.readValue(h, explicit, limit)
 		case top && w.collect && h.tag == tagOriginalAttributesSeq:
 			w.inOAS = true
@@ -274,6 +290,9 @@ func (w *walker) walkSequence(explicit bool, end, limit int64, depth int) error 
 	for end < 0 || w.pos < end {
 		h, err := w.readItemHeader()
 		if err != nil {
+			return err
+		}
+		if err := w.count(h); err != nil {
 			return err
 		}
 		switch {
@@ -405,7 +424,20 @@ func (w *walker) skip(h header, n int64) error {
 	return nil
 }
 
+// count charges one element or item against MaxElements.
+func (w *walker) count(h header) error {
+	w.elements++
+	if w.limits.MaxElements > 0 && w.elements > w.limits.MaxElements {
+		return fmt.Errorf("%w: the data set holds more than %d data elements and items (limit max-elements), the last at offset %d",
+			ErrLimitExceeded, w.limits.MaxElements, h.at)
+	}
+	return nil
+}
+
 func (w *walker) truncated(h header, err error) error {
+	if errors.Is(err, ErrLimitExceeded) {
+		return err
+	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: file ends inside element %s that starts at offset %d (truncated file?)", ErrMalformed, h.tag, h.at)
 	}
