@@ -36,6 +36,8 @@ func (e *HaltError) Error() string {
 // only ever built on the stored tree after that tree reproduced the previous
 // checkpoint's root.
 func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	var halt *HaltError
 	err = l.backend.Write(ctx, func(tx Tx) error {
 		prev, err := tx.LatestCheckpoint(ctx)

@@ -21,6 +21,8 @@ type Log struct {
 
 	// Now is the clock (injected in tests).
 	Now func() time.Time
+	// Timeout bounds each call on the backend (0: none).
+	Timeout time.Duration
 
 	mu      sync.Mutex
 	pending []*appendRequest
@@ -36,11 +38,22 @@ func New(b Backend, origin string, key note.Signer, verifier note.Verifier) *Log
 	return &Log{backend: b, origin: origin, key: key, verify: verifier, Now: time.Now}
 }
 
+// bound gives one call on the backend the log's Timeout: a database that
+// hangs fails the call (and the request) instead of holding it for ever.
+func (l *Log) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if l.Timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.Timeout)
+}
+
 // Origin is the log's origin line.
 func (l *Log) Origin() string { return l.origin }
 
 // Ping checks the backend.
 func (l *Log) Ping(ctx context.Context) error {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	if err := l.backend.Ping(ctx); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -71,6 +84,8 @@ func isDomainError(err error) bool {
 
 // Entry returns the entry at idx.
 func (l *Log) Entry(ctx context.Context, idx uint64) (Entry, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	var e Entry
 	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.Entry(ctx, idx); return })
 	return e, err
@@ -78,6 +93,8 @@ func (l *Log) Entry(ctx context.Context, idx uint64) (Entry, error) {
 
 // InstanceBySOP returns the ingest entry that claimed uid.
 func (l *Log) InstanceBySOP(ctx context.Context, uid string) (Entry, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	var e Entry
 	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.InstanceEntry(ctx, uid); return })
 	return e, err
@@ -85,6 +102,8 @@ func (l *Log) InstanceBySOP(ctx context.Context, uid string) (Entry, error) {
 
 // IngestBySHA256 returns the ingest entry of the object with that digest.
 func (l *Log) IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	var e Entry
 	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.IngestBySHA256(ctx, sha256Hex); return })
 	return e, err
@@ -93,6 +112,8 @@ func (l *Log) IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, erro
 // Identity returns the salt and identifiers recorded for attested bytes;
 // ErrNotFound when there are none (or they were erased).
 func (l *Log) Identity(ctx context.Context, sha256Hex string) (*Identity, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	var id *Identity
 	err := l.read(ctx, func(tx Tx) (err error) { id, err = tx.Identity(ctx, sha256Hex); return })
 	return id, err
@@ -100,6 +121,8 @@ func (l *Log) Identity(ctx context.Context, sha256Hex string) (*Identity, error)
 
 // EntryByLeafHash returns the entry with that leaf hash.
 func (l *Log) EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	var e Entry
 	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.EntryByLeafHash(ctx, leaf); return })
 	return e, err
@@ -108,12 +131,16 @@ func (l *Log) EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
 // Scan calls fn for every entry from index from on, in order, over one
 // consistent snapshot.
 func (l *Log) Scan(ctx context.Context, from uint64, fn func(Entry) error) error {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	return l.scan(ctx, fn, func(tx Tx, fn func(Entry) error) error { return tx.ScanEntries(ctx, from, 1<<62, fn) })
 }
 
 // ScanSubject calls fn for the entries of one subject (an instance's UID;
 // an audit entry's actor), in order, through the subject index.
 func (l *Log) ScanSubject(ctx context.Context, subject string, fn func(Entry) error) error {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	return l.scan(ctx, fn, func(tx Tx, fn func(Entry) error) error { return tx.ScanSubject(ctx, subject, fn) })
 }
 
@@ -136,6 +163,8 @@ func (l *Log) scan(ctx context.Context, fn func(Entry) error, run func(Tx, func(
 
 // LatestCheckpoint returns the newest checkpoint; ErrNotFound before the first.
 func (l *Log) LatestCheckpoint(ctx context.Context) (Checkpoint, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	var c Checkpoint
 	err := l.read(ctx, func(tx Tx) (err error) { c, err = tx.LatestCheckpoint(ctx); return })
 	return c, err

@@ -32,6 +32,8 @@ func integratedSize(ctx context.Context, tx Tx) (uint64, error) {
 // InclusionProof returns the RFC 9162 inclusion proof of leaf index in the
 // tree of the given size (0 means the latest checkpoint's size), and that size.
 func (l *Log) InclusionProof(ctx context.Context, index, size uint64) (hashes [][]byte, treeSize uint64, err error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	err = l.read(ctx, func(tx Tx) error {
 		latest, err := integratedSize(ctx, tx)
 		if err != nil {
@@ -60,6 +62,8 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) (hashes []
 // ConsistencyProof returns the RFC 9162 consistency proof from tree size
 // from to tree size to (0 means the latest checkpoint's size), and that size.
 func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) (hashes [][]byte, toSize uint64, err error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	err = l.read(ctx, func(tx Tx) error {
 		latest, err := integratedSize(ctx, tx)
 		if err != nil {

@@ -175,6 +175,8 @@ func (l *Log) commitSafely(ctx context.Context, batch []*appendRequest) {
 // record in Go (seeing the records before it in the same batch), then
 // writes in bulk: a few round trips per batch, whatever its size.
 func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	err := l.backend.Write(ctx, func(tx Tx) error {
 		next, err := tx.NextIndex(ctx)
 		if err != nil {

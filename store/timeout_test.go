@@ -1,0 +1,99 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/dicomseal/dicomseal/store"
+)
+
+// stalling is a store that moves bytes only as fast as it is told, and
+// otherwise waits for its context: what a frozen server looks like.
+type stalling struct{ perRead time.Duration }
+
+func (s stalling) Put(ctx context.Context, _ string, r io.Reader, _ int64) error {
+	buf := make([]byte, 1)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.perRead):
+		}
+		if _, err := r.Read(buf); err == io.EOF {
+			return nil
+		}
+	}
+}
+
+func (s stalling) Get(ctx context.Context, _ string) (io.ReadCloser, error) {
+	return io.NopCloser(&slowReader{ctx: ctx, per: s.perRead, left: 8}), nil
+}
+
+func (s stalling) Ping(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+
+type slowReader struct {
+	ctx  context.Context
+	per  time.Duration
+	left int
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	select {
+	case <-r.ctx.Done():
+		return 0, r.ctx.Err()
+	case <-time.After(r.per):
+	}
+	r.left--
+	p[0] = 'x'
+	return 1, nil
+}
+
+func TestTimeout(t *testing.T) {
+	const d = 100 * time.Millisecond
+	ctx := context.Background()
+	// Progress every 30 ms for 8 bytes (240 ms in all, longer than d): the
+	// deadline is per step, so a slow but moving transfer completes.
+	moving := store.Timeout{Backend: stalling{perRead: 30 * time.Millisecond}, D: d}
+	if err := moving.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8); err != nil {
+		t.Fatalf("moving Put: %v", err)
+	}
+	rc, err := moving.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(rc); err != nil || len(b) != 8 {
+		t.Fatalf("moving Get: %d bytes, %v", len(b), err)
+	}
+	rc.Close()
+
+	stalled := store.Timeout{Backend: stalling{perRead: time.Hour}, D: d}
+	for name, call := range map[string]func() error{
+		"Put":  func() error { return stalled.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
+		"Ping": func() error { return stalled.Ping(ctx) },
+		"Get": func() error {
+			rc, err := stalled.Get(ctx, "x")
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			_, err = io.ReadAll(rc)
+			return err
+		},
+	} {
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, store.ErrTimeout) {
+			t.Errorf("stalled %s: %v, want ErrTimeout", name, err)
+		}
+		if el := time.Since(start); el > 10*d {
+			t.Errorf("stalled %s took %s", name, el)
+		}
+	}
+}
