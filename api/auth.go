@@ -24,7 +24,12 @@ const (
 	problemUnauthenticated = "unauthenticated"
 	problemForbidden       = "forbidden"
 	problemRateLimited     = "rate-limited"
+	problemAuthLimited     = "authentication-rate-limited"
 )
+
+// ActionAuthLockout is the audit action of a source locked out for failing
+// authentication --auth-fail-limit times in one window.
+const ActionAuthLockout = "auth.lockout"
 
 // Auditor receives every request's event. Record must not block: a
 // retrieval or a verification never waits on the audit log.
@@ -60,12 +65,30 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		}
 		source := s.clientAddr(r)
 		now := time.Now()
+		if wait, locked := s.authFails.blocked(source, now); locked {
+			// Refused before the token is even looked at: guessing stops.
+			s.refuseLockedOut(w, source, wait, now)
+			return
+		}
 		id, err := s.authenticate(r, now)
 		if err != nil {
 			if !errors.Is(err, auth.ErrUnauthenticated) {
 				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable,
 					Message: "cannot check credentials now; retry later", Err: err})
 				return
+			}
+			if r.Header.Get("Authorization") != "" {
+				locked, over := s.authFails.fail(source, now)
+				if locked {
+					s.log.WarnContext(r.Context(), "source locked out after failed authentications",
+						"source", source, "limit", s.authFails.Limit, "window", s.authFails.Window.String())
+					s.record(audit.Event{Time: now, Action: ActionAuthLockout, Outcome: "denied",
+						Status: http.StatusTooManyRequests, Source: source, RequestID: r.Header.Get("X-Request-Id")})
+				}
+				if over {
+					s.refuseLockedOut(w, source, s.authFails.retryAfter(source, now), now)
+					return
+				}
 			}
 			// Counted per source and interval, never logged one by one: a
 			// flood must not grow a log that is never pruned.
@@ -110,6 +133,17 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 	})
 }
 
+// refuseLockedOut answers a source that failed authentication too often.
+func (s *Server) refuseLockedOut(w http.ResponseWriter, source string, wait time.Duration, now time.Time) {
+	s.metrics.authLimited.Inc()
+	if s.Audit != nil {
+		s.Audit.Unauthenticated(source, now)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	writeProblem(w, http.StatusTooManyRequests, problemAuthLimited,
+		"too many failed authentications from "+source+"; retry after the Retry-After seconds", nil)
+}
+
 func (s *Server) record(ev audit.Event) {
 	if s.Audit != nil {
 		s.Audit.Record(ev)
@@ -130,7 +164,13 @@ func (s *Server) authenticate(r *http.Request, now time.Time) (auth.Identity, er
 	if !ok || !strings.EqualFold(scheme, "Bearer") || s.Tokens == nil {
 		return auth.Identity{}, auth.ErrUnauthenticated
 	}
-	return auth.Authenticate(r.Context(), s.Tokens, token, now)
+	ctx := r.Context()
+	if s.DBTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.DBTimeout)
+		defer cancel()
+	}
+	return auth.Authenticate(ctx, s.Tokens, token, now)
 }
 
 // statusWriter remembers the status a handler answered.
@@ -167,6 +207,16 @@ func (s *Server) limiter(name string) *rate.Limiter {
 		s.limits[name] = l
 	}
 	return l
+}
+
+// viaTrustedProxy tells whether the request's peer is a trusted proxy.
+func (s *Server) viaTrustedProxy(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	peer, err := netip.ParseAddr(host)
+	return err == nil && containsAddr(s.TrustedProxies, peer)
 }
 
 // clientAddr is the request's source: the peer address, or the last

@@ -19,6 +19,11 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	violations *prometheus.CounterVec
+	// authLimited counts requests refused because their source failed
+	// authentication too often.
+	authLimited prometheus.Counter
+	// bodyTimeouts counts request bodies ended for being too slow.
+	bodyTimeouts prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -37,8 +42,16 @@ func newMetrics() *metrics {
 			Name: "dicomseal_integrity_violations_total",
 			Help: "Verifications that failed: stored bytes missing or altered, or a ledger record that does not verify.",
 		}, []string{"reason"}),
+		authLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dicomseal_auth_failures_limited_total",
+			Help: "Requests refused with 429 because their source failed authentication --auth-fail-limit times in one window.",
+		}),
+		bodyTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dicomseal_request_body_timeouts_total",
+			Help: "Request bodies ended because no byte came for --body-idle-timeout or they came slower than --body-min-rate.",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.violations,
+	m.registry.MustRegister(m.requests, m.duration, m.violations, m.authLimited, m.bodyTimeouts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

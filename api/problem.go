@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/dicomseal/dicomseal/attest"
 )
@@ -30,6 +31,13 @@ var titles = map[string]string{
 	attest.ProblemStorageUnavailable:     "Object store unavailable",
 	attest.ProblemLedgerUnavailable:      "Ledger unavailable",
 	attest.ProblemInternal:               "Internal error",
+	attest.ProblemInsufficientStorage:    "Insufficient storage",
+	attest.ProblemBodyTimeout:            "Request body too slow",
+	problemUnauthenticated:               "Authentication required",
+	problemForbidden:                     "Forbidden",
+	problemRateLimited:                   "Too many requests",
+	problemAuthLimited:                   "Too many failed authentications",
+	problemNotReady:                      "Not ready",
 	attest.ProblemNoCheckpoint:           "No checkpoint yet",
 	attest.ProblemBadProof:               "Invalid proof request",
 	ProblemNoSyncReplica:                 "No synchronous standby",
@@ -45,6 +53,8 @@ var statusOf = map[attest.Code]int{
 	attest.EConflict:    http.StatusConflict,
 	attest.EIntegrity:   http.StatusBadGateway, // the storage handed back bytes that fail verification
 	attest.EUnavailable: http.StatusServiceUnavailable,
+	attest.ENoSpace:     http.StatusInsufficientStorage,
+	attest.ETimeout:     http.StatusRequestTimeout,
 	attest.EInternal:    http.StatusInternalServerError,
 }
 
@@ -72,8 +82,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		reason, _ := e.Details["reason"].(string)
 		s.metrics.violations.WithLabelValues(reason).Inc()
 	}
-	if status == http.StatusServiceUnavailable {
+	switch e.Code {
+	case attest.EUnavailable, attest.ENoSpace:
 		w.Header().Set("Retry-After", retryAfterSeconds)
+	case attest.ETimeout:
+		s.metrics.bodyTimeouts.Inc()
+		w.Header().Set("Connection", "close") // the connection's read side is spent
 	}
 	writeProblem(w, status, e.Problem, e.Message, e.Details)
 }
@@ -89,11 +103,24 @@ func writeProblem(w http.ResponseWriter, status int, slug, detail string, ext ma
 	body["detail"] = detail
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	writeDeadline(w, 0)
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(body)
 }
 
+// answerWriteTimeout bounds how long a client may take to read a JSON
+// answer: one that does not read cannot hold the connection.
+const answerWriteTimeout = 30 * time.Second
+
+// writeDeadline gives the answer about to be written answerWriteTimeout,
+// plus size at --body-min-rate's default pace for a large body.
+func writeDeadline(w http.ResponseWriter, size int64) {
+	d := answerWriteTimeout + time.Duration(size/(4<<10))*time.Second
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeDeadline(w, 0)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)

@@ -36,8 +36,20 @@ type Server struct {
 	metrics *metrics
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64
-	// Checks are extra readiness checks (e.g. a synchronous standby).
-	Checks []ReadinessCheck
+	// Probes are the readiness checks RunProbes runs in the background
+	// and /readyz reports.
+	Probes []Probe
+	ready  readiness
+	// Pace bounds how slowly request bodies may arrive.
+	Pace BodyPace
+	// DBTimeout bounds each token lookup.
+	DBTimeout time.Duration
+	// MaxPerSource caps requests in flight per client behind a trusted
+	// proxy (whose own connections the listener does not cap).
+	MaxPerSource int
+	inflightMu   sync.Mutex
+	inflight     map[string]int
+	authFails    *failLimiter
 
 	// Tokens authenticates requests; every route but the public ones is
 	// denied without a valid token.
@@ -68,6 +80,12 @@ type ReadinessCheck func(ctx context.Context) (warning string, err error)
 // ProblemNoSyncReplica: readiness requires a synchronous standby and there is none.
 const ProblemNoSyncReplica = "sync-replica-missing"
 
+// SetAuthFailLimit locks a source out for the rest of a window once it has
+// failed authentication limit times in it (0: no limit).
+func (s *Server) SetAuthFailLimit(limit int, window time.Duration) {
+	s.authFails = &failLimiter{Limit: limit, Window: window}
+}
+
 // New returns a server for svc with the default 2 GiB body limit.
 func New(svc *attest.Service, log *slog.Logger) *Server {
 	m := newMetrics()
@@ -77,13 +95,21 @@ func New(svc *attest.Service, log *slog.Logger) *Server {
 	}, func() float64 { return float64(svc.AppendQueue()) }))
 	return &Server{svc: svc, log: log, metrics: m, MaxBody: 2 << 30, PublicLog: true,
 		MetricsAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
-		RateLimit:    1000, RateBurst: 2000}
+		RateLimit:    1000, RateBurst: 2000,
+		Pace:      BodyPace{Idle: 30 * time.Second, MinRate: 4 << 10},
+		authFails: &failLimiter{Limit: 20, Window: 10 * time.Second},
+		Probes: []Probe{
+			{"ledger", func(ctx context.Context) (string, error) { return "", svc.PingLedger(ctx) }},
+			{"objects", func(ctx context.Context) (string, error) { return "", svc.PingStore(ctx) }},
+			{"disk", func(context.Context) (string, error) { return "", svc.CheckSpace() }},
+		}}
 }
 
 // Handler returns the routed HTTP handler.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.securityHeaders, s.logRequests, s.metrics.instrument, s.recoverPanics)
+	r.Use(closeUnreadBodies, middleware.RequestID, s.securityHeaders, s.logRequests, s.metrics.instrument, s.recoverPanics,
+		s.limitBehindProxies)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, problemRouteNotFound, "no route for "+r.URL.Path, nil)
 	})
@@ -99,25 +125,6 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.svc.Ready(r.Context()); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	warnings := []string{}
-	for _, check := range s.Checks {
-		warning, err := check(r.Context())
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if warning != "" {
-			warnings = append(warnings, warning)
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "warnings": warnings})
 }
 
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +169,9 @@ func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
 	h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(got.SHA256[:])+":")
 	h.Set("ETag", strconv.Quote(got.Attestation.Digests[attest.DigestFile]))
 	h.Set("Cache-Control", "private, no-store")
+	// A viewer that stops reading must not hold the connection and the
+	// spooled copy for ever.
+	writeDeadline(w, got.Size())
 	// ServeContent adds Range and conditional-request support; the bytes
 	// were verified whole before this point.
 	http.ServeContent(w, r, "", time.Time{}, got.Reader().(io.ReadSeeker))
@@ -218,7 +228,8 @@ func (s *Server) dicomBody(w http.ResponseWriter, r *http.Request) (io.Reader, e
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit, whose)
 	}
-	return &limitedBody{r: http.MaxBytesReader(w, r.Body, limit), limit: limit, whose: whose}, nil
+	return &limitedBody{r: http.MaxBytesReader(w, readCloser{s.pace(w, r.Body), r.Body}, limit),
+		limit: limit, whose: whose}, nil
 }
 
 // bodyLimit is the request's size limit: the server's, or the identity's
@@ -234,6 +245,11 @@ func (s *Server) bodyLimit(r *http.Request) (limit int64, whose string) {
 func tooLarge(limit int64, whose string) error {
 	return attest.Errorf(attest.ETooLarge, attest.ProblemBodyTooLarge,
 		"request body exceeds the limit of %d bytes (%s)", limit, whose)
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // limitedBody turns http.MaxBytesReader's error into the domain's ETooLarge.

@@ -3,6 +3,7 @@ package attest
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Code classifies an error for callers; the HTTP layer maps each code to
@@ -17,6 +18,8 @@ const (
 	EConflict    Code = "conflict"    // different bytes under an attested SOP Instance UID
 	EIntegrity   Code = "integrity"   // stored bytes or records fail verification
 	EUnavailable Code = "unavailable" // the ledger or object store cannot be reached
+	ENoSpace     Code = "no-space"    // the data directory is (nearly) full: nothing was recorded
+	ETimeout     Code = "timeout"     // the client sent its request body too slowly
 	EInternal    Code = "internal"    // a bug
 )
 
@@ -66,6 +69,8 @@ const (
 	ProblemIntegrity              = "integrity-violation"
 	ProblemStorageUnavailable     = "storage-unavailable"
 	ProblemLedgerUnavailable      = "ledger-unavailable"
+	ProblemInsufficientStorage    = "insufficient-storage"
+	ProblemBodyTimeout            = "request-body-timeout"
 	ProblemInternal               = "internal-error"
 )
 
@@ -75,6 +80,35 @@ func unavailable(problem string, err error) *Error {
 		what = "the ledger"
 	}
 	return &Error{Code: EUnavailable, Problem: problem, Message: what + " is unavailable; retry later", Err: err}
+}
+
+// storageError is the error of a failed store or spool operation: a full
+// disk is told apart from an unreachable store, because retrying elsewhere
+// or freeing space is what helps.
+func storageError(err error) *Error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return noSpace(err)
+	}
+	return unavailable(ProblemStorageUnavailable, err)
+}
+
+func noSpace(err error) *Error {
+	return &Error{Code: ENoSpace, Problem: ProblemInsufficientStorage,
+		Message: "the service's storage is full; nothing was recorded, retry later", Err: err}
+}
+
+// bodyError is the error of reading (and spooling) a request body: the
+// API's own errors (too large, too slow) pass through; a full spool is
+// ENoSpace; anything else is an unreadable body.
+func bodyError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return noSpace(err)
+	}
+	return &Error{Code: EInvalid, Problem: ProblemInvalidRequest, Message: "could not read the request body", Err: err}
 }
 
 func internal(err error) *Error {

@@ -61,20 +61,20 @@ const saltLen = 32
 // identity change documented by an Original Attributes Sequence) becomes a
 // revision linked to it; anything else is refused and recorded.
 //
-// Errors: EInvalid (not DICOM, malformed, missing SOP Instance UID),
-// ETooLarge (passed through from body), EConflict (refused revision,
+// Errors: EInvalid (not DICOM, malformed, invalid or missing UIDs, over
+// Limits), ETooLarge and ETimeout (passed through from body), ENoSpace
+// (below MinFreeSpace, or the disk filled up), EConflict (refused revision,
 // recorded as a security alert, or an incomparable re-encoding), EUnavailable.
 func (s *Service) Ingest(ctx context.Context, body io.Reader) (*IngestResult, error) {
+	if err := s.CheckSpace(); err != nil {
+		return nil, err
+	}
 	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			return nil, e
-		}
-		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidRequest, Message: "could not read the request body", Err: err}
+		return nil, bodyError(err)
 	}
 	defer sp.Close()
-	a, err := dicomfile.Analyze(sp, sp.Size())
+	a, err := s.Limits.Analyze(sp, sp.Size())
 	if err != nil {
 		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
 	}
@@ -93,7 +93,7 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 		// The bytes are at hand: make sure the store still has them (an
 		// object lost behind our back is restored), so a 2xx means durable.
 		if err := s.store.Put(ctx, sha, sp.Reader(), sp.Size()); err != nil {
-			return nil, unavailable(ProblemStorageUnavailable, err)
+			return nil, storageError(err)
 		}
 		return &IngestResult{Attestation: att}, nil
 	} else if !errors.Is(err, ledger.ErrNotFound) {
@@ -119,7 +119,7 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64, a *dicomfile.Analysis, sp *spool.Spool) (*IngestResult, error) {
 	inst, sha, size := a.Instance, sp.SHA256Hex(), sp.Size()
 	if err := s.store.Put(ctx, sha, sp.Reader(), size); err != nil {
-		return nil, unavailable(ProblemStorageUnavailable, err)
+		return nil, storageError(err)
 	}
 	salt := make([]byte, saltLen)
 	if _, err := io.ReadFull(s.Rand, salt); err != nil {

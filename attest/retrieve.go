@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/spool"
 	"github.com/dicomseal/dicomseal/store"
@@ -101,12 +102,12 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 		return nil, s.integrityFailure(ctx, entry, ReasonMissing, "", err)
 	}
 	if err != nil {
-		return nil, unavailable(ProblemStorageUnavailable, err)
+		return nil, storageError(err)
 	}
 	defer rc.Close()
 	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, rc)
 	if err != nil {
-		return nil, unavailable(ProblemStorageUnavailable, err)
+		return nil, storageError(err)
 	}
 	if got := sp.SHA256Hex(); got != entry.FileSHA256 || sp.Size() != att.Size {
 		sp.Close()
@@ -116,6 +117,9 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 }
 
 func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
+	if err := dicomfile.ValidUID(uid); err != nil {
+		return ledger.Entry{}, Errorf(EInvalid, ProblemInvalidRequest, "the SOP Instance UID %v", err)
+	}
 	entry, err := s.ledger.InstanceBySOP(ctx, uid)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return entry, Errorf(ENotFound, ProblemNotFound, "no attestation for SOP Instance UID %q", uid)

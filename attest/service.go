@@ -7,10 +7,13 @@ package attest
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
+	"github.com/dicomseal/dicomseal/dicomfile"
+	"github.com/dicomseal/dicomseal/diskspace"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
 )
@@ -81,6 +84,11 @@ type Service struct {
 	// temporary files in SpoolDir.
 	SpoolDir    string
 	SpoolMemory int64
+	// Limits bound what parsing one uploaded file may cost.
+	Limits dicomfile.Limits
+	// MinFreeSpace is the free space SpoolDir's file system must keep:
+	// below it ingest refuses with ENoSpace before reading a byte.
+	MinFreeSpace int64
 	// Now is the clock (injected for deterministic tests).
 	Now func() time.Time
 	// Rand supplies salts.
@@ -96,6 +104,7 @@ func NewService(l Ledger, s ObjectStore, a Attestor, log *slog.Logger) *Service 
 	return &Service{
 		ledger: l, store: s, attestor: a, log: log,
 		SpoolMemory: 16 << 20,
+		Limits:      dicomfile.DefaultLimits,
 		Now:         time.Now,
 		Rand:        rand.Reader,
 	}
@@ -126,13 +135,36 @@ func (s *Service) Keys() []Key {
 	return keys
 }
 
-// Ready reports whether the ledger and the object store answer.
-func (s *Service) Ready(ctx context.Context) error {
+// PingLedger reports whether the ledger answers.
+func (s *Service) PingLedger(ctx context.Context) error {
 	if err := s.ledger.Ping(ctx); err != nil {
 		return unavailable(ProblemLedgerUnavailable, err)
 	}
+	return nil
+}
+
+// PingStore reports whether the object store answers.
+func (s *Service) PingStore(ctx context.Context) error {
 	if err := s.store.Ping(ctx); err != nil {
 		return unavailable(ProblemStorageUnavailable, err)
+	}
+	return nil
+}
+
+// CheckSpace refuses with ENoSpace while SpoolDir's file system has less
+// than MinFreeSpace free: an ingest must not start what a full disk would
+// leave half done.
+func (s *Service) CheckSpace() error {
+	if s.MinFreeSpace <= 0 {
+		return nil
+	}
+	free, err := diskspace.Free(s.SpoolDir)
+	if err != nil {
+		return internal(err)
+	}
+	if free < uint64(s.MinFreeSpace) {
+		return &Error{Code: ENoSpace, Problem: ProblemInsufficientStorage,
+			Message: fmt.Sprintf("the data directory has %d bytes free, below --min-free-space (%d); nothing was recorded", free, s.MinFreeSpace)}
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"regexp"
 
-	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/spool"
 )
@@ -58,18 +57,14 @@ func (s *Service) VerifyDigest(ctx context.Context, sha string) (*Verification, 
 func (s *Service) VerifyFile(ctx context.Context, body io.Reader) (*Verification, error) {
 	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			return nil, e
-		}
-		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidRequest, Message: "could not read the request body", Err: err}
+		return nil, bodyError(err)
 	}
 	defer sp.Close()
 	sha := sp.SHA256Hex()
 	if v, err := s.verifyByDigest(ctx, sha); err != nil || v != nil {
 		return v, err
 	}
-	a, err := dicomfile.Analyze(sp, sp.Size())
+	a, err := s.Limits.Analyze(sp, sp.Size())
 	if err != nil {
 		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
 	}

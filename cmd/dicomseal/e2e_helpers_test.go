@@ -251,6 +251,21 @@ func validateResponse(t testing.TB, req *http.Request, resp *http.Response, body
 	}
 }
 
+// readyzUntil polls /readyz, whose probes run in the background once a
+// second, until it answers status (or fails the test after 5 s), and
+// returns that answer.
+func (s *testServer) readyzUntil(status int) response {
+	s.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := s.do(http.MethodGet, "/readyz", "", nil)
+		if r.status == status || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dicom", name))

@@ -474,7 +474,7 @@ func TestStorageFaultRecordsNothing(t *testing.T) {
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}
-	assertProblem(t, srv.do("GET", "/readyz", "", nil), http.StatusServiceUnavailable, "storage-unavailable")
+	assertProblem(t, srv.readyzUntil(http.StatusServiceUnavailable), http.StatusServiceUnavailable, "storage-unavailable")
 	if v := srv.do("GET", "/v1/verify?sha256="+sha256Hex(data), "", nil).json(t); v["status"] != "unknown" {
 		t.Fatalf("a failed ingest left a ledger entry: %v", v)
 	}

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/dicomseal/dicomseal/auth"
@@ -90,7 +88,7 @@ func BenchmarkLargeInstance(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	peak := vmHWM(b, rep.cmd.Process.Pid)
+	peak := peakRSS(b, rep.cmd.Process.Pid)
 	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
 	if peak > 128<<20 {
 		b.Errorf("peak RSS %d MiB moving a %d MiB instance: over the 128 MiB bound", peak>>20, size>>20)
@@ -111,20 +109,4 @@ func (f *flipOne) Read(p []byte) (int, error) {
 	}
 	f.off += int64(n)
 	return n, err
-}
-
-// vmHWM reads a process's peak resident set size.
-func vmHWM(b *testing.B, pid int) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmHWM")
-	return 0
 }

@@ -89,7 +89,7 @@ func TestS3OutageAnswers503(t *testing.T) {
 		t.Fatal("503 without Retry-After")
 	}
 	assertProblem(t, srv.do(http.MethodGet, "/v1/instances/"+uid, "", nil), http.StatusServiceUnavailable, "storage-unavailable")
-	assertProblem(t, srv.do(http.MethodGet, "/readyz", "", nil), http.StatusServiceUnavailable, "storage-unavailable")
+	assertProblem(t, srv.readyzUntil(http.StatusServiceUnavailable), http.StatusServiceUnavailable, "storage-unavailable")
 	if v := srv.do(http.MethodGet, "/v1/verify?sha256="+sha256Hex(data), "", nil).json(t); v["status"] != "unknown" {
 		t.Fatalf("an ingest during the outage left an entry: %v", v)
 	}

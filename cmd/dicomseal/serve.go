@@ -13,14 +13,17 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
+	"github.com/dicomseal/dicomseal/store"
 )
 
 const serveDescription = `
@@ -60,6 +63,20 @@ type Main struct {
 	LogFormat    string
 	ShutdownWait time.Duration
 
+	// Hostile input and hanging dependencies (see `serve --help`).
+	MaxInflated     byteSize
+	MaxInflateRatio int64
+	MaxElements     int
+	BodyIdle        time.Duration
+	BodyMinRate     byteSize
+	MaxConns        int
+	MaxConnsSource  int
+	S3Timeout       time.Duration
+	DBTimeout       time.Duration
+	MinFreeSpace    byteSize
+	AuthFailLimit   int
+	AuthFailWindow  time.Duration
+
 	// Stderr receives logs (os.Stderr unless a test sets it).
 	Stderr io.Writer
 	// noAudit leaves requests unaudited: only for the benchmark that
@@ -77,6 +94,13 @@ type Main struct {
 	integrator context.CancelFunc
 	integrated chan struct{}
 }
+
+// Defaults of the limits on hostile input and hanging dependencies: part
+// of the wire contract, documented in the README.
+var (
+	defaultLimits = dicomfile.DefaultLimits
+	defaultPace   = api.BodyPace{Idle: 30 * time.Second, MinRate: 4 << 10}
+)
 
 // NewMain returns a Main with the defaults.
 func NewMain() *Main {
@@ -97,6 +121,19 @@ func NewMain() *Main {
 		LogFormat:    "json",
 		ShutdownWait: 30 * time.Second,
 		Stderr:       os.Stderr,
+
+		MaxInflated:     byteSize(defaultLimits.MaxInflated),
+		MaxInflateRatio: defaultLimits.MaxInflateRatio,
+		MaxElements:     defaultLimits.MaxElements,
+		BodyIdle:        defaultPace.Idle,
+		BodyMinRate:     byteSize(defaultPace.MinRate),
+		MaxConns:        4096,
+		MaxConnsSource:  256,
+		S3Timeout:       30 * time.Second,
+		DBTimeout:       10 * time.Second,
+		MinFreeSpace:    1 << 30,
+		AuthFailLimit:   20,
+		AuthFailWindow:  10 * time.Second,
 	}
 }
 
@@ -128,6 +165,18 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "json or text")
 	fs.DurationVar(&m.ShutdownWait, "shutdown-timeout", m.ShutdownWait, "how long to let requests in flight finish on shutdown")
+	fs.Var(&m.MaxInflated, "max-inflated", "largest size a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) may inflate to; beyond: 400")
+	fs.Int64Var(&m.MaxInflateRatio, "max-inflate-ratio", m.MaxInflateRatio, "most bytes a deflated data set may inflate to per compressed byte (a deflate bomb inflates ~1000 times); beyond: 400")
+	fs.IntVar(&m.MaxElements, "max-elements", m.MaxElements, "most data elements and items in one data set, nested ones included; beyond: 400")
+	fs.DurationVar(&m.BodyIdle, "body-idle-timeout", m.BodyIdle, "a request body that sends no byte for this long ends the request (408) and its connection")
+	fs.Var(&m.BodyMinRate, "body-min-rate", "slowest request body accepted, in bytes per second averaged over 30 s (e.g. 4KiB); slower: 408")
+	fs.IntVar(&m.MaxConns, "max-conns", m.MaxConns, "most client connections open at once; more are closed on accept (kept below the open-file limit)")
+	fs.IntVar(&m.MaxConnsSource, "max-conns-per-source", m.MaxConnsSource, "most connections from one address (an IPv6 /64); --trusted-proxies are exempt and their clients are capped per X-Forwarded-For instead")
+	fs.DurationVar(&m.S3Timeout, "s3-timeout", m.S3Timeout, "deadline of each object store call (for transfers: without progress); a hung store gives 503")
+	fs.DurationVar(&m.DBTimeout, "db-timeout", m.DBTimeout, "deadline of each database call; a hung database gives 503")
+	fs.Var(&m.MinFreeSpace, "min-free-space", "free space the data directory must keep: below it ingest answers 507 and /readyz is not ready")
+	fs.IntVar(&m.AuthFailLimit, "auth-fail-limit", m.AuthFailLimit, "failed authentications one source may make per --auth-fail-window before it gets 429 (0: no limit)")
+	fs.DurationVar(&m.AuthFailWindow, "auth-fail-window", m.AuthFailWindow, "the window --auth-fail-limit counts over")
 	fs.Usage = usage(fs, m.Stderr, "dicomseal serve [flags]", serveDescription)
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
@@ -172,6 +221,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	warnPrivileges(ctx, backend, m.log)
 	m.ledger = ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier())
+	m.ledger.Timeout = m.DBTimeout
 	tokens, ok := backend.(auth.Store)
 	if !ok {
 		return errors.New("the ledger backend keeps no tokens")
@@ -185,13 +235,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.auditLog = ledger.New(auditBackend, m.AuditOrigin, keys.log, keys.log.Verifier())
+	m.auditLog.Timeout = m.DBTimeout
 	m.audit = audit.NewWithWindow(m.auditLog, m.log, m.AuditWindow)
 	objects, err := m.Objects.open(ctx, m.DataDir)
 	if err != nil {
 		return err
 	}
+	objects = store.Timeout{Backend: objects, D: m.S3Timeout}
 	svc := attest.NewService(m.ledger, objects, keys.attestation, m.log)
 	svc.SpoolDir, svc.SpoolMemory = spoolDir, int64(m.SpoolMemory)
+	svc.Limits = dicomfile.Limits{MaxInflated: int64(m.MaxInflated), MaxInflateRatio: m.MaxInflateRatio, MaxElements: m.MaxElements}
+	svc.MinFreeSpace = int64(m.MinFreeSpace)
 	svc.LogKey = keys.logKeyInfo()
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
@@ -201,8 +255,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	srv.PublicLog, srv.MetricsAllow, srv.TrustedProxies = m.PublicLog, m.MetricsAllow, m.Proxies
 	srv.RateLimit, srv.RateBurst = m.RateLimit, m.RateBurst
+	srv.Pace = api.BodyPace{Idle: m.BodyIdle, MinRate: int64(m.BodyMinRate)}
+	srv.DBTimeout = m.DBTimeout
+	srv.SetAuthFailLimit(m.AuthFailLimit, m.AuthFailWindow)
+	srv.Probes = append(srv.Probes, api.Probe{Name: "audit", Check: func(ctx context.Context) (string, error) {
+		if err := m.auditLog.Ping(ctx); err != nil {
+			return "", attest.Errorf(attest.EUnavailable, attest.ProblemLedgerUnavailable, "the audit log is unavailable")
+		}
+		return "", nil
+	}})
 	if check := syncReplicaCheck(backend, m.RequireSync); check != nil {
-		srv.Checks = append(srv.Checks, check)
+		srv.Probes = append(srv.Probes, api.Probe{Name: "sync-replica", Check: check})
 	}
 
 	m.server = &http.Server{
@@ -215,6 +278,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Addr, err)
 	}
+	m.listener = srv.Listen(m.listener, api.ConnLimits{Max: m.connCap(), PerSource: m.MaxConnsSource})
+	srv.ProbeOnce(ctx)
 	m.served = make(chan error, 1)
 	go func() {
 		if m.TLSCert != "" {
@@ -227,6 +292,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.integrator, m.integrated = cancel, make(chan struct{})
 	go func() {
 		defer close(m.integrated)
+		probesDone := make(chan struct{})
+		go func() {
+			defer close(probesDone)
+			srv.RunProbes(ictx)
+		}()
+		defer func() { <-probesDone }()
 		auditDone := make(chan struct{})
 		go func() {
 			defer close(auditDone)
@@ -240,6 +311,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"objects", map[bool]string{true: "s3 " + m.Objects.s3.Endpoint + "/" + m.Objects.s3.Bucket, false: "filesystem"}[m.Objects.s3.Endpoint != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
 		"log_key", keys.log.VerifierKey())
 	return nil
+}
+
+// connCap is --max-conns, kept below the process's open-file limit (less a
+// reserve for the database, the store, the spool and the logs): past it,
+// accept would fail for everyone, health checks included.
+func (m *Main) connCap() int {
+	const reserve = 256
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > reserve*2 {
+		if limit := int(min(rl.Cur-reserve, 1<<30)); m.MaxConns > limit {
+			m.log.Warn("--max-conns exceeds what the open-file limit allows; lowered", "max_conns", m.MaxConns,
+				"nofile", rl.Cur, "now", limit)
+			return limit
+		}
+	}
+	return m.MaxConns
 }
 
 // Tokens is the token store (tests create tokens through it).
