@@ -65,7 +65,8 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		}
 		source := s.clientAddr(r)
 		now := time.Now()
-		if wait, locked := s.authFails.blocked(source, now); locked {
+		failKey := limitKey(source)
+		if wait, locked := s.authFails.blocked(failKey, now); locked {
 			// Refused before the token is even looked at: guessing stops.
 			s.refuseLockedOut(w, source, wait, now)
 			return
@@ -78,7 +79,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 				return
 			}
 			if r.Header.Get("Authorization") != "" {
-				locked, over := s.authFails.fail(source, now)
+				locked, over := s.authFails.fail(failKey, now)
 				if locked {
 					s.log.WarnContext(r.Context(), "source locked out after failed authentications",
 						"source", source, "limit", s.authFails.Limit, "window", s.authFails.Window.String())
@@ -86,7 +87,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 						Status: http.StatusTooManyRequests, Source: source, RequestID: r.Header.Get("X-Request-Id")})
 				}
 				if over {
-					s.refuseLockedOut(w, source, s.authFails.retryAfter(source, now), now)
+					s.refuseLockedOut(w, source, s.authFails.retryAfter(failKey, now), now)
 					return
 				}
 			}
@@ -234,7 +235,7 @@ func (s *Server) clientAddr(r *http.Request) string {
 	// leaves the client's line first, which must not be believed.
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		hop, err := parseHop(strings.TrimSpace(hops[i]))
 		if err != nil {
 			break
 		}
@@ -243,6 +244,26 @@ func (s *Server) clientAddr(r *http.Request) string {
 		}
 	}
 	return host
+}
+
+// parseHop reads one X-Forwarded-For hop: an address, or an address and
+// port as some proxies write it.
+func parseHop(h string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap(), nil
+	}
+	ap, err := netip.ParseAddrPort(h)
+	return ap.Addr().Unmap(), err
+}
+
+// limitKey is the key a source's failed authentications count under: its
+// address, or its IPv6 /64.
+func limitKey(source string) string {
+	a, err := netip.ParseAddr(source)
+	if err != nil {
+		return source
+	}
+	return sourcePrefix(a).String()
 }
 
 func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {

@@ -9,6 +9,9 @@ import (
 // are forgotten first (they are the ones about to expire anyway).
 const maxTrackedSources = 100_000
 
+// untracked is the shared key of the sources a full table cannot hold.
+const untracked = "untracked sources"
+
 // failLimiter counts failed authentications per source over fixed windows:
 // a source that fails Limit times within one Window is refused until the
 // window ends, so tokens cannot be guessed at line rate.
@@ -43,6 +46,9 @@ func (l *failLimiter) blocked(source string, now time.Time) (time.Duration, bool
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w, ok := l.sources[source]
+	if !ok && len(l.sources) >= maxTrackedSources {
+		w, ok = l.sources[untracked]
+	}
 	if !ok || now.Sub(w.start) >= l.Window || w.fails < l.Limit {
 		return 0, false
 	}
@@ -65,7 +71,13 @@ func (l *failLimiter) fail(source string, now time.Time) (locked, over bool) {
 	if !ok || now.Sub(w.start) >= l.Window {
 		if !ok && len(l.sources) >= maxTrackedSources {
 			if l.prune(now); len(l.sources) >= maxTrackedSources {
-				return false, false // a flood from everywhere: the per-identity limits still hold
+				// A flood from everywhere: the sources not tracked share one
+				// window, so the limit fails closed rather than open.
+				source = untracked
+				if w, ok = l.sources[source]; ok && now.Sub(w.start) < l.Window {
+					w.fails++
+					return w.fails == l.Limit, w.fails > l.Limit
+				}
 			}
 		}
 		w = &failWindow{start: now}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,14 +48,30 @@ func TestFailLimiterCountsAtomically(t *testing.T) {
 	}
 }
 
-// The table of sources stays bounded under failures from everywhere.
+// The table of sources stays bounded under failures from everywhere, and
+// sources it cannot hold share one window: the limit fails closed.
 func TestFailLimiterIsBounded(t *testing.T) {
 	l := &failLimiter{Limit: 5, Window: time.Minute}
 	now := time.Now()
-	for i := range maxTrackedSources + 1000 {
-		l.fail(string(rune(i)), now)
+	for i := range maxTrackedSources {
+		l.fail(fmt.Sprint("10.", i), now)
 	}
-	if n := len(l.sources); n > maxTrackedSources {
-		t.Fatalf("%d sources tracked, bound %d", n, maxTrackedSources)
+	if n := len(l.sources); n != maxTrackedSources {
+		t.Fatalf("%d sources tracked, want the table full at %d", n, maxTrackedSources)
+	}
+	for i := range 5 {
+		l.fail(fmt.Sprint("192.0.2.", i), now)
+	}
+	if n := len(l.sources); n > maxTrackedSources+1 {
+		t.Fatalf("%d sources tracked, bound %d", n, maxTrackedSources+1)
+	}
+	if _, ok := l.blocked("192.0.2.200", now); !ok {
+		t.Fatal("an untracked source is not limited once untracked sources failed the limit")
+	}
+	// Half a window on, the oldest half of the table is pruned for newcomers.
+	later := now.Add(31 * time.Second)
+	l.fail("198.51.100.1", later)
+	if _, ok := l.sources["198.51.100.1"]; !ok {
+		t.Fatal("a new source was not tracked after pruning")
 	}
 }

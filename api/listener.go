@@ -53,8 +53,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key, keyed := sourceKey(c.RemoteAddr())
-		if keyed && containsAddr(l.exempt, key.Addr()) {
+		key, peer, keyed := sourceKey(c.RemoteAddr())
+		if keyed && containsAddr(l.exempt, peer) {
 			keyed = false
 		}
 		l.mu.Lock()
@@ -92,24 +92,32 @@ func (l *limitListener) release(key netip.Prefix, keyed bool) {
 	l.open.Dec()
 }
 
-// sourceKey is the address a connection counts against: the IPv4 address,
-// or the /64 of an IPv6 one (a host usually holds a whole /64).
-func sourceKey(a net.Addr) (netip.Prefix, bool) {
+// sourceKey is the prefix a connection counts against (see sourcePrefix)
+// and its peer's own address.
+func sourceKey(a net.Addr) (netip.Prefix, netip.Addr, bool) {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
-		return netip.Prefix{}, false
+		return netip.Prefix{}, netip.Addr{}, false
 	}
 	ip, ok := netip.AddrFromSlice(ta.IP)
 	if !ok {
-		return netip.Prefix{}, false
+		return netip.Prefix{}, netip.Addr{}, false
 	}
+	ip = ip.Unmap()
+	return sourcePrefix(ip), ip, true
+}
+
+// sourcePrefix is what one source is, for the limits: an IPv4 address, or
+// the /64 of an IPv6 one (a host usually holds a whole /64, so rotating
+// addresses inside it must not multiply its allowance).
+func sourcePrefix(ip netip.Addr) netip.Prefix {
 	ip = ip.Unmap()
 	bits := 32
 	if ip.Is6() {
 		bits = 64
 	}
-	p, err := ip.Prefix(bits)
-	return p, err == nil
+	p, _ := ip.Prefix(bits)
+	return p
 }
 
 type limitedConn struct {
@@ -122,6 +130,16 @@ func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// CloseWrite keeps net/http's clean close of a refused request (FIN, a
+// short wait, then close): without it the answer may be lost to a reset
+// while the client is still sending.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // ReadFrom keeps the kernel's sendfile path for verified retrievals that

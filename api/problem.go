@@ -120,8 +120,13 @@ func writeDeadline(w http.ResponseWriter, size int64) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	writeDeadline(w, 0)
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeProblem(w, http.StatusInternalServerError, attest.ProblemInternal, "internal error", nil)
+		return
+	}
+	writeDeadline(w, int64(len(b))) // an audit answer with proofs may be megabytes
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	w.Write(append(b, '\n'))
 }

@@ -169,7 +169,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *attest.Error
 	if !errors.As(failed, &e) {
-		e = &attest.Error{Problem: problemNotReady, Message: failed.Error()}
+		e = &attest.Error{Problem: problemNotReady, Message: "a dependency failed its probe"}
 	}
 	w.Header().Set("Retry-After", retryAfterSeconds)
 	writeProblem(w, http.StatusServiceUnavailable, e.Problem, "not ready: "+e.Message,

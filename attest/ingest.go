@@ -101,6 +101,10 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 	}
 	latest, err := s.ledger.InstanceBySOP(ctx, a.Instance.SOPInstanceUID)
 	switch {
+	case err == nil && latest.FileSHA256 == sha && retry:
+		// These very bytes were attested between the two lookups (a
+		// concurrent first ingest): they are no revision of themselves.
+		return s.ingest(ctx, a, sp, false)
 	case err == nil:
 		return s.revise(ctx, latest, a, sp, retry)
 	case !errors.Is(err, ledger.ErrNotFound):

@@ -117,8 +117,9 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 }
 
 func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	if err := dicomfile.ValidUID(uid); err != nil {
-		return ledger.Entry{}, Errorf(EInvalid, ProblemInvalidRequest, "the SOP Instance UID %v", err)
+	if !dicomfile.LooksLikeUID(uid) {
+		return ledger.Entry{}, Errorf(EInvalid, ProblemInvalidRequest,
+			"the SOP Instance UID must be digits and dots, at most 64 characters")
 	}
 	entry, err := s.ledger.InstanceBySOP(ctx, uid)
 	if errors.Is(err, ledger.ErrNotFound) {

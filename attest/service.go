@@ -163,8 +163,10 @@ func (s *Service) CheckSpace() error {
 		return internal(err)
 	}
 	if free < uint64(s.MinFreeSpace) {
+		// The numbers go to the log only: /readyz, which says this too, is public.
 		return &Error{Code: ENoSpace, Problem: ProblemInsufficientStorage,
-			Message: fmt.Sprintf("the data directory has %d bytes free, below --min-free-space (%d); nothing was recorded", free, s.MinFreeSpace)}
+			Message: "the data directory's free space is below --min-free-space; nothing was recorded",
+			Err:     fmt.Errorf("%d bytes free, %d required", free, s.MinFreeSpace)}
 	}
 	return nil
 }

@@ -3,9 +3,10 @@ package dicomfile
 import (
 	"fmt"
 	"io"
+	"math"
 )
 
-// Limits bound what reading one data set may cost, so that a small hostile
+// Limits bound what reading one data set may cost (0: that limit is off), so that a small hostile
 // upload cannot make the service inflate, walk or hold without end. Every
 // refusal wraps ErrLimitExceeded and names the limit by its configuration
 // name (max-inflated, max-inflate-ratio, max-elements).
@@ -27,11 +28,16 @@ var DefaultLimits = Limits{MaxInflated: 256 << 20, MaxInflateRatio: 100, MaxElem
 
 // inflateBudget is how many bytes a deflated data set of compressed bytes
 // may inflate to, and the name of the limit that binds.
+// A limit of 0 is no limit.
 func (l Limits) inflateBudget(compressed int64) (int64, string) {
-	if l.MaxInflateRatio > 0 && compressed < l.MaxInflated/l.MaxInflateRatio {
+	most := l.MaxInflated
+	if most <= 0 {
+		most = math.MaxInt64
+	}
+	if l.MaxInflateRatio > 0 && compressed < most/l.MaxInflateRatio {
 		return compressed * l.MaxInflateRatio, "max-inflate-ratio"
 	}
-	return l.MaxInflated, "max-inflated"
+	return most, "max-inflated"
 }
 
 // budgetReader reads an inflating stream and fails with a limit error,

@@ -33,6 +33,10 @@ func TestLimits(t *testing.T) {
 		{"zero elements", zeros, dicomfile.Limits{MaxInflated: 1 << 20, MaxInflateRatio: 100, MaxElements: 8000}, "max-elements"},
 		{"many elements", many, dicomfile.Limits{MaxInflated: 1 << 20, MaxInflateRatio: 100, MaxElements: 9_999}, "max-elements"},
 		{"many elements within", many, dicomfile.Limits{MaxInflated: 1 << 20, MaxInflateRatio: 100, MaxElements: 20_000}, ""},
+		{"fragment bomb", build(func(b *bytes.Buffer) { synth.FragmentBomb(b, 65536, 20_000) }),
+			dicomfile.Limits{MaxInflated: 1 << 20, MaxInflateRatio: 100, MaxElements: 1000}, "max-elements"},
+		{"fragments within", build(func(b *bytes.Buffer) { synth.FragmentBomb(b, 16, 500) }),
+			dicomfile.Limits{MaxInflated: 1 << 20, MaxInflateRatio: 100, MaxElements: 1000}, ""},
 		{"defaults refuse the zero elements", build(func(b *bytes.Buffer) { synth.Zeros(b, 8<<20) }), dicomfile.DefaultLimits, "max-elements"},
 	}
 	for _, tt := range tests {
@@ -114,6 +118,25 @@ func TestInvalidUIDsNameTheAttribute(t *testing.T) {
 		synth.WithUIDs(&b, u)
 		if _, err := dicomfile.Parse(bytes.NewReader(b.Bytes()), int64(b.Len())); err != nil {
 			t.Errorf("%s with NUL padding: %v", tt.tag, err)
+		}
+	}
+}
+
+// The UIDs must be encoded as UI: the same bytes under another VR decode as
+// a number or hex, which would then stand as the identifier.
+func TestUIDsMustBeEncodedAsUI(t *testing.T) {
+	var b bytes.Buffer
+	synth.WithUIDs(&b, synth.ValidUIDs("1.2.826.0.1.3680043.10.99.2"))
+	for _, vr := range []string{"DS", "US", "SH", "AT"} {
+		data := bytes.Clone(b.Bytes())
+		i := bytes.Index(data, []byte{0x08, 0x00, 0x18, 0x00, 'U', 'I'})
+		if i < 0 {
+			t.Fatal("no SOP Instance UID element")
+		}
+		copy(data[i+4:], vr)
+		_, err := dicomfile.Parse(bytes.NewReader(data), int64(len(data)))
+		if !errors.Is(err, dicomfile.ErrInvalidUID) || !strings.Contains(err.Error(), "(0008,0018)") {
+			t.Errorf("SOP Instance UID as %s: %v, want ErrInvalidUID naming (0008,0018)", vr, err)
 		}
 	}
 }

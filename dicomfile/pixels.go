@@ -168,6 +168,8 @@ type encapsulatedHasher struct {
 	fragment  hash.Hash
 	byBOT     []hash.Hash
 	tooMany   bool // more fragments than frames: fragments are not frames
+	// botFrame is the frame the last fragment belonged to.
+	botFrame int
 }
 
 func newEncapsulatedHasher(ts string, frames int) *encapsulatedHasher {
@@ -180,7 +182,12 @@ func (e *encapsulatedHasher) setBOT(b []byte) {
 		return
 	}
 	for i := 0; i+4 <= len(b); i += 4 {
-		e.bot = append(e.bot, binary.LittleEndian.Uint32(b[i:]))
+		off := binary.LittleEndian.Uint32(b[i:])
+		if len(e.bot) > 0 && off < e.bot[len(e.bot)-1] {
+			e.bot = nil // offsets out of order: no frames to tell apart
+			return
+		}
+		e.bot = append(e.bot, off)
 	}
 	for range e.bot {
 		e.byBOT = append(e.byBOT, sha256.New())
@@ -193,11 +200,12 @@ func (e *encapsulatedHasher) hashFragment(r io.Reader, n int64, at uint32) error
 	e.fragment.Reset()
 	sinks := []io.Writer{e.whole, e.fragment}
 	if e.bot != nil {
-		k := 0
-		for k+1 < len(e.bot) && at >= e.bot[k+1] {
-			k++
+		// Fragments come in offset order and the table is sorted: the
+		// frame only moves forward (a rescan per fragment was quadratic).
+		for e.botFrame+1 < len(e.bot) && at >= e.bot[e.botFrame+1] {
+			e.botFrame++
 		}
-		sinks = append(sinks, e.byBOT[k])
+		sinks = append(sinks, e.byBOT[e.botFrame])
 	}
 	if _, err := io.CopyN(io.MultiWriter(sinks...), r, n); err != nil {
 		return err
@@ -292,6 +300,9 @@ func (w *walker) walkFragmentsHashed(limit int64, e *encapsulatedHasher) error {
 		if h.tag == tagSeqDelimitation {
 			w.pixels = e.result()
 			return nil
+		}
+		if err := w.count(h); err != nil {
+			return err
 		}
 		if h.tag != tagItem || h.length == undefinedLength {
 			return fmt.Errorf("%w: bad fragment %s at offset %d in encapsulated Pixel Data", ErrMalformed, h.tag, h.at)

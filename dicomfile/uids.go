@@ -31,11 +31,32 @@ func (w *walkResult) checkUIDs() error {
 		if !ok {
 			continue
 		}
+		if v.vr != "UI" && v.vr != "UN" && v.vr != "" {
+			// Another VR would decode the same bytes as something else
+			// (a number, hex): the identifier must be the text checked.
+			return fmt.Errorf("%w: %s %s is encoded with VR %q, not UI", ErrInvalidUID, u.name, u.tag, v.vr)
+		}
 		if err := ValidUID(string(bytes.TrimRight(v.bytes, "\x00"))); err != nil {
 			return fmt.Errorf("%w: %s %s %v", ErrInvalidUID, u.name, u.tag, err)
 		}
 	}
 	return nil
+}
+
+// LooksLikeUID tells whether s could name an attested instance: digits and
+// dots, at most 64 long. Lookups use it rather than ValidUID, so that an
+// instance attested before the stricter rule (a legacy leading zero) stays
+// reachable, while a path or a query string never reaches the ledger.
+func LooksLikeUID(s string) bool {
+	if s == "" || len(s) > maxUIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidUID reports why s (without its NUL padding) is not a UID: at most 64

@@ -333,6 +333,9 @@ func (w *walker) walkFragments(limit int64) error {
 		if h.tag == tagSeqDelimitation {
 			return nil
 		}
+		if err := w.count(h); err != nil {
+			return err
+		}
 		if h.tag != tagItem || h.length == undefinedLength {
 			return fmt.Errorf("%w: bad fragment %s at offset %d in encapsulated Pixel Data", ErrMalformed, h.tag, h.at)
 		}

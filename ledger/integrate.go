@@ -36,8 +36,9 @@ func (e *HaltError) Error() string {
 // only ever built on the stored tree after that tree reproduced the previous
 // checkpoint's root.
 func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err error) {
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
+	// No per-call Timeout: a backlog (after a halt is repaired, or a long
+	// --checkpoint-interval) may take longer to fold in, and this runs in
+	// the background, cancelled by Close, never on a request's path.
 	var halt *HaltError
 	err = l.backend.Write(ctx, func(tx Tx) error {
 		prev, err := tx.LatestCheckpoint(ctx)

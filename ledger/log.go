@@ -131,26 +131,37 @@ func (l *Log) EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
 // Scan calls fn for every entry from index from on, in order, over one
 // consistent snapshot.
 func (l *Log) Scan(ctx context.Context, from uint64, fn func(Entry) error) error {
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	return l.scan(ctx, fn, func(tx Tx, fn func(Entry) error) error { return tx.ScanEntries(ctx, from, 1<<62, fn) })
+	return l.scan(ctx, fn, func(ctx context.Context, tx Tx, fn func(Entry) error) error {
+		return tx.ScanEntries(ctx, from, 1<<62, fn)
+	})
 }
 
 // ScanSubject calls fn for the entries of one subject (an instance's UID;
 // an audit entry's actor), in order, through the subject index.
 func (l *Log) ScanSubject(ctx context.Context, subject string, fn func(Entry) error) error {
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	return l.scan(ctx, fn, func(tx Tx, fn func(Entry) error) error { return tx.ScanSubject(ctx, subject, fn) })
+	return l.scan(ctx, fn, func(ctx context.Context, tx Tx, fn func(Entry) error) error {
+		return tx.ScanSubject(ctx, subject, fn)
+	})
 }
 
 // scan returns fn's own error unchanged, so callers can stop a scan with a
 // sentinel; only the backend's faults become ErrUnavailable.
-func (l *Log) scan(ctx context.Context, fn func(Entry) error, run func(Tx, func(Entry) error) error) error {
+// A scan may be long (an audit query over millions of entries): its
+// deadline is Timeout without a row, not Timeout in all.
+func (l *Log) scan(ctx context.Context, fn func(Entry) error, run func(context.Context, Tx, func(Entry) error) error) error {
+	kick := func() {}
+	if l.Timeout > 0 {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		t := time.AfterFunc(l.Timeout, func() { cancel(fmt.Errorf("no row for %s", l.Timeout)) })
+		defer func() { t.Stop(); cancel(nil) }()
+		kick = func() { t.Reset(l.Timeout) }
+	}
 	var stopped error
 	err := l.read(ctx, func(tx Tx) error {
 		stopped = nil // in case a backend ever retries
-		return run(tx, func(e Entry) error {
+		return run(ctx, tx, func(e Entry) error {
+			kick()
 			stopped = fn(e)
 			return stopped
 		})

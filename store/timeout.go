@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -19,9 +20,12 @@ type Backend interface {
 }
 
 // Timeout bounds every call on a store, so that one that hangs (a frozen
-// server, a dead network path) fails the request instead of holding it:
-// Ping by D, and Put and Get by D without progress — a large object may
-// take longer than D to move, a stalled one may not.
+// server, a dead network path, a hung NFS mount) fails the request instead
+// of holding it: Ping by D, and Put and Get by D without progress — a large
+// object may take longer than D to move, a stalled one may not. A backend
+// that ignores its context (the filesystem store, in a blocked system call)
+// is left to finish in the background; its caller is answered at the
+// deadline all the same. D <= 0 disables the bound.
 type Timeout struct {
 	Backend
 	D time.Duration
@@ -36,33 +40,71 @@ func watch(ctx context.Context, d time.Duration) (context.Context, func(), func(
 
 // cause names the timeout when it is what ended the call.
 func cause(ctx context.Context, err error) error {
-	if c := context.Cause(ctx); err != nil && errors.Is(c, ErrTimeout) {
+	if c := context.Cause(ctx); err != nil && errors.Is(c, ErrTimeout) && !errors.Is(err, ErrTimeout) {
 		return fmt.Errorf("%w (%v)", c, err)
 	}
 	return err
 }
 
+// race runs call and returns its result, or the context's cause once ctx
+// ends first.
+func race[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, cause(ctx, r.err)
+	case <-ctx.Done():
+		var zero T
+		return zero, context.Cause(ctx)
+	}
+}
+
 func (t Timeout) Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error {
+	if t.D <= 0 {
+		return t.Backend.Put(ctx, sha256Hex, r, size)
+	}
 	ctx, kick, stop := watch(ctx, t.D)
 	defer stop()
-	err := t.Backend.Put(ctx, sha256Hex, &kickReader{r: r, kick: kick}, size)
-	return cause(ctx, err)
+	body, detach := progress(r, kick)
+	_, err := race(ctx, func() (struct{}, error) {
+		return struct{}{}, t.Backend.Put(ctx, sha256Hex, body, size)
+	})
+	// Whatever the backend still does in the background (an HTTP client
+	// may read a body after it returned), it no longer reads the caller's
+	// bytes, which are released once Put returns.
+	detach()
+	return err
 }
 
 func (t Timeout) Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error) {
+	if t.D <= 0 {
+		return t.Backend.Get(ctx, sha256Hex)
+	}
 	ctx, kick, stop := watch(ctx, t.D)
-	rc, err := t.Backend.Get(ctx, sha256Hex)
+	rc, err := race(ctx, func() (io.ReadCloser, error) { return t.Backend.Get(ctx, sha256Hex) })
 	if err != nil {
 		stop()
-		return nil, cause(ctx, err)
+		return nil, err
 	}
-	return &kickReadCloser{kickReader: kickReader{r: rc, kick: kick, ctx: ctx}, c: rc, stop: stop}, nil
+	return &kickReadCloser{ctx: ctx, r: rc, kick: kick, stop: stop}, nil
 }
 
 func (t Timeout) Ping(ctx context.Context) error {
+	if t.D <= 0 {
+		return t.Backend.Ping(ctx)
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, t.D, fmt.Errorf("%w: no answer within %s", ErrTimeout, t.D))
 	defer cancel()
-	return cause(ctx, t.Backend.Ping(ctx))
+	_, err := race(ctx, func() (struct{}, error) { return struct{}{}, t.Backend.Ping(ctx) })
+	return err
 }
 
 // List passes through to a backend that can list its objects.
@@ -76,30 +118,98 @@ func (t Timeout) List(ctx context.Context, fn func(sha256Hex string, size int64)
 	return l.List(ctx, fn)
 }
 
+// progress wraps a body so that reading it kicks the watchdog; detach
+// makes every later read fail without touching r. A body that can seek
+// stays seekable: S3 clients retry a PUT only when they can rewind.
+func progress(r io.Reader, kick func()) (io.Reader, func()) {
+	k := &kickReader{r: r, kick: kick}
+	detach := func() {
+		k.mu.Lock()
+		k.detached = true
+		k.mu.Unlock()
+	}
+	if rs, ok := r.(interface {
+		io.ReadSeeker
+		io.ReaderAt
+	}); ok {
+		return &kickReadSeeker{kickReader: k, rs: rs}, detach
+	}
+	return k, detach
+}
+
+var errDetached = errors.New("object store call already ended")
+
 type kickReader struct {
-	r    io.Reader
-	kick func()
-	ctx  context.Context // set for reads after the call returned
+	r        io.Reader
+	kick     func()
+	mu       sync.Mutex
+	detached bool
 }
 
 func (k *kickReader) Read(p []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.detached {
+		return 0, errDetached
+	}
 	n, err := k.r.Read(p)
 	if n > 0 {
 		k.kick()
 	}
-	if err != nil && err != io.EOF && k.ctx != nil {
+	return n, err
+}
+
+type kickReadSeeker struct {
+	*kickReader
+	rs interface {
+		io.ReadSeeker
+		io.ReaderAt
+	}
+}
+
+func (k *kickReadSeeker) Seek(off int64, whence int) (int64, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.detached {
+		return 0, errDetached
+	}
+	return k.rs.Seek(off, whence)
+}
+
+func (k *kickReadSeeker) ReadAt(p []byte, off int64) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.detached {
+		return 0, errDetached
+	}
+	n, err := k.rs.ReadAt(p, off)
+	if n > 0 {
+		k.kick()
+	}
+	return n, err
+}
+
+// kickReadCloser is a Get's stream: every read that moves kicks the
+// watchdog; a read that fails because it fired says so.
+type kickReadCloser struct {
+	ctx  context.Context
+	r    io.ReadCloser
+	kick func()
+	stop func()
+}
+
+func (k *kickReadCloser) Read(p []byte) (int, error) {
+	n, err := k.r.Read(p)
+	if n > 0 {
+		k.kick()
+	}
+	if err != nil && err != io.EOF {
 		err = cause(k.ctx, err)
 	}
 	return n, err
 }
 
-type kickReadCloser struct {
-	kickReader
-	c    io.Closer
-	stop func()
-}
-
 func (k *kickReadCloser) Close() error {
 	k.stop()
-	return k.c.Close()
+	return k.r.Close()
 }

@@ -35,6 +35,16 @@ func (s stalling) Get(ctx context.Context, _ string) (io.ReadCloser, error) {
 
 func (s stalling) Ping(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
 
+// deafStore blocks in every call whatever its context says, as a system
+// call on a hung NFS mount does.
+type deafStore struct{}
+
+var forever = make(chan struct{})
+
+func (deafStore) Put(context.Context, string, io.Reader, int64) error { <-forever; return nil }
+func (deafStore) Get(context.Context, string) (io.ReadCloser, error)  { <-forever; return nil, nil }
+func (deafStore) Ping(context.Context) error                          { <-forever; return nil }
+
 type slowReader struct {
 	ctx  context.Context
 	per  time.Duration
@@ -56,11 +66,11 @@ func (r *slowReader) Read(p []byte) (int, error) {
 }
 
 func TestTimeout(t *testing.T) {
-	const d = 100 * time.Millisecond
+	const d = 300 * time.Millisecond
 	ctx := context.Background()
-	// Progress every 30 ms for 8 bytes (240 ms in all, longer than d): the
+	// Progress every 60 ms for 8 bytes (480 ms in all, longer than d): the
 	// deadline is per step, so a slow but moving transfer completes.
-	moving := store.Timeout{Backend: stalling{perRead: 30 * time.Millisecond}, D: d}
+	moving := store.Timeout{Backend: stalling{perRead: 60 * time.Millisecond}, D: d}
 	if err := moving.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8); err != nil {
 		t.Fatalf("moving Put: %v", err)
 	}
@@ -74,9 +84,12 @@ func TestTimeout(t *testing.T) {
 	rc.Close()
 
 	stalled := store.Timeout{Backend: stalling{perRead: time.Hour}, D: d}
+	deaf := store.Timeout{Backend: deafStore{}, D: d}
 	for name, call := range map[string]func() error{
-		"Put":  func() error { return stalled.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
-		"Ping": func() error { return stalled.Ping(ctx) },
+		"Put, ignoring its context":  func() error { return deaf.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
+		"Ping, ignoring its context": func() error { return deaf.Ping(ctx) },
+		"Put":                        func() error { return stalled.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
+		"Ping":                       func() error { return stalled.Ping(ctx) },
 		"Get": func() error {
 			rc, err := stalled.Get(ctx, "x")
 			if err != nil {

@@ -78,7 +78,8 @@ func syncReplicaCheck(b ledger.Backend, require bool) api.ReadinessCheck {
 	return func(ctx context.Context) (string, error) {
 		names, err := db.SyncStandbys(ctx)
 		if err != nil {
-			return "", attest.Errorf(attest.EUnavailable, attest.ProblemLedgerUnavailable, "cannot read synchronous_standby_names: %v", err)
+			return "", &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable,
+				Message: "cannot read synchronous_standby_names", Err: err}
 		}
 		if names != "" {
 			return "", nil

@@ -73,8 +73,8 @@ func (b *byteSize) Set(s string) error {
 		}
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n <= 0 {
-		return fmt.Errorf("want a positive size in bytes, optionally with KiB, MiB or GiB")
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a size in bytes, optionally with KiB, MiB or GiB")
 	}
 	*b = byteSize(n * mult)
 	return nil

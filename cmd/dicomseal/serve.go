@@ -165,16 +165,16 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "json or text")
 	fs.DurationVar(&m.ShutdownWait, "shutdown-timeout", m.ShutdownWait, "how long to let requests in flight finish on shutdown")
-	fs.Var(&m.MaxInflated, "max-inflated", "largest size a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) may inflate to; beyond: 400")
-	fs.Int64Var(&m.MaxInflateRatio, "max-inflate-ratio", m.MaxInflateRatio, "most bytes a deflated data set may inflate to per compressed byte (a deflate bomb inflates ~1000 times); beyond: 400")
-	fs.IntVar(&m.MaxElements, "max-elements", m.MaxElements, "most data elements and items in one data set, nested ones included; beyond: 400")
-	fs.DurationVar(&m.BodyIdle, "body-idle-timeout", m.BodyIdle, "a request body that sends no byte for this long ends the request (408) and its connection")
-	fs.Var(&m.BodyMinRate, "body-min-rate", "slowest request body accepted, in bytes per second averaged over 30 s (e.g. 4KiB); slower: 408")
+	fs.Var(&m.MaxInflated, "max-inflated", "largest size a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) may inflate to; beyond: 400 (0: no limit)")
+	fs.Int64Var(&m.MaxInflateRatio, "max-inflate-ratio", m.MaxInflateRatio, "most bytes a deflated data set may inflate to per compressed byte (a deflate bomb inflates ~1000 times); beyond: 400 (0: no limit)")
+	fs.IntVar(&m.MaxElements, "max-elements", m.MaxElements, "most data elements and items in one data set, nested ones included; beyond: 400 (0: no limit)")
+	fs.DurationVar(&m.BodyIdle, "body-idle-timeout", m.BodyIdle, "a request body that sends no byte for this long ends the request (408) and its connection (0: off)")
+	fs.Var(&m.BodyMinRate, "body-min-rate", "slowest request body accepted, in bytes per second averaged over 30 s (e.g. 4KiB); slower: 408 (0: off)")
 	fs.IntVar(&m.MaxConns, "max-conns", m.MaxConns, "most client connections open at once; more are closed on accept (kept below the open-file limit)")
 	fs.IntVar(&m.MaxConnsSource, "max-conns-per-source", m.MaxConnsSource, "most connections from one address (an IPv6 /64); --trusted-proxies are exempt and their clients are capped per X-Forwarded-For instead")
-	fs.DurationVar(&m.S3Timeout, "s3-timeout", m.S3Timeout, "deadline of each object store call (for transfers: without progress); a hung store gives 503")
-	fs.DurationVar(&m.DBTimeout, "db-timeout", m.DBTimeout, "deadline of each database call; a hung database gives 503")
-	fs.Var(&m.MinFreeSpace, "min-free-space", "free space the data directory must keep: below it ingest answers 507 and /readyz is not ready")
+	fs.DurationVar(&m.S3Timeout, "s3-timeout", m.S3Timeout, "deadline of each object store call (for transfers: without progress); a hung store gives 503 (0: none)")
+	fs.DurationVar(&m.DBTimeout, "db-timeout", m.DBTimeout, "deadline of each database call; a hung database gives 503 (for long scans: without a row; 0: none)")
+	fs.Var(&m.MinFreeSpace, "min-free-space", "free space the data directory must keep: below it ingest answers 507 and /readyz is not ready (0: no check)")
 	fs.IntVar(&m.AuthFailLimit, "auth-fail-limit", m.AuthFailLimit, "failed authentications one source may make per --auth-fail-window before it gets 429 (0: no limit)")
 	fs.DurationVar(&m.AuthFailWindow, "auth-fail-window", m.AuthFailWindow, "the window --auth-fail-limit counts over")
 	fs.Usage = usage(fs, m.Stderr, "dicomseal serve [flags]", serveDescription)
@@ -186,6 +186,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if (m.TLSCert == "") != (m.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if m.MaxBody <= 0 || m.SpoolMemory <= 0 {
+		return errors.New("--max-body and --spool-memory must be positive")
 	}
 	return nil
 }
@@ -258,8 +261,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	srv.Pace = api.BodyPace{Idle: m.BodyIdle, MinRate: int64(m.BodyMinRate)}
 	srv.DBTimeout = m.DBTimeout
 	srv.SetAuthFailLimit(m.AuthFailLimit, m.AuthFailWindow)
+	auditLog := m.auditLog // Close clears the field; a late probe keeps its own
 	srv.Probes = append(srv.Probes, api.Probe{Name: "audit", Check: func(ctx context.Context) (string, error) {
-		if err := m.auditLog.Ping(ctx); err != nil {
+		if err := auditLog.Ping(ctx); err != nil {
 			return "", attest.Errorf(attest.EUnavailable, attest.ProblemLedgerUnavailable, "the audit log is unavailable")
 		}
 		return "", nil

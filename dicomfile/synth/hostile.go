@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"sync"
 )
@@ -253,4 +254,27 @@ func writeZeros(w io.Writer, n int64) {
 		}
 		n -= k
 	}
+}
+
+// FragmentBomb writes an encapsulated (JPEG baseline) file whose Pixel Data
+// holds a Basic Offset Table for frames frames and then n empty fragments:
+// a few bytes each, so a small file carries a great many items.
+func FragmentBomb(w io.Writer, frames, n int) (int64, error) {
+	var b bytes.Buffer
+	b.Write(head("1.2.840.10008.1.2.4.50", hostileUIDs))
+	identifiers(&b, hostileUIDs)
+	element(&b, 0x0028, 0x0008, "IS", pad(fmt.Sprint(frames), "IS"))
+	b.Write([]byte{0xE0, 0x7F, 0x10, 0x00, 'O', 'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF})
+	item := func(length int) {
+		b.Write([]byte{0xFE, 0xFF, 0x00, 0xE0})
+		b.Write(binary.LittleEndian.AppendUint32(nil, uint32(length)))
+	}
+	item(4 * frames)
+	b.Write(make([]byte, 4*frames)) // every frame at offset 0: sorted, and all fragments in the last
+	for range n {
+		item(0)
+	}
+	b.Write([]byte{0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0})
+	m, err := w.Write(b.Bytes())
+	return int64(m), err
 }
