@@ -199,6 +199,47 @@ func notReadyFor(dep string) func(int, map[string]depState) bool {
 
 // pollReadyz asks /readyz until stop is closed, from its own goroutine, and
 // returns what went wrong: answers slower than readyWithin or none at all.
+// loadWhileFrozen sends concurrent ingests of bodies (named uids) and
+// retrievals of retrieveUID while a dependency is frozen: every answer must
+// be a prompt 503 of problem slug with Retry-After, and /readyz, polled
+// meanwhile, must keep answering within a second.
+func loadWhileFrozen(t *testing.T, what, slug, base, ingestTok, viewerTok string, bodies [][]byte, uids []string,
+	retrieveUID string, retrievers int) {
+	t.Helper()
+	stopPoll := make(chan struct{})
+	polled := pollReadyz(base, stopPoll)
+	ingesters := len(bodies)
+	answers := make([]answer, ingesters+retrievers)
+	var wg sync.WaitGroup
+	for i := range ingesters {
+		wg.Go(func() {
+			answers[i] = send(http.MethodPost, base+"/v1/instances", ingestTok, "application/dicom", bodies[i])
+		})
+	}
+	for i := range retrievers {
+		wg.Go(func() {
+			answers[ingesters+i] = send(http.MethodGet, base+"/v1/instances/"+retrieveUID, viewerTok, "", nil)
+		})
+	}
+	wg.Wait()
+	close(stopPoll)
+	for i, a := range answers {
+		req := "ingest " + uids[min(i, ingesters-1)]
+		if i >= ingesters {
+			req = "retrieval of " + retrieveUID
+		}
+		if msg := unavailable(a, slug); msg != "" {
+			t.Errorf("%s, %s: %s", what, req, msg)
+		}
+	}
+	for _, msg := range <-polled {
+		t.Errorf("/readyz during the freeze: %s", msg)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
 func pollReadyz(base string, stop <-chan struct{}) <-chan []string {
 	out := make(chan []string, 1)
 	go func() {
@@ -316,37 +357,7 @@ func TestFrozenObjectStore(t *testing.T) {
 
 	m.freeze(t)
 	frozenAt := time.Now()
-	stopPoll := make(chan struct{})
-	polled := pollReadyz(base, stopPoll)
-	answers := make([]answer, ingesters+retrievers)
-	var wg sync.WaitGroup
-	for i := range ingesters {
-		wg.Go(func() {
-			answers[i] = send(http.MethodPost, base+"/v1/instances", ingestTok, "application/dicom", bodies[i])
-		})
-	}
-	for i := range retrievers {
-		wg.Go(func() {
-			answers[ingesters+i] = send(http.MethodGet, base+"/v1/instances/"+firstUID, viewerTok, "", nil)
-		})
-	}
-	wg.Wait()
-	close(stopPoll)
-	for i, a := range answers {
-		what := "ingest " + refused[min(i, ingesters-1)]
-		if i >= ingesters {
-			what = "retrieval of " + firstUID
-		}
-		if msg := unavailable(a, "storage-unavailable"); msg != "" {
-			t.Errorf("frozen object store, %s: %s", what, msg)
-		}
-	}
-	for _, msg := range <-polled {
-		t.Errorf("/readyz during the freeze: %s", msg)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	loadWhileFrozen(t, "frozen object store", "storage-unavailable", base, ingestTok, viewerTok, bodies, refused, firstUID, retrievers)
 	// The answers match openapi.yaml, and /readyz names the object store.
 	a := sendChecked(t, http.MethodPost, base+"/v1/instances", ingestTok, "application/dicom", instanceWithUID(t, 120))
 	refused = append(refused, ctUID(120))
@@ -541,37 +552,11 @@ func TestFrozenDatabase(t *testing.T) {
 
 	proxy.freeze()
 	frozenAt := time.Now()
-	stopPoll := make(chan struct{})
-	polled := pollReadyz(base, stopPoll)
-	answers := make([]answer, ingesters+retrievers)
-	var wg sync.WaitGroup
+	var uids []string
 	for i := range ingesters {
-		wg.Go(func() {
-			answers[i] = send(http.MethodPost, base+"/v1/instances", ingestTok, "application/dicom", bodies[i])
-		})
+		uids = append(uids, ctUID(210+i))
 	}
-	for i := range retrievers {
-		wg.Go(func() {
-			answers[ingesters+i] = send(http.MethodGet, base+"/v1/instances/"+ctUID(200), viewerTok, "", nil)
-		})
-	}
-	wg.Wait()
-	close(stopPoll)
-	for i, a := range answers {
-		what := "ingest " + ctUID(210+min(i, ingesters-1))
-		if i >= ingesters {
-			what = "retrieval of " + ctUID(200)
-		}
-		if msg := unavailable(a, "ledger-unavailable"); msg != "" {
-			t.Errorf("frozen database, %s: %s", what, msg)
-		}
-	}
-	for _, msg := range <-polled {
-		t.Errorf("/readyz during the freeze: %s", msg)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	loadWhileFrozen(t, "frozen database", "ledger-unavailable", base, ingestTok, viewerTok, bodies, uids, ctUID(200), retrievers)
 	a := sendChecked(t, http.MethodPost, base+"/v1/instances", ingestTok, "application/dicom", instanceWithUID(t, 220))
 	if msg := unavailable(a, "ledger-unavailable"); msg != "" {
 		t.Fatalf("frozen database, ingest: %s", msg)
