@@ -19,6 +19,9 @@ type Kind string
 const (
 	KindIngest           Kind = "ingest"
 	KindRevision         Kind = "revision" // new bytes for an attested SOP Instance UID, judged benign
+	// KindIdentityCorrection: new bytes for an attested SOP Instance UID
+	// whose patient or study identity a reconciler corrected.
+	KindIdentityCorrection Kind = "identity-correction"
 	KindConflict         Kind = "conflict"
 	KindSecurityAlert    Kind = "security-alert" // a refused revision: what changed, never the values
 	KindIntegrityFailure Kind = "integrity-failure"
@@ -27,8 +30,13 @@ const (
 	KindAudit Kind = "audit"
 )
 
-// attests tells whether entries of kind k attest bytes (ingest or revision).
-func (k Kind) attests() bool { return k == KindIngest || k == KindRevision }
+// Attests tells whether entries of kind k attest bytes: an ingest, or a
+// later version of an attested instance.
+func (k Kind) Attests() bool { return k == KindIngest || k.Revises() }
+
+// Revises tells whether entries of kind k follow an instance's latest
+// entry (and so may not fork its chain).
+func (k Kind) Revises() bool { return k == KindRevision || k == KindIdentityCorrection }
 
 var (
 	// ErrNotFound: no entry matches.
@@ -77,6 +85,9 @@ type Identity struct {
 	PatientName      string
 	PatientID        string
 	PatientBirthDate string
+	// CorrectionReason, for an identity correction, is the reconciler's
+	// stated reason: free text, so it lives here, never in the log.
+	CorrectionReason string
 }
 
 // Entry is a record as the log holds it.

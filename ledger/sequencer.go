@@ -30,7 +30,7 @@ type appendRequest struct {
 // A KindRevision record appends new bytes for an already claimed UID; the
 // caller has judged them.
 func (l *Log) AppendIngest(ctx context.Context, rec Record) (Entry, error) {
-	if !rec.Kind.attests() {
+	if !rec.Kind.Attests() {
 		return Entry{}, fmt.Errorf("ledger: AppendIngest given a %s record", rec.Kind)
 	}
 	r, err := l.submit(ctx, &appendRequest{rec: rec})
@@ -42,7 +42,7 @@ func (l *Log) AppendIngest(ctx context.Context, rec Record) (Entry, error) {
 // incident key; repeats only raise its count. It returns the entry and how
 // often the incident has now been seen.
 func (l *Log) RecordIncident(ctx context.Context, rec Record, seenAt time.Time) (Entry, int64, error) {
-	if rec.Kind.attests() {
+	if rec.Kind.Attests() {
 		return Entry{}, 0, errors.New("ledger: RecordIncident given an ingest record")
 	}
 	r, err := l.submit(ctx, &appendRequest{rec: rec, seenAt: seenAt})
@@ -189,7 +189,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 			switch {
 			case r.rec.Kind == KindIngest:
 				uids = append(uids, r.rec.SOPInstanceUID)
-			case r.rec.Kind != KindAudit && !r.rec.Kind.attests():
+			case r.rec.Kind != KindAudit && !r.rec.Kind.Attests():
 				keys = append(keys, incidentKey(r.rec))
 			}
 		}
@@ -209,7 +209,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 		var repeats []*appendRequest // incidents seen before this batch: their entry is read back
 		for _, r := range batch {
 			rec := r.rec
-			if rec.Kind == KindRevision {
+			if rec.Kind.Revises() {
 				head, ok := latest[rec.SOPInstanceUID]
 				if !ok {
 					e, err := tx.InstanceEntry(ctx, rec.SOPInstanceUID)
@@ -229,7 +229,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 					r.err = &InstanceExistsError{Existing: e}
 					continue
 				}
-			} else if inc, ok := incidents[incidentKey(rec)]; ok && !rec.Kind.attests() && rec.Kind != KindAudit {
+			} else if inc, ok := incidents[incidentKey(rec)]; ok && !rec.Kind.Attests() && rec.Kind != KindAudit {
 				inc.Count++
 				inc.LastSeen = r.seenAt
 				incidents[inc.IncidentKey], touched[inc.IncidentKey] = inc, true
@@ -243,7 +243,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 			r.entry = e
 			rows.Entries = append(rows.Entries, e)
 			b.Leaves = append(b.Leaves, e.LeafHash)
-			if rec.Kind.attests() {
+			if rec.Kind.Attests() {
 				if rec.Kind == KindIngest {
 					claimed[rec.SOPInstanceUID] = e
 					rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.SOPInstanceUID, Index: e.Index, FileSHA256: rec.FileSHA256})

@@ -316,6 +316,41 @@ func runAppend(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("an identity correction is a version of the instance", func(t *testing.T) {
+		f := newFixture(t, h)
+		first, err := f.log.AppendIngest(ctx, ingest("6.1", sha(60)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		correction := func(n int, revises uint64) (ledger.Entry, error) {
+			rec := ingest("6.1", sha(n))
+			rec.Kind, rec.Revises = ledger.KindIdentityCorrection, revises
+			rec.Identity.CorrectionReason = "registered as Unknown in trauma bay 2"
+			return f.log.AppendIngest(ctx, rec)
+		}
+		c, err := correction(61, first.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := correction(62, first.Index); !errors.Is(err, ledger.ErrStaleRevision) {
+			t.Fatalf("a second correction of the same entry: %v, want ErrStaleRevision", err)
+		}
+		latest, err := f.log.InstanceBySOP(ctx, "6.1")
+		if err != nil || latest.Index != c.Index || latest.Kind != ledger.KindIdentityCorrection {
+			t.Fatalf("latest: %+v, %v; want the correction at %d", latest, err, c.Index)
+		}
+		if e, err := f.log.IngestBySHA256(ctx, sha(61)); err != nil || e.Index != c.Index {
+			t.Fatalf("by digest: %+v, %v", e, err)
+		}
+		id, err := f.log.Identity(ctx, sha(61))
+		if err != nil || id.CorrectionReason != "registered as Unknown in trauma bay 2" {
+			t.Fatalf("identity row: %+v, %v", id, err)
+		}
+		if id, err := f.log.Identity(ctx, sha(60)); err != nil || id.CorrectionReason != "" {
+			t.Fatalf("the ingest's identity row: %+v, %v", id, err)
+		}
+	})
+
 	t.Run("incidents are recorded once and counted", func(t *testing.T) {
 		f := newFixture(t, h)
 		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1))); err != nil {

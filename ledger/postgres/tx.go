@@ -90,15 +90,15 @@ func each[T any](ctx context.Context, tx pgx.Tx, scan func(pgx.Row) (T, error), 
 	return rows.Err()
 }
 
-// InstanceEntry returns the latest ingest or revision entry for uid.
+// InstanceEntry returns the latest entry attesting bytes of uid (see Kind.Attests).
 func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	return t.entry(ctx, `sop_instance_uid = $1 AND kind IN ('ingest', 'revision') ORDER BY idx DESC LIMIT 1`, uid)
+	return t.entry(ctx, `sop_instance_uid = $1 AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
 }
 
 func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
 	var id ledger.Identity
-	err := t.tx.QueryRow(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date FROM identity WHERE file_sha256 = $1`, sha).
-		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate)
+	err := t.tx.QueryRow(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date, correction_reason FROM identity WHERE file_sha256 = $1`, sha).
+		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate, &id.CorrectionReason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ledger.ErrNotFound
 	}
@@ -106,7 +106,7 @@ func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error)
 }
 
 func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, error) {
-	return t.entry(ctx, `file_sha256 = $1 AND kind IN ('ingest', 'revision') ORDER BY idx LIMIT 1`, sha)
+	return t.entry(ctx, `file_sha256 = $1 AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx LIMIT 1`, sha)
 }
 
 func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error) {
@@ -173,10 +173,11 @@ func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
 			c.SOPInstanceUID, int64(c.Index), c.FileSHA256)
 	}
 	for _, id := range rows.Identities {
-		b.Queue(`INSERT INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date) VALUES ($1, $2, $3, $4, $5)
+		b.Queue(`INSERT INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date, correction_reason) VALUES ($1, $2, $3, $4, $5, $6)
 		         ON CONFLICT (file_sha256) DO UPDATE SET salt = excluded.salt, patient_name = excluded.patient_name,
-		           patient_id = excluded.patient_id, patient_birth_date = excluded.patient_birth_date`,
-			id.FileSHA256, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate)
+		           patient_id = excluded.patient_id, patient_birth_date = excluded.patient_birth_date,
+		           correction_reason = excluded.correction_reason`,
+			id.FileSHA256, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate, id.CorrectionReason)
 	}
 	for _, in := range rows.Incidents {
 		b.Queue(`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES ($1, $2, $3, $4, $5, $6)

@@ -94,15 +94,15 @@ func each[T any](ctx context.Context, tx *sql.Tx, scan func(interface{ Scan(...a
 	return rows.Err()
 }
 
-// InstanceEntry returns the latest ingest or revision entry for uid.
+// InstanceEntry returns the latest entry attesting bytes of uid (see Kind.Attests).
 func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	return t.entry(ctx, `sop_instance_uid = ? AND kind IN ('ingest', 'revision') ORDER BY idx DESC LIMIT 1`, uid)
+	return t.entry(ctx, `sop_instance_uid = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
 }
 
 func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
 	var id ledger.Identity
-	err := t.tx.QueryRowContext(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date FROM identity WHERE file_sha256 = ?`, sha).
-		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate)
+	err := t.tx.QueryRowContext(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date, correction_reason FROM identity WHERE file_sha256 = ?`, sha).
+		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate, &id.CorrectionReason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ledger.ErrNotFound
 	}
@@ -110,7 +110,7 @@ func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error)
 }
 
 func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, error) {
-	return t.entry(ctx, `file_sha256 = ? AND kind IN ('ingest', 'revision') ORDER BY idx LIMIT 1`, sha)
+	return t.entry(ctx, `file_sha256 = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx LIMIT 1`, sha)
 }
 
 func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error) {
@@ -165,10 +165,10 @@ func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
 				c := rows.Claims[i]
 				return []any{c.SOPInstanceUID, int64(c.Index), c.FileSHA256}
 			}},
-		{`INSERT OR REPLACE INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date) VALUES (?, ?, ?, ?, ?)`,
+		{`INSERT OR REPLACE INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date, correction_reason) VALUES (?, ?, ?, ?, ?, ?)`,
 			len(rows.Identities), func(i int) []any {
 				id := rows.Identities[i]
-				return []any{id.FileSHA256, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate}
+				return []any{id.FileSHA256, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate, id.CorrectionReason}
 			}},
 		{`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES (?, ?, ?, ?, ?, ?)
 		  ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
