@@ -17,14 +17,14 @@ type Kind string
 
 // Entry kinds in the custody ledger.
 const (
-	KindIngest           Kind = "ingest"
-	KindRevision         Kind = "revision" // new bytes for an attested SOP Instance UID, judged benign
+	KindIngest   Kind = "ingest"
+	KindRevision Kind = "revision" // new bytes for an attested SOP Instance UID, judged benign
 	// KindIdentityCorrection: new bytes for an attested SOP Instance UID
 	// whose patient or study identity a reconciler corrected.
 	KindIdentityCorrection Kind = "identity-correction"
-	KindConflict         Kind = "conflict"
-	KindSecurityAlert    Kind = "security-alert" // a refused revision: what changed, never the values
-	KindIntegrityFailure Kind = "integrity-failure"
+	KindConflict           Kind = "conflict"
+	KindSecurityAlert      Kind = "security-alert" // a refused revision: what changed, never the values
+	KindIntegrityFailure   Kind = "integrity-failure"
 	// KindAudit entries make up the audit log: who accessed what. They
 	// are plain appends (no claim, no deduplication).
 	KindAudit Kind = "audit"
