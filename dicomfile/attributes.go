@@ -105,6 +105,34 @@ var byTag = func() map[tagID]attribute {
 	return m
 }()
 
+// correctable are the attributes an identity correction may change: the
+// patient and order identifiers, and the study and series the instance is
+// filed under. An Original Attributes Sequence's previous values of these
+// are kept, to be checked against the attested ones.
+var correctable = func() map[tagID]bool {
+	m := map[tagID]bool{0x0020000D: true, 0x0020000E: true}
+	for _, a := range attributes {
+		if a.class == classIdentity {
+			m[a.tag] = true
+		}
+	}
+	return m
+}()
+
+// CorrectableAttributes lists the keywords of correctable, sorted.
+func CorrectableAttributes() []string {
+	var out []string
+	for t := range correctable {
+		out = append(out, byTag[t].keyword)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// maxPreviousValues bounds the previous values kept per attribute (one per
+// documented modification).
+const maxPreviousValues = 16
+
 // collected tells whether the walker keeps a top-level element's value.
 func collected(t tagID) bool {
 	_, ok := byTag[t]

@@ -98,6 +98,11 @@ type Digests struct {
 	// OriginalAttributes lists the allow-listed attributes that appear in
 	// the Original Attributes Sequence (0400,0561): documented changes.
 	OriginalAttributes []string
+	// PreviousValues holds, per correctable attribute, the commitments of
+	// the previous values the Original Attributes Sequence gives (keyed like
+	// Attributes, so they compare with an attestation's). An empty previous
+	// value also stands as "" (absent): an attribute that was not there.
+	PreviousValues map[string][]string
 }
 
 // Digests computes the digests, keying the per-attribute and identity
@@ -138,6 +143,19 @@ func (a *Analysis) Digests(salt []byte) *Digests {
 		d.PixelEncoding = p.Encoding
 		for _, f := range p.Frames {
 			d.Frames = append(d.Frames, hex.EncodeToString(f[:]))
+		}
+	}
+	for t, vs := range w.oasValues {
+		kw := byTag[t].keyword
+		if d.PreviousValues == nil {
+			d.PreviousValues = map[string][]string{}
+		}
+		for _, v := range vs {
+			value := canonical(decode(v, t, w.byteOrder, cs))
+			d.PreviousValues[kw] = append(d.PreviousValues[kw], commit(salt, kw, value))
+			if value == "" {
+				d.PreviousValues[kw] = append(d.PreviousValues[kw], "")
+			}
 		}
 	}
 	for t := range w.oasTags {

@@ -63,6 +63,9 @@ type walker struct {
 	oversized map[tagID]bool
 	inOAS     bool
 	oasTags   map[tagID]bool
+	// oasValues are the previous values an Original Attributes Sequence
+	// gives for correctable attributes (see correctable).
+	oasValues map[tagID][]rawValue
 	pixels    *PixelResult
 }
 
@@ -73,6 +76,7 @@ type walkResult struct {
 	values         map[tagID]rawValue
 	oversized      map[tagID]bool
 	oasTags        map[tagID]bool
+	oasValues      map[tagID][]rawValue
 	pixels         *PixelResult
 }
 
@@ -88,7 +92,8 @@ type header struct {
 func walk(r io.ReaderAt, size int64, collect bool, limits Limits) (*walkResult, error) {
 	w := &walker{r: bufio.NewReaderSize(io.NewSectionReader(r, preambleLen+4, size-preambleLen-4), 64<<10),
 		pos: preambleLen + 4, end: size, bo: binary.LittleEndian, limits: limits,
-		collect: collect, values: map[tagID]rawValue{}, oversized: map[tagID]bool{}, oasTags: map[tagID]bool{}}
+		collect: collect, values: map[tagID]rawValue{}, oversized: map[tagID]bool{}, oasTags: map[tagID]bool{},
+		oasValues: map[tagID][]rawValue{}}
 	ts, err := w.walkMeta()
 	if err != nil {
 		return nil, err
@@ -110,7 +115,7 @@ func walk(r io.ReaderAt, size int64, collect bool, limits Limits) (*walkResult, 
 		return nil, err
 	}
 	return &walkResult{transferSyntax: ts, byteOrder: w.bo, values: w.values, oversized: w.oversized,
-		oasTags: w.oasTags, pixels: w.pixels}, nil
+		oasTags: w.oasTags, oasValues: w.oasValues, pixels: w.pixels}, nil
 }
 
 // walkMeta walks the File Meta group (always explicit VR little endian) and
@@ -215,6 +220,12 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 				break
 			}
 			err = w.readValue(h, explicit, limit)
+		case w.collect && w.inOAS && depth > 0 && correctable[h.tag] && h.length != undefinedLength && h.length <= maxCollectedValue &&
+			len(w.oasValues[h.tag]) < maxPreviousValues:
+			var v rawValue
+			if v, err = w.readRaw(h, explicit, limit); err == nil {
+				w.oasValues[h.tag] = append(w.oasValues[h.tag], v)
+			}
 		case top && w.collect && h.tag == tagOriginalAttributesSeq:
 			w.inOAS = true
 			err = w.walkValue(h, explicit, limit, depth)
@@ -230,19 +241,30 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 
 // readValue keeps a small top-level value.
 func (w *walker) readValue(h header, explicit bool, limit int64) error {
+	v, err := w.readRaw(h, explicit, limit)
+	if err == nil {
+		w.values[h.tag] = v
+	}
+	return err
+}
+
+// readRaw reads a small value of defined length.
+func (w *walker) readRaw(h header, explicit bool, limit int64) (rawValue, error) {
+	if h.length == undefinedLength {
+		return rawValue{}, fmt.Errorf("%w: element %s at offset %d has undefined length", ErrMalformed, h.tag, h.at)
+	}
 	if err := w.checkFits(h, int64(h.length), limit); err != nil {
-		return err
+		return rawValue{}, err
 	}
 	b := make([]byte, h.length)
 	if err := w.read(b, h); err != nil {
-		return err
+		return rawValue{}, err
 	}
 	vr := h.vr
 	if !explicit {
 		vr = ""
 	}
-	w.values[h.tag] = rawValue{vr: vr, bytes: b}
-	return nil
+	return rawValue{vr: vr, bytes: b}, nil
 }
 
 var errItemEnd = errors.New("item delimitation")
