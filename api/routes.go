@@ -25,18 +25,23 @@ var (
 	ingest  = []auth.Role{auth.RoleIngest}
 	viewer  = []auth.Role{auth.RoleViewer}
 	auditor = []auth.Role{auth.RoleAuditor}
-	anyRole = auth.Roles
+	// reconciler alone corrects identity, and does nothing else.
+	reconciler = []auth.Role{auth.RoleReconciler}
+	anyRole    = auth.Roles
 )
 
 // routes is the route table. Separation of duties: ingest only stores;
 // viewers retrieve and verify; auditors read the log, proofs and the audit
-// trail but never pixel data; admins manage tokens (CLI) and keys.
+// trail but never pixel data; admins manage tokens (CLI) and keys;
+// reconcilers correct patient and study identity, and nothing else.
 var routes = []route{
 	{"GET", "/healthz", "health", nil, always, func(s *Server) http.HandlerFunc { return s.healthz }},
 	{"GET", "/readyz", "ready", nil, always, func(s *Server) http.HandlerFunc { return s.readyz }},
 	{"GET", "/metrics", "metrics", nil, metricsAllowed, func(s *Server) http.HandlerFunc { return s.serveMetrics }},
 	{"POST", "/v1/instances", "instance.ingest", ingest, nil, func(s *Server) http.HandlerFunc { return s.ingest }},
 	{"GET", "/v1/instances/{sopInstanceUID}", "instance.retrieve", viewer, nil, func(s *Server) http.HandlerFunc { return s.retrieve }},
+	{"POST", "/v1/instances/{sopInstanceUID}/identity-corrections", "instance.identity-correction", reconciler, nil,
+		func(s *Server) http.HandlerFunc { return s.correctIdentity }},
 	{"GET", "/v1/instances/{sopInstanceUID}/attestation", "instance.attestation", []auth.Role{auth.RoleViewer, auth.RoleAuditor}, nil,
 		func(s *Server) http.HandlerFunc { return s.attestation }},
 	{"POST", "/v1/verify", "verify.file", viewer, nil, func(s *Server) http.HandlerFunc { return s.verifyFile }},

@@ -147,15 +147,47 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, res.Attestation)
 }
 
+// correctIdentity takes a reconciler's corrected file of an instance.
+func (s *Server) correctIdentity(w http.ResponseWriter, r *http.Request) {
+	uid := chi.URLParam(r, "sopInstanceUID")
+	noteObject(r, uid)
+	body, err := s.dicomBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id, _ := auth.FromContext(r.Context())
+	res, err := s.svc.CorrectIdentity(r.Context(), uid, body, r.Header.Get("Correction-Reason"), id.Name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/instances/"+uid+"?revision="+strconv.FormatUint(res.LedgerIndex, 10))
+	}
+	writeJSON(w, status, res.Attestation)
+}
+
+// revisionParam reads ?revision=, a ledger index (nil when absent).
+func revisionParam(r *http.Request) (*uint64, error) {
+	v := r.URL.Query().Get("revision")
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return nil, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "revision must be a ledger index, got %q", v)
+	}
+	return &n, nil
+}
+
 func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
-	var revision *uint64
-	if v := r.URL.Query().Get("revision"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			s.writeError(w, r, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "revision must be a ledger index, got %q", v))
-			return
-		}
-		revision = &n
+	revision, err := revisionParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	noteObject(r, chi.URLParam(r, "sopInstanceUID"))
 	got, err := s.svc.Retrieve(r.Context(), chi.URLParam(r, "sopInstanceUID"), revision)
@@ -179,7 +211,12 @@ func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) attestation(w http.ResponseWriter, r *http.Request) {
 	noteObject(r, chi.URLParam(r, "sopInstanceUID"))
-	att, err := s.svc.Attestation(r.Context(), chi.URLParam(r, "sopInstanceUID"))
+	revision, err := revisionParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	att, err := s.svc.Attestation(r.Context(), chi.URLParam(r, "sopInstanceUID"), revision)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -69,9 +69,55 @@ func decodeIngestBody(e ledger.Entry) (ingestBody, error) {
 	if err := json.Unmarshal(e.Body, &b); err != nil {
 		return b, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
-	if (b.Kind != ledger.KindIngest && b.Kind != ledger.KindRevision) || b.Kind != e.Kind ||
+	if !b.Kind.Attests() || b.Kind != e.Kind ||
 		b.SOPInstanceUID != e.SOPInstanceUID || b.FileSHA256 != e.FileSHA256 {
 		return b, fmt.Errorf("entry %d: body does not match its indexed columns", e.Index)
 	}
 	return b, nil
+}
+
+// identityCorrectionBody (kind identity-correction, version 1) is a
+// reconciler's correction of an attested instance's identity. Like an
+// ingest body it holds the envelope attesting the corrected bytes; it also
+// names who corrected which attributes, with their commitments before (the
+// corrected entry's, under its salt) and after (this entry's, under a fresh
+// salt): never a value, and never the free-text reason, which stays in the
+// correctable identity table.
+type identityCorrectionBody struct {
+	Kind           ledger.Kind     `json:"kind"`
+	Version        int             `json:"version"`
+	SOPInstanceUID string          `json:"sop_instance_uid"`
+	FileSHA256     string          `json:"file_sha256"`
+	Envelope       signer.Envelope `json:"envelope"`
+	IdentityCorrection
+}
+
+// IdentityCorrection is what an identity-correction entry records beyond
+// the attestation of the corrected bytes.
+type IdentityCorrection struct {
+	// Corrects is the ledger index (and entry hash) of the version corrected.
+	Corrects          uint64 `json:"corrects"`
+	CorrectsEntryHash string `json:"corrects_entry_hash"`
+	// Actor is the reconciler's token name.
+	Actor string `json:"actor"`
+	// Changed lists the corrected attributes, sorted.
+	Changed []string `json:"changed"`
+	// Before and After are each changed attribute's commitment in the
+	// corrected version and in this one ("" where it was absent).
+	Before      map[string]string `json:"before"`
+	After       map[string]string `json:"after"`
+	CorrectedAt time.Time         `json:"corrected_at"`
+}
+
+const identityCorrectionVersion = 1
+
+func decodeCorrection(e ledger.Entry) (*IdentityCorrection, error) {
+	var b identityCorrectionBody
+	if err := json.Unmarshal(e.Body, &b); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+	}
+	if b.Version != identityCorrectionVersion {
+		return nil, fmt.Errorf("entry %d: identity-correction body version %d, want %d", e.Index, b.Version, identityCorrectionVersion)
+	}
+	return &b.IdentityCorrection, nil
 }

@@ -64,6 +64,12 @@ const (
 	ProblemBodyTooLarge     = "body-too-large"
 	ProblemNotFound         = "not-found"
 	ProblemInstanceConflict = "instance-conflict"
+	// ProblemIdentityChangeRefused: ingest of bytes that change an attested
+	// instance's patient or study identity (only a correction may).
+	ProblemIdentityChangeRefused = "identity-change-refused"
+	// ProblemIdentityCorrectionRefused: a correction that is not one (other
+	// attributes or pixels changed, or previous values that do not match).
+	ProblemIdentityCorrectionRefused = "identity-correction-refused"
 	// ProblemUnverifiableReencoding: same UID, a pixel encoding dicomseal cannot compare.
 	ProblemUnverifiableReencoding = "unverifiable-reencoding"
 	ProblemIntegrity              = "integrity-violation"

@@ -39,6 +39,9 @@ type Attestation struct {
 	Inclusion *Inclusion `json:"inclusion,omitempty"`
 	// Revises is the ledger index of the attestation this revision follows.
 	Revises *uint64 `json:"revises,omitempty"`
+	// IdentityCorrection is set when this version corrected the identity of
+	// the one it revises: who, which attributes, their commitments.
+	IdentityCorrection *IdentityCorrection `json:"identity_correction,omitempty"`
 }
 
 // IngestResult is an attestation and whether this call created it.
@@ -110,7 +113,7 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 	case !errors.Is(err, ledger.ErrNotFound):
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
-	res, err := s.attest(ctx, ledger.KindIngest, nil, a, sp)
+	res, err := s.attest(ctx, ledger.KindIngest, nil, a, sp, nil)
 	var exists *ledger.InstanceExistsError
 	if errors.As(err, &exists) && retry {
 		// A concurrent first ingest of the same UID won the claim.
@@ -119,8 +122,17 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 	return res, err
 }
 
-// attest stores, signs and logs the file as an ingest or a revision.
-func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64, a *dicomfile.Analysis, sp *spool.Spool) (*IngestResult, error) {
+// correction is what an identity correction adds to an attestation.
+type correction struct {
+	actor, reason string
+	corrects      ledger.Entry
+	changed       []string
+	before        map[string]string
+}
+
+// attest stores, signs and logs the file as an ingest, a revision or (with
+// corr) an identity correction.
+func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64, a *dicomfile.Analysis, sp *spool.Spool, corr *correction) (*IngestResult, error) {
 	inst, sha, size := a.Instance, sp.SHA256Hex(), sp.Size()
 	if err := s.store.Put(ctx, sha, sp.Reader(), size); err != nil {
 		return nil, storageError(err)
@@ -159,15 +171,28 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 	if err != nil {
 		return nil, internal(err)
 	}
+	identity := &ledger.Identity{
+		Salt: salt, PatientName: inst.PatientName, PatientID: inst.PatientID, PatientBirthDate: inst.PatientBirthDate,
+	}
+	body := encodeBody(ingestBody{Kind: kind, SOPInstanceUID: inst.SOPInstanceUID, FileSHA256: sha, Envelope: env})
+	var ic *IdentityCorrection
+	if corr != nil {
+		ic = &IdentityCorrection{Corrects: corr.corrects.Index, CorrectsEntryHash: corr.corrects.LeafHashHex(),
+			Actor: corr.actor, Changed: corr.changed, Before: corr.before, After: map[string]string{}, CorrectedAt: pred.AttestedAt}
+		for _, k := range corr.changed {
+			ic.After[k] = d.Attributes[k]
+		}
+		body = encodeBody(identityCorrectionBody{Kind: kind, Version: identityCorrectionVersion,
+			SOPInstanceUID: inst.SOPInstanceUID, FileSHA256: sha, Envelope: env, IdentityCorrection: *ic})
+		identity.CorrectionReason = corr.reason
+	}
 	entry, err := s.ledger.AppendIngest(ctx, ledger.Record{
 		Kind:           kind,
 		SOPInstanceUID: inst.SOPInstanceUID,
 		FileSHA256:     sha,
-		Body:           encodeBody(ingestBody{Kind: kind, SOPInstanceUID: inst.SOPInstanceUID, FileSHA256: sha, Envelope: env}),
-		Identity: &ledger.Identity{
-			Salt: salt, PatientName: inst.PatientName, PatientID: inst.PatientID, PatientBirthDate: inst.PatientBirthDate,
-		},
-		Revises: revisesIndex(revises),
+		Body:           body,
+		Identity:       identity,
+		Revises:        revisesIndex(revises),
 	})
 	var exists *ledger.InstanceExistsError
 	switch {
@@ -178,7 +203,9 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 	}
 	s.log.InfoContext(ctx, "instance attested", "kind", kind,
 		"sop_instance_uid", inst.SOPInstanceUID, "sha256", sha, "size", size, "ledger_index", entry.Index)
-	return &IngestResult{Attestation: newAttestation(entry, pred, env), Created: true}, nil
+	att := newAttestation(entry, pred, env)
+	att.IdentityCorrection = ic
+	return &IngestResult{Attestation: att, Created: true}, nil
 }
 
 // revise judges other bytes under an attested UID against its latest
@@ -196,7 +223,7 @@ func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.
 	}
 	if ok, _ := j.revisable(); ok {
 		idx := latest.Index
-		res, err := s.attest(ctx, ledger.KindRevision, &idx, a, sp)
+		res, err := s.attest(ctx, ledger.KindRevision, &idx, a, sp, nil)
 		if errors.Is(err, ledger.ErrStaleRevision) && retry {
 			// Another revision landed first: judge against it instead.
 			return s.ingest(ctx, a, sp, false)
@@ -206,29 +233,47 @@ func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.
 		}
 		return res, err
 	}
-	return nil, s.refuse(ctx, latest, j, sp.SHA256Hex(), sp.Size())
+	problem := ProblemInstanceConflict
+	if j.status == StatusPixelsIntact && len(j.identityChanges()) > 0 {
+		problem = ProblemIdentityChangeRefused
+	}
+	return nil, s.refuse(ctx, latest, j, problem, sp.SHA256Hex(), sp.Size())
 }
 
 // judgeAgainst computes the file's digests with the salt of the attested
 // record (so per-attribute digests compare) and judges them.
 func (s *Service) judgeAgainst(ctx context.Context, e ledger.Entry, pred Predicate, a *dicomfile.Analysis) (judgement, error) {
+	j, _, err := s.judgeWithDigests(ctx, e, pred, a)
+	return j, err
+}
+
+// judgeWithDigests is judgeAgainst, also returning the file's digests
+// under the attested record's salt.
+func (s *Service) judgeWithDigests(ctx context.Context, e ledger.Entry, pred Predicate, a *dicomfile.Analysis) (judgement, *dicomfile.Digests, error) {
 	var salt []byte
 	id, err := s.ledger.Identity(ctx, e.FileSHA256)
 	switch {
 	case err == nil:
 		salt = id.Salt
 	case !errors.Is(err, ledger.ErrNotFound):
-		return judgement{}, unavailable(ProblemLedgerUnavailable, err)
+		return judgement{}, nil, unavailable(ProblemLedgerUnavailable, err)
 	}
 	// With the salt erased (crypto-shredding) no keyed digest can match:
 	// every identity attribute then reads as changed, never as intact.
-	return judge(pred, a.Digests(salt)), nil
+	d := a.Digests(salt)
+	return judge(pred, d), d, nil
 }
 
-// refuse records a refused revision and returns the 409 that names it.
-func (s *Service) refuse(ctx context.Context, existing ledger.Entry, j judgement, sha string, size int64) error {
+// refuse records a refused revision or correction (a security alert, or a
+// conflict for an encoding that cannot be compared) and returns the 409
+// that names it.
+func (s *Service) refuse(ctx context.Context, existing ledger.Entry, j judgement, problem, sha string, size int64) error {
 	_, reason := j.revisable()
-	kind, problem := ledger.KindSecurityAlert, ProblemInstanceConflict
+	return s.refuseFor(ctx, existing, j, problem, reason, sha, size)
+}
+
+func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgement, problem, reason, sha string, size int64) error {
+	kind := ledger.KindSecurityAlert
 	if j.status == StatusPixelsUnverifiable {
 		kind, problem = ledger.KindConflict, ProblemUnverifiableReencoding
 	}
@@ -249,12 +294,12 @@ func (s *Service) refuse(ctx context.Context, existing ledger.Entry, j judgement
 	if err != nil {
 		return unavailable(ProblemLedgerUnavailable, err)
 	}
-	s.log.WarnContext(ctx, "ingest refused: different bytes under an attested SOP Instance UID",
+	s.log.WarnContext(ctx, "refused: different bytes under an attested SOP Instance UID", "problem", problem,
 		"kind", kind, "sop_instance_uid", existing.SOPInstanceUID, "existing_index", existing.Index,
 		"attempted_sha256", sha, "verdict", j.status, "reason", reason, "incident_index", incident.Index, "count", count)
 	return &Error{
 		Code: EConflict, Problem: problem,
-		Message: fmt.Sprintf("SOP Instance UID %s is already attested at ledger index %d; these bytes are not a benign revision of it (%s); the original is kept",
+		Message: fmt.Sprintf("SOP Instance UID %s is attested at ledger index %d; these bytes are refused (%s); the attested version is kept",
 			existing.SOPInstanceUID, existing.Index, reason),
 		Details: map[string]any{
 			"sop_instance_uid":      existing.SOPInstanceUID,
@@ -305,7 +350,13 @@ func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error)
 	if st.SubjectSHA256() != e.FileSHA256 || st.Predicate.SOPInstanceUID != e.SOPInstanceUID {
 		return Predicate{}, nil, fmt.Errorf("entry %d: signed statement names other bytes or another instance", e.Index)
 	}
-	return st.Predicate, newAttestation(e, st.Predicate, body.Envelope), nil
+	att := newAttestation(e, st.Predicate, body.Envelope)
+	if e.Kind == ledger.KindIdentityCorrection {
+		if att.IdentityCorrection, err = decodeCorrection(e); err != nil {
+			return Predicate{}, nil, err
+		}
+	}
+	return st.Predicate, att, nil
 }
 
 func newAttestation(e ledger.Entry, p Predicate, env signer.Envelope) *Attestation {

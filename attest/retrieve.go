@@ -33,8 +33,20 @@ func (r *Retrieved) Close() error { return r.spool.Close() }
 // Errors: ENotFound, EIntegrity (the record itself fails verification), EUnavailable.
 // Once the entry is integrated it carries its inclusion proof against the
 // latest checkpoint.
-func (s *Service) Attestation(ctx context.Context, sopInstanceUID string) (*Attestation, error) {
-	att, err := s.verifiedAttestation(ctx, sopInstanceUID)
+//
+// revision, when not nil, asks for the version at that ledger index: each
+// stays verifiable offline with its own attestation.
+func (s *Service) Attestation(ctx context.Context, sopInstanceUID string, revision *uint64) (*Attestation, error) {
+	var att *Attestation
+	var err error
+	if revision != nil {
+		if !dicomfile.LooksLikeUID(sopInstanceUID) {
+			return nil, Errorf(EInvalid, ProblemInvalidRequest, "the SOP Instance UID must be digits and dots, at most 64 characters")
+		}
+		att, err = s.revisionAttestation(ctx, sopInstanceUID, *revision)
+	} else {
+		att, err = s.verifiedAttestation(ctx, sopInstanceUID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +60,7 @@ func (s *Service) Attestation(ctx context.Context, sopInstanceUID string) (*Atte
 // must attest bytes of uid.
 func (s *Service) revisionAttestation(ctx context.Context, uid string, idx uint64) (*Attestation, error) {
 	e, err := s.ledger.Entry(ctx, idx)
-	if errors.Is(err, ledger.ErrNotFound) || (err == nil && (e.SOPInstanceUID != uid || (e.Kind != ledger.KindIngest && e.Kind != ledger.KindRevision))) {
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && (e.SOPInstanceUID != uid || !e.Kind.Attests())) {
 		return nil, Errorf(ENotFound, ProblemNotFound, "no revision of SOP Instance UID %q at ledger index %d", uid, idx)
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/dicomseal/dicomseal/dicomfile"
 )
@@ -101,20 +102,42 @@ func orNone(s string) string {
 	return s
 }
 
+// correctable are the attributes that only an identity correction may
+// change: patient and order identifiers, and the study and series UIDs.
+var correctable = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range dicomfile.CorrectableAttributes() {
+		m[k] = true
+	}
+	return m
+}()
+
+// identityChanges lists the changed attributes that name whose image this
+// is, and where it is filed.
+func (j judgement) identityChanges() []string {
+	var out []string
+	for _, c := range j.changes {
+		if correctable[c.Attribute] {
+			out = append(out, c.Attribute)
+		}
+	}
+	return out
+}
+
 // revisable tells whether a judged file may be ingested as a revision:
-// pixels, geometry and the clinical allow-list unchanged, and any change of
-// identity documented by an Original Attributes Sequence.
+// pixels, geometry, the clinical allow-list and the identity unchanged. An
+// Original Attributes Sequence documents a change; written by whoever wrote
+// the file, it cannot authorise one: identity changes only by correction.
 func (j judgement) revisable() (bool, string) {
 	if j.status != StatusPixelsIntact {
 		return false, j.detail
 	}
-	for _, c := range j.changes {
-		switch {
-		case c.Class == "identity" && !c.Explained:
-			return false, "identity attribute " + c.Attribute + " changed without an Original Attributes Sequence documenting it"
-		case c.Class != "identity":
-			return false, "clinical attribute " + c.Attribute + " changed"
-		}
+	if changed := j.identityChanges(); len(changed) > 0 {
+		return false, "identity attributes changed (" + strings.Join(changed, ", ") +
+			"): only a reconciler's identity correction may change them"
+	}
+	if len(j.changes) > 0 {
+		return false, "clinical attribute " + j.changes[0].Attribute + " changed"
 	}
 	return true, ""
 }

@@ -27,10 +27,15 @@ const (
 	RoleViewer  Role = "viewer"  // retrieve and verify
 	RoleAuditor Role = "auditor" // log, proofs, audit trail; no pixel data
 	RoleAdmin   Role = "admin"   // tokens and keys; no images, no ledger writes of its own
+	// RoleReconciler corrects patient and study identity, nothing else: the
+	// one account a PACS's reconciliation (MPI merge, "Unknown" trauma
+	// registrations) uses, apart from ingest, so that no ingest token can
+	// move an image to another patient.
+	RoleReconciler Role = "reconciler"
 )
 
 // Roles lists every role.
-var Roles = []Role{RoleIngest, RoleViewer, RoleAuditor, RoleAdmin}
+var Roles = []Role{RoleIngest, RoleViewer, RoleAuditor, RoleAdmin, RoleReconciler}
 
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
@@ -39,7 +44,11 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return "", fmt.Errorf("unknown role %q (one of ingest, viewer, auditor, admin)", s)
+	names := make([]string, len(Roles))
+	for i, r := range Roles {
+		names[i] = string(r)
+	}
+	return "", fmt.Errorf("unknown role %q (one of %s)", s, strings.Join(names, ", "))
 }
 
 // Identity is who made a request.

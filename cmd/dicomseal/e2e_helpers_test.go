@@ -158,6 +158,12 @@ func (r response) json(t testing.TB) map[string]any {
 // do sends a request and validates the response against openapi.yaml.
 func (s *testServer) do(method, path, contentType string, body []byte) response {
 	s.t.Helper()
+	return s.doWithHeader(method, path, contentType, body)
+}
+
+// doWithHeader is do with extra header name, value pairs.
+func (s *testServer) doWithHeader(method, path, contentType string, body []byte, header ...string) response {
+	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -168,6 +174,9 @@ func (s *testServer) do(method, path, contentType string, body []byte) response 
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	role := s.asRole
 	if role == "" {

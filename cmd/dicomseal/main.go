@@ -23,7 +23,7 @@ Commands:
   verify   check a file against an attestation offline, with only the public keys
   log      audit a ledger ('log verify') or witness a server's log ('log watch')
   migrate  create or upgrade the ledger schema (PostgreSQL: also its two roles)
-  tokens   create, list and revoke API tokens (roles: ingest, viewer, auditor, admin)
+  tokens   create, list and revoke API tokens (roles: ingest, viewer, auditor, admin, reconciler)
   health   exit 0 when a running dicomseal is ready (for container health checks)
   version  print the version
 

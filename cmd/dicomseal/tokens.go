@@ -24,7 +24,8 @@ Commands:
   revoke NAME                                       revoke a token, at once, in every running server
 
 Roles: ingest (store only), viewer (retrieve and verify), auditor (log, proofs,
-audit trail; no pixel data), admin (tokens, keys; no images). Every create and
+audit trail; no pixel data), admin (tokens, keys; no images), reconciler
+(patient and study identity corrections, nothing else). Every create and
 revoke is itself recorded in the audit log, naming who did it (--actor, or the
 operating-system user). The commands work while serve runs on the same data
 directory or database.
@@ -52,7 +53,7 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	logKey := fs.String("log-key-file", "", "log key that signs the audit entries; default <data-dir>/keys/log.key")
 	auditOrigin := fs.String("audit-origin", defaultAuditOrigin, "origin of the audit log")
 	actor := fs.String("actor", "", "who is doing this, for the audit log (default: cli:<operating-system user>)")
-	role := fs.String("role", "", "create: ingest, viewer, auditor or admin")
+	role := fs.String("role", "", "create: ingest, viewer, auditor, admin or reconciler")
 	name := fs.String("name", "", "create: the token's name, e.g. orthanc-1 (it names the actor in the audit log)")
 	expires := fs.Duration("expires", 0, "create: lifetime, e.g. 720h (0: no expiry)")
 	var maxBody byteSize
@@ -97,7 +98,7 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case "create":
 		r, err := auth.ParseRole(*role)
 		if err != nil || *name == "" {
-			fmt.Fprintln(stderr, "dicomseal tokens create: --role (ingest, viewer, auditor or admin) and --name are required")
+			fmt.Fprintln(stderr, "dicomseal tokens create: --role (ingest, viewer, auditor, admin or reconciler) and --name are required")
 			return 2
 		}
 		secret, t, err := auth.NewToken(*name, r, *actor, time.Now(), *expires)

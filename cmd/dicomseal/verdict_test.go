@@ -112,7 +112,7 @@ func TestVerdictsOnRealTransformations(t *testing.T) {
 		}, "pixels-intact", nil, 201, ""},
 		{"Patient ID changed without a trace", func() []byte {
 			return tools.convert(ct, "dcmodify", "-nb", "-m", "(0010,0020)=SOMEONE-ELSE", "IN")
-		}, "pixels-intact", []string{"PatientID:identity:unexplained"}, 409, "instance-conflict"},
+		}, "pixels-intact", []string{"PatientID:identity:unexplained"}, 409, "identity-change-refused"},
 		{"laterality flipped", func() []byte {
 			return tools.convert(ct, "dcmodify", "-nb", "-i", "(0020,0060)=L", "IN")
 		}, "pixels-intact", []string{"Laterality:metadata:unexplained"}, 409, "instance-conflict"},
@@ -126,12 +126,13 @@ func TestVerdictsOnRealTransformations(t *testing.T) {
 		}, "tampered", nil, 409, "instance-conflict"},
 		{"re-encoded to JPEG-LS (dcmcjpls)", func() []byte { return tools.convert(ct, "dcmcjpls", "+el", "IN", "OUT") },
 			"pixels-unverifiable", nil, 409, "unverifiable-reencoding"},
-		// Last among the revisions: once accepted, it is the latest attestation.
+		// A sequence documents a change; it does not authorise one: only a
+		// reconciler's identity correction may (identity_e2e_test.go).
 		{"Patient ID reconciled with an Original Attributes Sequence", func() []byte {
 			return tools.convert(ct, "dcmodify", "-nb", "-m", "(0010,0020)=RECONCILED-42",
 				"-i", "(0400,0561)[0].(0400,0550)[0].(0010,0020)=1CT1",
 				"-i", "(0400,0561)[0].(0400,0563)=PACS-MPI", "-i", "(0400,0561)[0].(0400,0565)=CORRECT", "IN")
-		}, "pixels-intact", []string{"PatientID:identity:explained"}, 201, ""},
+		}, "pixels-intact", []string{"PatientID:identity:explained"}, 409, "identity-change-refused"},
 		{"new SOP Instance UID", func() []byte { return tools.convert(ct, "dcmodify", "-nb", "-gin", "IN") }, "unknown", nil, 201, ""},
 	}
 	for _, tc := range cases {
@@ -149,7 +150,7 @@ func TestVerdictsOnRealTransformations(t *testing.T) {
 			r := srv.ingest(data)
 			if tc.slug != "" {
 				p := assertProblem(t, r, tc.ingest, tc.slug)
-				if tc.slug == "instance-conflict" && p["security_alert"] != true {
+				if (tc.slug == "instance-conflict" || tc.slug == "identity-change-refused") && p["security_alert"] != true {
 					t.Fatalf("a refused revision must be a security alert: %v", p)
 				}
 				return
