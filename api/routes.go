@@ -27,7 +27,9 @@ var (
 	auditor = []auth.Role{auth.RoleAuditor}
 	// reconciler alone corrects identity, and does nothing else.
 	reconciler = []auth.Role{auth.RoleReconciler}
-	anyRole    = auth.Roles
+	// anyRole: every role but the reconciler, which does nothing but
+	// correct identity (separation of duties).
+	anyRole = []auth.Role{auth.RoleIngest, auth.RoleViewer, auth.RoleAuditor, auth.RoleAdmin}
 )
 
 // routes is the route table. Separation of duties: ingest only stores;

@@ -71,7 +71,12 @@ func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile
 			if err != nil {
 				return nil, s.integrityFailure(ctx, same, ReasonAttestationInvalid, "", err)
 			}
-			return &IngestResult{Attestation: att}, nil // a retried correction
+			// A retried correction: as with ingest, the bytes at hand make
+			// sure the store still has them.
+			if err := s.store.Put(ctx, sha, sp.Reader(), sp.Size()); err != nil {
+				return nil, storageError(err)
+			}
+			return &IngestResult{Attestation: att}, nil
 		}
 		return nil, Errorf(EConflict, ProblemIdentityCorrectionRefused,
 			"these bytes are already attested at ledger index %d: there is nothing to correct", same.Index)
@@ -87,8 +92,15 @@ func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile
 		return nil, err
 	}
 	changed := j.identityChanges()
+	if len(j.changes) == 0 && j.status == StatusPixelsIntact {
+		return nil, Errorf(EConflict, ProblemIdentityCorrectionRefused,
+			"no attribute differs from the attested ones: nothing to correct (benign re-encodings go through ingest)")
+	}
 	if reason := refusal(j, d, pred, changed); reason != "" {
-		return nil, s.refuseFor(ctx, latest, j, ProblemIdentityCorrectionRefused, reason, sha, sp.Size())
+		// Keyed by actor too: a false correction is its own alert, even
+		// of bytes an ingest already tried.
+		return nil, s.refuseFor(ctx, latest, j, ProblemIdentityCorrectionRefused, reason,
+			"identity-correction:"+actor+":"+sha, sha, sp.Size())
 	}
 	before := map[string]string{}
 	for _, k := range changed {
@@ -127,15 +139,16 @@ func refusal(j judgement, d *dicomfile.Digests, pred Predicate, changed []string
 		}
 	}
 	if len(changed) == 0 {
-		return "no identity attribute differs from the attested ones: nothing to correct"
+		return "no identity attribute differs from the attested ones"
 	}
 	for _, k := range changed {
 		prev, listed := d.PreviousValues[k]
 		switch {
 		case !listed:
-			return "identity attribute " + k + " changed but the Original Attributes Sequence (0400,0561) gives no previous value for it"
+			return "identity attribute " + k + " changed but no Modified Attributes Sequence (0400,0550) of the Original " +
+				"Attributes Sequence (0400,0561) gives its previous value"
 		case !slices.Contains(prev, pred.Attributes[k]):
-			return fmt.Sprintf("the Original Attributes Sequence's previous value of %s is not the attested one", k)
+			return fmt.Sprintf("the Original Attributes Sequence's previous value of %s (its newest item's) is not the attested one", k)
 		}
 	}
 	return ""

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/dicomseal/dicomseal/dicomfile"
@@ -234,7 +235,9 @@ func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.
 		return res, err
 	}
 	problem := ProblemInstanceConflict
-	if j.status == StatusPixelsIntact && len(j.identityChanges()) > 0 {
+	if len(j.identityChanges()) > 0 {
+		// Whatever else changed too (pixels, the encoding): an identity
+		// change through ingest is named, and is a security alert.
 		problem = ProblemIdentityChangeRefused
 	}
 	return nil, s.refuse(ctx, latest, j, problem, sp.SHA256Hex(), sp.Size())
@@ -260,7 +263,7 @@ func (s *Service) judgeWithDigests(ctx context.Context, e ledger.Entry, pred Pre
 	}
 	// With the salt erased (crypto-shredding) no keyed digest can match:
 	// every identity attribute then reads as changed, never as intact.
-	d := a.Digests(salt)
+	d := a.DigestsVersion(pred.DigestVersion(), salt)
 	return judge(pred, d), d, nil
 }
 
@@ -269,12 +272,16 @@ func (s *Service) judgeWithDigests(ctx context.Context, e ledger.Entry, pred Pre
 // that names it.
 func (s *Service) refuse(ctx context.Context, existing ledger.Entry, j judgement, problem, sha string, size int64) error {
 	_, reason := j.revisable()
-	return s.refuseFor(ctx, existing, j, problem, reason, sha, size)
+	if len(j.identityChanges()) > 0 && j.status != StatusPixelsIntact {
+		reason = "identity attributes changed (" + strings.Join(j.identityChanges(), ", ") + "), and " + j.detail
+	}
+	return s.refuseFor(ctx, existing, j, problem, reason, sha, sha, size)
 }
 
-func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgement, problem, reason, sha string, size int64) error {
+// refuseFor records the refusal once per incidentKey (repeats counted).
+func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgement, problem, reason, incidentKey, sha string, size int64) error {
 	kind := ledger.KindSecurityAlert
-	if j.status == StatusPixelsUnverifiable {
+	if j.status == StatusPixelsUnverifiable && problem == ProblemInstanceConflict {
 		kind, problem = ledger.KindConflict, ProblemUnverifiableReencoding
 	}
 	now := s.Now().UTC()
@@ -282,7 +289,7 @@ func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgem
 		Kind:           kind,
 		SOPInstanceUID: existing.SOPInstanceUID,
 		FileSHA256:     sha,
-		IncidentKey:    sha,
+		IncidentKey:    incidentKey,
 		Body: encodeBody(conflictBody{
 			Kind: kind, SOPInstanceUID: existing.SOPInstanceUID,
 			AttemptedSHA256: sha, AttemptedSize: size,

@@ -92,9 +92,17 @@ func VerifyInclusionOffline(att *Attestation, v note.Verifier, origin string) (*
 	if hex.EncodeToString(leaf[:]) != att.EntryHash {
 		return nil, fmt.Errorf("%w: entry bytes do not hash to entry_hash", ErrNotIncluded)
 	}
-	var body ingestBody
+	var body identityCorrectionBody // an ingest or revision body is its prefix
 	if err := json.Unmarshal(entry, &body); err != nil || !sameEnvelope(body.Envelope, att.Envelope) {
 		return nil, fmt.Errorf("%w: the logged entry does not hold this attestation's envelope", ErrNotIncluded)
+	}
+	// What the document says of a correction must be what the log holds.
+	var logged *IdentityCorrection
+	if body.Kind == ledger.KindIdentityCorrection {
+		logged = &body.IdentityCorrection
+	}
+	if a, b := jsonOf(logged), jsonOf(att.IdentityCorrection); a != b {
+		return nil, fmt.Errorf("%w: the attestation's identity_correction is not the logged entry's", ErrNotIncluded)
 	}
 	hashes := make([][]byte, len(inc.Hashes))
 	for i, h := range inc.Hashes {
@@ -128,4 +136,12 @@ func DecodeAttestation(doc []byte) (*Attestation, error) {
 		return nil, fmt.Errorf("attestation: %w", err)
 	}
 	return &att, nil
+}
+
+func jsonOf(v *IdentityCorrection) string {
+	if v == nil {
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

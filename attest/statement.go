@@ -4,14 +4,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/dicomseal/dicomseal/dicomfile"
 )
 
 // In-toto and predicate type URIs. PredicateType is dicomseal's own; its
 // version changes whenever the predicate's meaning does.
 const (
 	StatementType = "https://in-toto.io/Statement/v1"
-	PredicateType = "https://dicomseal.dev/attestation/dicom-instance/v1"
+	// PredicateType is what new attestations carry: version 2 of the
+	// digests (dicomfile.DigestVersion). PredicateTypeV1 attestations, made
+	// before, stay valid and are judged by version 1's digests.
+	PredicateType   = "https://dicomseal.dev/attestation/dicom-instance/v2"
+	PredicateTypeV1 = "https://dicomseal.dev/attestation/dicom-instance/v1"
 )
+
+// digestVersions maps each predicate type to its digests' version.
+var digestVersions = map[string]int{PredicateTypeV1: 1, PredicateType: 2}
 
 // Statement is an in-toto Statement v1 whose subject is one DICOM file.
 type Statement struct {
@@ -56,6 +65,18 @@ type Predicate struct {
 	// Revises is the ledger index of the entry this one revises (0 for none
 	// is ambiguous, so it is a pointer).
 	Revises *uint64 `json:"revises,omitempty"`
+
+	// digestVersion is the version of the digests above, from the
+	// statement's predicate type (not part of the predicate's JSON).
+	digestVersion int
+}
+
+// DigestVersion is the version of the predicate's digests.
+func (p Predicate) DigestVersion() int {
+	if p.digestVersion == 0 {
+		return dicomfile.DigestVersion
+	}
+	return p.digestVersion
 }
 
 // Digest names in Predicate.Digests.
@@ -81,9 +102,11 @@ func ParseStatement(payload []byte) (Statement, error) {
 	if err := json.Unmarshal(payload, &st); err != nil {
 		return st, fmt.Errorf("statement: %w", err)
 	}
-	if st.Type != StatementType || st.PredicateType != PredicateType {
+	version, ok := digestVersions[st.PredicateType]
+	if st.Type != StatementType || !ok {
 		return st, fmt.Errorf("statement: unexpected type %q / predicate type %q", st.Type, st.PredicateType)
 	}
+	st.Predicate.digestVersion = version
 	if len(st.Subject) != 1 || st.Subject[0].Digest["sha256"] == "" {
 		return st, fmt.Errorf("statement: want one subject with a sha256 digest, got %d subjects", len(st.Subject))
 	}

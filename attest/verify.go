@@ -3,6 +3,7 @@ package attest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"regexp"
 
@@ -15,6 +16,9 @@ const (
 	StatusVerified = "verified" // byte-identical to an attested file
 	StatusTampered = "tampered" // pixels or geometry differ from the attested ones
 	StatusUnknown  = "unknown"  // no attestation for that digest or UID
+	// StatusSuperseded: byte-identical to an attested version whose
+	// identity a later identity correction replaced.
+	StatusSuperseded = "superseded"
 )
 
 // Verification is the answer to "is this file (or digest) attested?".
@@ -30,6 +34,8 @@ type Verification struct {
 	// Frames lists the 0-based frames whose pixels differ (tampered).
 	Frames      []int        `json:"frames,omitempty"`
 	Attestation *Attestation `json:"attestation,omitempty"`
+	// SupersededBy, for StatusSuperseded, is the correction's ledger index.
+	SupersededBy *uint64 `json:"superseded_by,omitempty"`
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -106,6 +112,39 @@ func (s *Service) verifyByDigest(ctx context.Context, sha string) (*Verification
 	if err != nil {
 		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
 	}
+	if c, err := s.correctionSince(ctx, entry); err != nil {
+		return nil, err
+	} else if c != nil {
+		return &Verification{Status: StatusSuperseded, SHA256: sha, SOPInstanceUID: att.SOPInstanceUID,
+			Detail: fmt.Sprintf("byte-identical to the version attested at ledger index %d, whose identity the identity correction at index %d replaced",
+				entry.Index, *c), Attestation: att, SupersededBy: c}, nil
+	}
 	return &Verification{Status: StatusVerified, SHA256: sha, SOPInstanceUID: att.SOPInstanceUID,
 		Detail: "byte-identical to the attested file", Attestation: att}, nil
+}
+
+// correctionSince returns the index of the latest identity correction
+// that followed entry in its instance's chain of versions (nil: none).
+func (s *Service) correctionSince(ctx context.Context, entry ledger.Entry) (*uint64, error) {
+	cur, err := s.ledger.InstanceBySOP(ctx, entry.SOPInstanceUID)
+	if err != nil {
+		return nil, unavailable(ProblemLedgerUnavailable, err)
+	}
+	for cur.Index > entry.Index {
+		if cur.Kind == ledger.KindIdentityCorrection {
+			idx := cur.Index
+			return &idx, nil
+		}
+		pred, _, err := s.openPredicate(cur)
+		if err != nil {
+			return nil, s.integrityFailure(ctx, cur, ReasonAttestationInvalid, "", err)
+		}
+		if pred.Revises == nil {
+			return nil, nil
+		}
+		if cur, err = s.ledger.Entry(ctx, *pred.Revises); err != nil {
+			return nil, unavailable(ProblemLedgerUnavailable, err)
+		}
+	}
+	return nil, nil
 }

@@ -35,58 +35,65 @@ type attribute struct {
 	tag     tagID
 	keyword string
 	class   class
+	// since is the digest version that added the attribute (0: the first).
+	since int
+	// nested: a sequence, committed as its items' values (see nestedValue).
+	nested bool
 }
 
 var attributes = []attribute{
-	{0x00080008, "ImageType", classMetadata},
-	{0x00080016, "SOPClassUID", classMetadata},
-	{0x00080018, "SOPInstanceUID", classMetadata},
-	{0x00080020, "StudyDate", classMetadata},
-	{0x00080021, "SeriesDate", classMetadata},
-	{0x00080022, "AcquisitionDate", classMetadata},
-	{0x00080023, "ContentDate", classMetadata},
-	{0x00080030, "StudyTime", classMetadata},
-	{0x00080031, "SeriesTime", classMetadata},
-	{0x00080032, "AcquisitionTime", classMetadata},
-	{0x00080033, "ContentTime", classMetadata},
-	{0x00080050, "AccessionNumber", classIdentity},
-	{0x00080060, "Modality", classMetadata},
-	{0x00100010, "PatientName", classIdentity},
-	{0x00100020, "PatientID", classIdentity},
-	{0x00100021, "IssuerOfPatientID", classIdentity},
-	{0x00100030, "PatientBirthDate", classIdentity},
-	{0x00100040, "PatientSex", classIdentity},
-	{0x00101000, "OtherPatientIDs", classIdentity},
-	{0x00180015, "BodyPartExamined", classMetadata},
-	{0x00180050, "SliceThickness", classGeometry},
-	{0x00180088, "SpacingBetweenSlices", classGeometry},
-	{0x00181164, "ImagerPixelSpacing", classGeometry},
-	{0x00185100, "PatientPosition", classMetadata},
-	{0x00185101, "ViewPosition", classMetadata},
-	{0x0020000D, "StudyInstanceUID", classMetadata},
-	{0x0020000E, "SeriesInstanceUID", classMetadata},
-	{0x00200010, "StudyID", classIdentity},
-	{0x00200011, "SeriesNumber", classMetadata},
-	{0x00200013, "InstanceNumber", classMetadata},
-	{0x00200032, "ImagePositionPatient", classGeometry},
-	{0x00200037, "ImageOrientationPatient", classGeometry},
-	{0x00200052, "FrameOfReferenceUID", classMetadata},
-	{0x00200060, "Laterality", classMetadata},
-	{0x00200062, "ImageLaterality", classMetadata},
-	{0x00201041, "SliceLocation", classGeometry},
-	{0x00280002, "SamplesPerPixel", classPixel},
-	{0x00280004, "PhotometricInterpretation", classPixel},
-	{0x00280006, "PlanarConfiguration", classPixel},
-	{0x00280008, "NumberOfFrames", classPixel},
-	{0x00280010, "Rows", classPixel},
-	{0x00280011, "Columns", classPixel},
-	{0x00280030, "PixelSpacing", classGeometry},
-	{0x00280100, "BitsAllocated", classPixel},
-	{0x00280101, "BitsStored", classPixel},
-	{0x00280102, "HighBit", classPixel},
-	{0x00280103, "PixelRepresentation", classPixel},
-	{0x00281052, "RescaleIntercept", classGeometry},
-	{0x00281053, "RescaleSlope", classGeometry},
+	{0x00080008, "ImageType", classMetadata, 0, false},
+	{0x00080016, "SOPClassUID", classMetadata, 0, false},
+	{0x00080018, "SOPInstanceUID", classMetadata, 0, false},
+	{0x00080020, "StudyDate", classMetadata, 0, false},
+	{0x00080021, "SeriesDate", classMetadata, 0, false},
+	{0x00080022, "AcquisitionDate", classMetadata, 0, false},
+	{0x00080023, "ContentDate", classMetadata, 0, false},
+	{0x00080030, "StudyTime", classMetadata, 0, false},
+	{0x00080031, "SeriesTime", classMetadata, 0, false},
+	{0x00080032, "AcquisitionTime", classMetadata, 0, false},
+	{0x00080033, "ContentTime", classMetadata, 0, false},
+	{0x00080050, "AccessionNumber", classIdentity, 0, false},
+	{0x00080060, "Modality", classMetadata, 0, false},
+	{0x00100010, "PatientName", classIdentity, 0, false},
+	{0x00100020, "PatientID", classIdentity, 0, false},
+	{0x00100021, "IssuerOfPatientID", classIdentity, 0, false},
+	{0x00100024, "IssuerOfPatientIDQualifiersSequence", classIdentity, 2, true},
+	{0x00100030, "PatientBirthDate", classIdentity, 0, false},
+	{0x00100040, "PatientSex", classIdentity, 0, false},
+	{0x00101000, "OtherPatientIDs", classIdentity, 0, false},
+	{0x00101001, "OtherPatientNames", classIdentity, 2, false},
+	{0x00101002, "OtherPatientIDsSequence", classIdentity, 2, true},
+	{0x00180015, "BodyPartExamined", classMetadata, 0, false},
+	{0x00180050, "SliceThickness", classGeometry, 0, false},
+	{0x00180088, "SpacingBetweenSlices", classGeometry, 0, false},
+	{0x00181164, "ImagerPixelSpacing", classGeometry, 0, false},
+	{0x00185100, "PatientPosition", classMetadata, 0, false},
+	{0x00185101, "ViewPosition", classMetadata, 0, false},
+	{0x0020000D, "StudyInstanceUID", classMetadata, 0, false},
+	{0x0020000E, "SeriesInstanceUID", classMetadata, 0, false},
+	{0x00200010, "StudyID", classIdentity, 0, false},
+	{0x00200011, "SeriesNumber", classMetadata, 0, false},
+	{0x00200013, "InstanceNumber", classMetadata, 0, false},
+	{0x00200032, "ImagePositionPatient", classGeometry, 0, false},
+	{0x00200037, "ImageOrientationPatient", classGeometry, 0, false},
+	{0x00200052, "FrameOfReferenceUID", classMetadata, 0, false},
+	{0x00200060, "Laterality", classMetadata, 0, false},
+	{0x00200062, "ImageLaterality", classMetadata, 0, false},
+	{0x00201041, "SliceLocation", classGeometry, 0, false},
+	{0x00280002, "SamplesPerPixel", classPixel, 0, false},
+	{0x00280004, "PhotometricInterpretation", classPixel, 0, false},
+	{0x00280006, "PlanarConfiguration", classPixel, 0, false},
+	{0x00280008, "NumberOfFrames", classPixel, 0, false},
+	{0x00280010, "Rows", classPixel, 0, false},
+	{0x00280011, "Columns", classPixel, 0, false},
+	{0x00280030, "PixelSpacing", classGeometry, 0, false},
+	{0x00280100, "BitsAllocated", classPixel, 0, false},
+	{0x00280101, "BitsStored", classPixel, 0, false},
+	{0x00280102, "HighBit", classPixel, 0, false},
+	{0x00280103, "PixelRepresentation", classPixel, 0, false},
+	{0x00281052, "RescaleIntercept", classGeometry, 0, false},
+	{0x00281053, "RescaleSlope", classGeometry, 0, false},
 }
 
 const (
@@ -94,8 +101,22 @@ const (
 	tagOriginalAttributesSeq tagID = 0x04000561
 	tagSOPInstanceUID        tagID = 0x00080018
 	tagNumberOfFrames        tagID = 0x00280008
+	tagModifiedAttributesSeq tagID = 0x04000550
 	maxCollectedValue              = 64 << 10
+	// maxIdentityValue bounds one value inside an identity sequence or an
+	// Original Attributes Sequence (no identifier is longer), and
+	// maxNestedIdentity all of an identity sequence's values.
+	maxIdentityValue  = 1 << 10
+	maxNestedIdentity = 64 << 10
 )
+
+// DigestVersion is the version of the digests new attestations carry.
+// Version 1 compared top-level identity attributes only; version 2 also
+// commits OtherPatientNames and the identity sequences (OtherPatientIDs
+// Sequence, Issuer of Patient ID Qualifiers Sequence) and, for a Specific
+// Character Set it does not decode, the set itself, so a change of either
+// cannot pass unseen. An attestation is always judged in its own version.
+const DigestVersion = 2
 
 var byTag = func() map[tagID]attribute {
 	m := make(map[tagID]attribute, len(attributes))
@@ -129,14 +150,32 @@ func CorrectableAttributes() []string {
 	return out
 }
 
-// maxPreviousValues bounds the previous values kept per attribute (one per
-// documented modification).
-const maxPreviousValues = 16
-
 // collected tells whether the walker keeps a top-level element's value.
 func collected(t tagID) bool {
-	_, ok := byTag[t]
-	return ok || t == tagSpecificCharacterSet
+	a, ok := byTag[t]
+	return (ok && !a.nested) || t == tagSpecificCharacterSet
+}
+
+// nestedIdentity tells whether a top-level element is an identity sequence.
+func nestedIdentity(t tagID) bool {
+	a, ok := byTag[t]
+	return ok && a.nested
+}
+
+// nestedValue is one value inside an identity sequence: its item, its tag.
+type nestedValue struct {
+	item int
+	tag  tagID
+	raw  rawValue
+}
+
+// decodedCharsets are the Specific Character Sets decodeCharset turns into
+// text; text in any other is compared as bytes, with the set named.
+var decodedCharsets = map[string]bool{"": true, "ISO_IR 6": true, "ISO 2022 IR 6": true, "ISO_IR 100": true,
+	"ISO 2022 IR 100": true, "ISO_IR 101": true, "ISO_IR 144": true, "ISO_IR 148": true, "ISO_IR 192": true}
+
+func charsetDecoded(charset string) bool {
+	return !strings.Contains(charset, `\`) && decodedCharsets[strings.TrimSpace(charset)]
 }
 
 // rawValue is an element's value as found in the file.

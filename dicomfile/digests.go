@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 )
 
 // Analysis is a parsed instance with everything its digests need; Digests
@@ -61,6 +62,11 @@ func (w *walkResult) instance() (*Instance, error) {
 	if err := w.checkUIDs(); err != nil {
 		return nil, err
 	}
+	for t := range w.oversized {
+		// An allow-listed value this long is no value of that attribute;
+		// left out, it would hide a change from every comparison.
+		return nil, fmt.Errorf("%w: %s %s is longer than %d bytes", ErrMalformed, byTag[t].keyword, t, maxCollectedValue)
+	}
 	if inst.SOPInstanceUID == "" {
 		return nil, fmt.Errorf("%w: SOP Instance UID (0008,0018)", ErrMissingAttribute)
 	}
@@ -105,9 +111,14 @@ type Digests struct {
 	PreviousValues map[string][]string
 }
 
-// Digests computes the digests, keying the per-attribute and identity
-// digests with salt.
-func (a *Analysis) Digests(salt []byte) *Digests {
+// Digests computes the digests of the current DigestVersion, keying the
+// per-attribute and identity digests with salt.
+func (a *Analysis) Digests(salt []byte) *Digests { return a.DigestsVersion(DigestVersion, salt) }
+
+// DigestsVersion computes the digests as version v defines them (1 or 2),
+// so that a file is always compared with an attestation in the
+// attestation's own terms.
+func (a *Analysis) DigestsVersion(v int, salt []byte) *Digests {
 	w := a.walk
 	d := &Digests{Attributes: map[string]string{}}
 	cs := w.charset()
@@ -117,11 +128,13 @@ func (a *Analysis) Digests(salt []byte) *Digests {
 	ident.Write([]byte("dicomseal-identity/v1\n"))
 	pixelAttrs := sha256.New()
 	for _, attr := range sortedAttributes {
-		raw, ok := w.values[attr.tag]
+		if attr.since > v {
+			continue
+		}
+		value, ok := w.canonicalValue(attr, cs, v)
 		if !ok {
 			continue
 		}
-		value := canonical(decode(raw, attr.tag, w.byteOrder, cs))
 		d.Attributes[attr.keyword] = commit(salt, attr.keyword, value)
 		switch attr.class {
 		case classMetadata, classGeometry:
@@ -145,26 +158,65 @@ func (a *Analysis) Digests(salt []byte) *Digests {
 			d.Frames = append(d.Frames, hex.EncodeToString(f[:]))
 		}
 	}
-	for t, vs := range w.oasValues {
-		kw := byTag[t].keyword
+	for t, raw := range w.oasValues {
+		attr := byTag[t]
+		if attr.since > v {
+			continue
+		}
 		if d.PreviousValues == nil {
 			d.PreviousValues = map[string][]string{}
 		}
-		for _, v := range vs {
-			value := canonical(decode(v, t, w.byteOrder, cs))
-			d.PreviousValues[kw] = append(d.PreviousValues[kw], commit(salt, kw, value))
-			if value == "" {
-				d.PreviousValues[kw] = append(d.PreviousValues[kw], "")
-			}
+		value := w.canonicalText(raw, t, cs, v)
+		d.PreviousValues[attr.keyword] = append(d.PreviousValues[attr.keyword], commit(salt, attr.keyword, value))
+		if value == "" {
+			d.PreviousValues[attr.keyword] = append(d.PreviousValues[attr.keyword], "")
 		}
 	}
 	for t := range w.oasTags {
-		if attr, ok := byTag[t]; ok {
+		if attr, ok := byTag[t]; ok && attr.since <= v {
 			d.OriginalAttributes = append(d.OriginalAttributes, attr.keyword)
 		}
 	}
 	slices.Sort(d.OriginalAttributes)
 	return d
+}
+
+// canonicalValue is an attribute's canonical value in version v, and
+// whether the file has the attribute.
+func (w *walkResult) canonicalValue(attr attribute, cs string, v int) (string, bool) {
+	if attr.nested {
+		values, ok := w.nested[attr.tag]
+		if !ok {
+			return "", false
+		}
+		// item ‖ tag ‖ value per line: the same identifiers in the same
+		// items, whatever their encoding.
+		var b strings.Builder
+		for _, nv := range values {
+			fmt.Fprintf(&b, "%d %08X %s\n", nv.item, uint32(nv.tag), w.canonicalText(nv.raw, nv.tag, cs, v))
+		}
+		return b.String(), true
+	}
+	raw, ok := w.values[attr.tag]
+	if !ok {
+		return "", false
+	}
+	return w.canonicalText(raw, attr.tag, cs, v), true
+}
+
+// canonicalText decodes one value. From version 2, text in a character
+// set dicomseal does not decode carries the set's name: the same bytes
+// under another set are other text.
+func (w *walkResult) canonicalText(raw rawValue, t tagID, cs string, v int) string {
+	value := canonical(decode(raw, t, w.byteOrder, cs))
+	vr := raw.vr
+	if vr == "" || vr == "UN" {
+		vr = dictionaryVR(t)
+	}
+	if v >= 2 && charsetVRs[vr] && !charsetDecoded(cs) {
+		value = "charset " + strings.TrimRight(cs, " \x00") + "\n" + value
+	}
+	return value
 }
 
 // writeField writes tag ‖ length ‖ value: unambiguous whatever the value holds.

@@ -64,9 +64,18 @@ type walker struct {
 	inOAS     bool
 	oasTags   map[tagID]bool
 	// oasValues are the previous values an Original Attributes Sequence
-	// gives for correctable attributes (see correctable).
-	oasValues map[tagID][]rawValue
-	pixels    *PixelResult
+	// gives for correctable attributes (see correctable): the direct
+	// children of a Modified Attributes Sequence item, the last item's
+	// winning (items are appended, newest last: PS3.3 C.12.1.1.9.2).
+	oasValues map[tagID]rawValue
+	inMAS     bool
+	// nested holds the values inside identity sequences (nestedIdentity),
+	// by sequence; nestedTag is the one being walked.
+	nested      map[tagID][]nestedValue
+	nestedTag   tagID
+	nestedItem  int
+	nestedBytes int
+	pixels      *PixelResult
 }
 
 // walkResult is what a collecting walk found.
@@ -76,7 +85,8 @@ type walkResult struct {
 	values         map[tagID]rawValue
 	oversized      map[tagID]bool
 	oasTags        map[tagID]bool
-	oasValues      map[tagID][]rawValue
+	oasValues      map[tagID]rawValue
+	nested         map[tagID][]nestedValue
 	pixels         *PixelResult
 }
 
@@ -93,7 +103,7 @@ func walk(r io.ReaderAt, size int64, collect bool, limits Limits) (*walkResult, 
 	w := &walker{r: bufio.NewReaderSize(io.NewSectionReader(r, preambleLen+4, size-preambleLen-4), 64<<10),
 		pos: preambleLen + 4, end: size, bo: binary.LittleEndian, limits: limits,
 		collect: collect, values: map[tagID]rawValue{}, oversized: map[tagID]bool{}, oasTags: map[tagID]bool{},
-		oasValues: map[tagID][]rawValue{}}
+		oasValues: map[tagID]rawValue{}, nested: map[tagID][]nestedValue{}}
 	ts, err := w.walkMeta()
 	if err != nil {
 		return nil, err
@@ -115,7 +125,7 @@ func walk(r io.ReaderAt, size int64, collect bool, limits Limits) (*walkResult, 
 		return nil, err
 	}
 	return &walkResult{transferSyntax: ts, byteOrder: w.bo, values: w.values, oversized: w.oversized,
-		oasTags: w.oasTags, oasValues: w.oasValues, pixels: w.pixels}, nil
+		oasTags: w.oasTags, oasValues: w.oasValues, nested: w.nested, pixels: w.pixels}, nil
 }
 
 // walkMeta walks the File Meta group (always explicit VR little endian) and
@@ -220,11 +230,32 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 				break
 			}
 			err = w.readValue(h, explicit, limit)
-		case w.collect && w.inOAS && depth > 0 && correctable[h.tag] && h.length != undefinedLength && h.length <= maxCollectedValue &&
-			len(w.oasValues[h.tag]) < maxPreviousValues:
+		case top && w.collect && nestedIdentity(h.tag):
+			if _, dup := w.nested[h.tag]; dup {
+				return fmt.Errorf("%w: attribute %s appears twice in the data set (offset %d)", ErrMalformed, h.tag, h.at)
+			}
+			w.nested[h.tag], w.nestedTag, w.nestedItem = []nestedValue{}, h.tag, 0
+			err = w.walkValue(h, explicit, limit, depth)
+			w.nestedTag = 0
+		case w.collect && w.nestedTag != 0 && depth > 0 && h.length != undefinedLength && !w.isSequence(h, explicit):
+			if h.length > maxIdentityValue || w.nestedBytes+int(h.length) > maxNestedIdentity {
+				return fmt.Errorf("%w: element %s at offset %d in identity sequence %s is longer than any identifier",
+					ErrMalformed, h.tag, h.at, w.nestedTag)
+			}
 			var v rawValue
 			if v, err = w.readRaw(h, explicit, limit); err == nil {
-				w.oasValues[h.tag] = append(w.oasValues[h.tag], v)
+				w.nestedBytes += int(h.length)
+				w.nested[w.nestedTag] = append(w.nested[w.nestedTag], nestedValue{item: w.nestedItem, tag: h.tag, raw: v})
+			}
+		case w.collect && w.inOAS && depth == 1 && h.tag == tagModifiedAttributesSeq:
+			w.inMAS = true
+			err = w.walkValue(h, explicit, limit, depth)
+			w.inMAS = false
+		case w.collect && w.inMAS && depth == 2 && correctable[h.tag] && h.length != undefinedLength &&
+			h.length <= maxIdentityValue && !w.isSequence(h, explicit):
+			var v rawValue
+			if v, err = w.readRaw(h, explicit, limit); err == nil {
+				w.oasValues[h.tag] = v
 			}
 		case top && w.collect && h.tag == tagOriginalAttributesSeq:
 			w.inOAS = true
@@ -316,6 +347,11 @@ func (w *walker) walkSequence(explicit bool, end, limit int64, depth int) error 
 		}
 		if err := w.count(h); err != nil {
 			return err
+		}
+		if depth == 0 && h.tag == tagItem {
+			// An item of a top-level sequence: numbered, so that an
+			// identity sequence's values keep their items apart.
+			w.nestedItem++
 		}
 		switch {
 		case h.tag == tagSeqDelimitation && end < 0:

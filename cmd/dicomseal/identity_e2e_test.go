@@ -83,6 +83,29 @@ var identityCases = []identityCase{
 		return append([]string{"-m", "(0020,000D)=1.2.826.0.1.3680043.10.99.77"},
 			oas(map[string]string{"StudyInstanceUID": o.studyUID})...)
 	}, []string{"StudyInstanceUID"}, true},
+	// The true previous value hidden inside a sequence of the Modified
+	// Attributes item is not a previous value of PatientID.
+	{"PatientID, the attested value only nested deeper in the sequence", func(o original) []string {
+		return []string{"-m", "(0010,0020)=MRN-77003", "-i", "(0400,0561)[0].(0400,0563)=HOSPITAL-MPI",
+			"-i", "(0400,0561)[0].(0400,0550)[0].(0010,0020)=WRONG-PREVIOUS",
+			"-i", "(0400,0561)[0].(0400,0550)[0].(0010,1002)[0].(0010,0020)=" + o.patientID}
+	}, []string{"PatientID"}, false},
+	// The newest item of the sequence is what states the previous value.
+	{"PatientID, newest sequence item false", func(o original) []string {
+		return []string{"-m", "(0010,0020)=MRN-77004",
+			"-i", "(0400,0561)[0].(0400,0550)[0].(0010,0020)=" + o.patientID,
+			"-i", "(0400,0561)[1].(0400,0550)[0].(0010,0020)=WRONG-PREVIOUS"}
+	}, []string{"PatientID"}, false},
+}
+
+// ingestOnlyCases change identity in ways no correction supports.
+var ingestOnlyCases = []identityCase{
+	{"an Other Patient IDs Sequence item", func(o original) []string {
+		return []string{"-i", "(0010,1002)[0].(0010,0020)=MRN-OF-SOMEONE-ELSE"}
+	}, []string{"OtherPatientIDsSequence"}, false},
+	{"Other Patient Names", func(o original) []string {
+		return []string{"-i", "(0010,1001)=Someone^Else"}
+	}, []string{"OtherPatientNames"}, false},
 }
 
 func TestIdentityChangesThroughIngestAreRefused(t *testing.T) {
@@ -93,7 +116,7 @@ func TestIdentityChangesThroughIngestAreRefused(t *testing.T) {
 		if r := srv.ingest(orig); r.status != http.StatusCreated {
 			t.Fatalf("%s: ingest: %d %s", o.file, r.status, r.body)
 		}
-		for _, tc := range identityCases {
+		for _, tc := range append(slices.Clone(identityCases), ingestOnlyCases...) {
 			t.Run(o.file+"/"+tc.name, func(t *testing.T) {
 				changed := tools.convert(orig, "dcmodify", append(append([]string{"-nb"}, tc.args(o)...), "IN")...)
 				p := assertProblem(t, srv.ingest(changed), http.StatusConflict, "identity-change-refused")
@@ -164,8 +187,14 @@ func TestIdentityCorrections(t *testing.T) {
 				if got := srv.do(http.MethodGet, "/v1/instances/"+o.uid+"?revision=0", "", nil); !bytes.Equal(got.body, orig) {
 					t.Fatal("the original is not served by its revision")
 				}
-				if again := srv.correct(route, changed, "retry"); again.status != http.StatusOK {
+				if again := srv.correct(route, changed, "retry"); again.status != http.StatusOK ||
+					again.json(t)["ledger_index"] != att["ledger_index"] {
 					t.Fatalf("the same correction again: %d %s", again.status, again.body)
+				}
+				// The old bytes are no longer the patient's: verify says so.
+				ver := srv.do(http.MethodPost, "/v1/verify", "application/dicom", orig).json(t)
+				if ver["status"] != "superseded" || ver["superseded_by"] != att["ledger_index"] {
+					t.Fatalf("verify of the corrected-away original: %v", ver)
 				}
 				// Both versions verify offline, signature and log inclusion.
 				v, _ := srv.logVerifier()
@@ -182,7 +211,9 @@ func TestIdentityCorrectionRequests(t *testing.T) {
 	o := identityFixtures[0]
 	srv := startServer(t, t.TempDir())
 	orig := fixture(t, o.file)
-	srv.ingest(orig)
+	if r := srv.ingest(orig); r.status != http.StatusCreated {
+		t.Fatalf("ingest: %d", r.status)
+	}
 	changed := tools.convert(orig, "dcmodify", append(append([]string{"-nb"}, identityCases[1].args(o)...), "IN")...)
 	route := "/v1/instances/" + o.uid + "/identity-corrections"
 	for _, role := range auth.Roles {
@@ -291,4 +322,33 @@ func entryBody(t *testing.T, r response) string {
 		t.Fatalf("log entry %v: %v", e, err)
 	}
 	return string(b)
+}
+
+// An identity change is named as one, and is a security alert, whatever
+// else changed with it: a new encoding, or another character set for the
+// same bytes of a name.
+func TestIdentityChangeAmongOtherChanges(t *testing.T) {
+	tools := newDcmtk(t)
+	srv := startServer(t, t.TempDir())
+	ct := fixture(t, "pydicom-CT_small.dcm")
+	if r := srv.ingest(ct); r.status != http.StatusCreated {
+		t.Fatalf("ingest: %d", r.status)
+	}
+	reencoded := tools.convert(tools.convert(ct, "dcmodify", "-nb", "-m", "(0010,0020)=MRN-77005", "IN"), "dcmcjpls", "+el", "IN", "OUT")
+	p := assertProblem(t, srv.ingest(reencoded), http.StatusConflict, "identity-change-refused")
+	if p["security_alert"] != true {
+		t.Fatalf("identity change with a re-encoding: not a security alert: %v", p)
+	}
+
+	// Greek, then the same bytes declared Hebrew: a different name.
+	mr := tools.convert(fixture(t, "pydicom-MR_small.dcm"), "dcmodify", "-nb", "-gin",
+		"-i", "(0008,0005)=ISO_IR 126", "-m", "(0010,0010)=\xd0\xe1\xf0\xe1", "IN")
+	if r := srv.ingest(mr); r.status != http.StatusCreated {
+		t.Fatalf("ingest of the Greek file: %d %s", r.status, r.body)
+	}
+	hebrew := tools.convert(mr, "dcmodify", "-nb", "-m", "(0008,0005)=ISO_IR 138", "IN")
+	p = assertProblem(t, srv.ingest(hebrew), http.StatusConflict, "identity-change-refused")
+	if got := problemChanges(p); !slices.Contains(got, "PatientName") {
+		t.Fatalf("changes %v, want PatientName", got)
+	}
 }
