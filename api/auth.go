@@ -35,6 +35,12 @@ const ActionAuthLockout = "auth.lockout"
 // retrieval or a verification never waits on the audit log.
 type Auditor interface {
 	Record(audit.Event)
+	// RecordDurable returns once the event is durable in the audit log:
+	// for the routes that hand out images and verdicts (durableActions).
+	RecordDurable(context.Context, audit.Event) error
+	// Pending and Dropped count events not yet written, and lost.
+	Pending() int
+	Dropped() int64
 	// Unauthenticated counts a request without valid credentials from source.
 	Unauthenticated(source string, at time.Time)
 }
@@ -120,6 +126,12 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		}
 		note := &auditNote{}
 		ctx := context.WithValue(auth.WithIdentity(r.Context(), id), noteKey{}, note)
+		if durableActions[rt.action] && s.Audit != nil {
+			// The record is written, durably, before the answer's first
+			// byte: no image and no verdict leaves without it.
+			next.ServeHTTP(s.durable(w, r.WithContext(ctx), ev, note), r.WithContext(ctx))
+			return
+		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r.WithContext(ctx))
 		note.mu.Lock()

@@ -93,7 +93,7 @@ func New(svc *attest.Service, log *slog.Logger) *Server {
 		Name: "dicomseal_ledger_append_queue",
 		Help: "Ledger appends waiting for a commit (each commit takes all of them as one batch).",
 	}, func() float64 { return float64(svc.AppendQueue()) }))
-	return &Server{svc: svc, log: log, metrics: m, MaxBody: 2 << 30, PublicLog: true,
+	s := &Server{svc: svc, log: log, metrics: m, MaxBody: 2 << 30, PublicLog: true,
 		MetricsAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		RateLimit:    1000, RateBurst: 2000,
 		Pace:      BodyPace{Idle: 30 * time.Second, MinRate: 4 << 10},
@@ -103,6 +103,24 @@ func New(svc *attest.Service, log *slog.Logger) *Server {
 			{"objects", func(ctx context.Context) (string, error) { return "", svc.PingStore(ctx) }},
 			{"disk", func(context.Context) (string, error) { return "", svc.CheckSpace() }},
 		}}
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dicomseal_audit_pending",
+		Help: "Audit events not yet in the audit log (queued, or waiting for a durable commit).",
+	}, func() float64 {
+		if s.Audit == nil {
+			return 0
+		}
+		return float64(s.Audit.Pending())
+	}), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "dicomseal_audit_dropped_total",
+		Help: "Audit events of routes that do not wait for their record, lost because the audit log could not be written.",
+	}, func() float64 {
+		if s.Audit == nil {
+			return 0
+		}
+		return float64(s.Audit.Dropped())
+	}))
+	return s
 }
 
 // Handler returns the routed HTTP handler.

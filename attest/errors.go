@@ -77,7 +77,10 @@ const (
 	ProblemLedgerUnavailable      = "ledger-unavailable"
 	ProblemInsufficientStorage    = "insufficient-storage"
 	ProblemBodyTimeout            = "request-body-timeout"
-	ProblemInternal               = "internal-error"
+	// ProblemKeyUnavailable: an attestation is signed by a key the server
+	// was not configured with.
+	ProblemKeyUnavailable = "attestation-key-unavailable"
+	ProblemInternal       = "internal-error"
 )
 
 func unavailable(problem string, err error) *Error {
@@ -87,6 +90,10 @@ func unavailable(problem string, err error) *Error {
 	}
 	return &Error{Code: EUnavailable, Problem: problem, Message: what + " is unavailable; retry later", Err: err}
 }
+
+// ErrKeyUnavailable: an entry is signed by an attestation key this server
+// does not hold.
+var ErrKeyUnavailable = errors.New("attestation key not configured")
 
 // storageError is the error of a failed store or spool operation: a full
 // disk is told apart from an unreachable store, because retrying elsewhere

@@ -214,6 +214,9 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 // refused, the original untouched, and the attempt recorded.
 func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.Analysis, sp *spool.Spool, retry bool) (*IngestResult, error) {
 	pred, _, err := s.openPredicate(latest)
+	if errors.Is(err, ErrKeyUnavailable) {
+		return nil, s.integrityFailure(ctx, latest, ReasonAttestationInvalid, "", err)
+	}
 	if err != nil {
 		return nil, &Error{Code: EIntegrity, Problem: ProblemIntegrity,
 			Message: fmt.Sprintf("the existing attestation at ledger index %d fails verification", latest.Index), Err: err}
@@ -345,6 +348,12 @@ func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error)
 	body, err := decodeIngestBody(e)
 	if err != nil {
 		return Predicate{}, nil, err
+	}
+	if sigs := body.Envelope.Signatures; len(sigs) > 0 && sigs[0].KeyID != s.attestor.KeyID() {
+		// Signed by a key this server does not hold: a configuration
+		// error, not evidence against the image.
+		return Predicate{}, nil, fmt.Errorf("%w: entry %d is signed by key id %s, this server holds %s",
+			ErrKeyUnavailable, e.Index, sigs[0].KeyID, s.attestor.KeyID())
 	}
 	payload, err := s.attestor.Open(body.Envelope)
 	if err != nil {

@@ -147,6 +147,12 @@ func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, 
 // observed digest; repeats are counted) and returns the EIntegrity error.
 // The verdict stands even when recording it fails: bytes are never served.
 func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reason, observed string, cause error) error {
+	if errors.Is(cause, ErrKeyUnavailable) {
+		return &Error{Code: EUnavailable, Problem: ProblemKeyUnavailable,
+			Message: fmt.Sprintf("the attestation at ledger index %d is signed by a key this server is not configured with; "+
+				"nothing is wrong with the image: configure the key (see /v1/keys and the server log)", entry.Index),
+			Details: map[string]any{"sop_instance_uid": entry.SOPInstanceUID, "ledger_index": entry.Index}, Err: cause}
+	}
 	now := s.Now().UTC()
 	details := map[string]any{
 		"sop_instance_uid": entry.SOPInstanceUID,

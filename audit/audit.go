@@ -56,11 +56,15 @@ type Log struct {
 
 	events  chan Event
 	dropped atomic.Int64
-	mu      sync.Mutex
-	unauth  map[string]int64
-	since   time.Time
-	stop    chan struct{}
-	done    chan struct{}
+	// droppedTotal never resets (dropped does, once recorded); inflight
+	// counts durable appends waiting for their commit.
+	droppedTotal atomic.Int64
+	inflight     atomic.Int64
+	mu           sync.Mutex
+	unauth       map[string]int64
+	since        time.Time
+	stop         chan struct{}
+	done         chan struct{}
 }
 
 // New starts the writer with a 10 s window. Close flushes and stops it.
@@ -78,6 +82,39 @@ func NewWithWindow(l *ledger.Log, logger *slog.Logger, window time.Duration) *Lo
 	return a
 }
 
+// RecordDurable appends ev and returns once it is durable in the audit
+// log: for requests that hand out images or verdicts, which must not be
+// answered without their record. Concurrent calls share a commit (the
+// log's group commit), so the cost is one fsync per crowd, not per call.
+func (a *Log) RecordDurable(ctx context.Context, ev Event) error {
+	rec, err := record(ev)
+	if err != nil {
+		return err
+	}
+	a.inflight.Add(1)
+	defer a.inflight.Add(-1)
+	if _, err := a.ledger.Append(ctx, []ledger.Record{rec}); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// Pending is how many events are not yet in the audit log: queued for the
+// background writer, or waiting for a durable commit.
+func (a *Log) Pending() int { return len(a.events) + int(a.inflight.Load()) }
+
+// Dropped is how many events could not be written, in all.
+func (a *Log) Dropped() int64 { return a.droppedTotal.Load() }
+
+func record(ev Event) (ledger.Record, error) {
+	b, err := json.Marshal(body{Kind: ledger.KindAudit, Event: ev})
+	if err != nil {
+		return ledger.Record{}, fmt.Errorf("audit: encode event: %w", err)
+	}
+	// The subject column holds the actor, so queries by actor use an index.
+	return ledger.Record{Kind: ledger.KindAudit, SOPInstanceUID: ev.Actor, Body: b}, nil
+}
+
 // Record queues an event; it never blocks. If the queue is full (the
 // database is down or far behind) the event is counted as dropped, and
 // the count itself is recorded as soon as there is room.
@@ -86,6 +123,7 @@ func (a *Log) Record(ev Event) {
 	case a.events <- ev:
 	default:
 		a.dropped.Add(1)
+		a.droppedTotal.Add(1)
 	}
 }
 
@@ -180,16 +218,16 @@ func (a *Log) write(events []Event) {
 	}
 	recs := make([]ledger.Record, len(events))
 	for i, ev := range events {
-		b, err := json.Marshal(body{Kind: ledger.KindAudit, Event: ev})
+		rec, err := record(ev)
 		if err != nil {
 			a.log.Error("audit: encode event", "err", err)
 			return
 		}
-		// The subject column holds the actor, so queries by actor use an index.
-		recs[i] = ledger.Record{Kind: ledger.KindAudit, SOPInstanceUID: ev.Actor, Body: b}
+		recs[i] = rec
 	}
 	if _, err := a.ledger.Append(context.Background(), recs); err != nil {
 		a.dropped.Add(int64(len(events)))
+		a.droppedTotal.Add(int64(len(events)))
 		a.log.Error("audit: could not append events; counted as dropped", "events", len(events), "err", err)
 	}
 }

@@ -1,10 +1,22 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/dicomseal/dicomseal/ledger"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
@@ -25,14 +37,30 @@ type serviceKeys struct {
 	log         *signer.LogKey
 }
 
-// openKeys loads (or, on first start, creates) both keys; paths default
-// to <dataDir>/keys/.
-func openKeys(dataDir, attestationFile, logFile, origin string, log *slog.Logger) (*serviceKeys, error) {
+// openKeys loads both keys; paths default to <dataDir>/keys/. A missing
+// key is generated only when mayCreate (a ledger that holds nothing yet,
+// keys at their default paths): a key silently replaced would make every
+// stored image fail verification, or every checkpoint fail to verify.
+// expect describes what the ledger was signed with, for the error.
+//
+// The attestation key signs custody entries only: it may be generated while
+// the custody log is empty (attestationFresh). The log key signs both logs'
+// batches and checkpoints: only while both are empty (logFresh).
+func openKeys(dataDir, attestationFile, logFile, origin string, log *slog.Logger, attestationFresh, logFresh bool, expect ledgerState) (*serviceKeys, error) {
+	defaulted := attestationFile == "" && logFile == ""
 	if attestationFile == "" {
 		attestationFile = filepath.Join(dataDir, "keys", "attestation.pem")
 	}
 	if logFile == "" {
 		logFile = filepath.Join(dataDir, "keys", "log.key")
+	}
+	if err := requireKey(attestationFile, attestationFresh && defaulted, "attestation key", expect.entries,
+		"the ledger's attestations are signed by key id "+orUnknown(expect.keyID)); err != nil {
+		return nil, err
+	}
+	l, err := openLogKey(logFile, origin, log, logFresh && defaulted, expect)
+	if err != nil {
+		return nil, err
 	}
 	a, created, err := signer.LoadOrCreate(attestationFile)
 	if err != nil {
@@ -41,6 +69,20 @@ func openKeys(dataDir, attestationFile, logFile, origin string, log *slog.Logger
 	if created && log != nil {
 		log.Info("generated a new attestation key", "path", attestationFile, "key_id", a.KeyID())
 	}
+	if expect.keyID != "" && a.KeyID() != expect.keyID && log != nil {
+		log.Warn("the attestation key differs from the one that signed the latest attestation: earlier attestations "+
+			"answer 503 attestation-key-unavailable until their key is configured", "key_id", a.KeyID(), "latest_signed_by", expect.keyID)
+	}
+	return &serviceKeys{attestation: a, log: l}, nil
+}
+
+// openLogKey loads the log key under openKeys' rule, and checks that it
+// verifies the ledger's latest checkpoint.
+func openLogKey(logFile, origin string, log *slog.Logger, create bool, expect ledgerState) (*signer.LogKey, error) {
+	if err := requireKey(logFile, create, "log key", expect.entries,
+		"its checkpoints are signed by "+orUnknown(expect.logSigner)); err != nil {
+		return nil, err
+	}
 	l, created, err := signer.LoadOrCreateLogKey(logFile, origin)
 	if err != nil {
 		return nil, err
@@ -48,7 +90,97 @@ func openKeys(dataDir, attestationFile, logFile, origin string, log *slog.Logger
 	if created && log != nil {
 		log.Info("generated a new log key", "path", logFile, "verifier_key", l.VerifierKey())
 	}
-	return &serviceKeys{attestation: a, log: l}, nil
+	if expect.checkpoint != nil {
+		if _, err := note.Open(expect.checkpoint, note.VerifierList(l.Verifier())); err != nil {
+			return nil, &configError{fmt.Sprintf("the log key in %s does not verify the ledger's latest checkpoint, signed by %s: "+
+				"restore the log key it was signed with", logFile, orUnknown(expect.logSigner))}
+		}
+	}
+	return l, nil
+}
+
+// requireKey fails, naming the file and what the ledger expects, when a
+// key file is missing and may not be created.
+func requireKey(path string, create bool, what string, entries uint64, expected string) error {
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) || create {
+		return nil
+	}
+	return &configError{fmt.Sprintf("%s %s is missing, and the ledger holds %d entries (%s): restore the file, or name it with its flag; "+
+		"a new key is generated only for an empty ledger", what, path, entries, expected)}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown key"
+	}
+	return s
+}
+
+// configError is a configuration that serve refuses to start with (exit 2).
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+// ledgerState is what a ledger says about the keys and origin it was
+// written with.
+type ledgerState struct {
+	entries    uint64
+	keyID      string // the attestation key of the latest attesting entry
+	checkpoint []byte // the latest checkpoint, a signed note
+	logSigner  string // its signature's key name and hash
+	origin     string // its origin line
+}
+
+// readLedgerState reads a ledger's size, latest checkpoint and the key id of
+// its latest attestation (among the last entries).
+func readLedgerState(ctx context.Context, b ledger.Backend) (ledgerState, error) {
+	var st ledgerState
+	err := b.Read(ctx, func(tx ledger.Tx) error {
+		next, err := tx.NextIndex(ctx)
+		if err != nil {
+			return err
+		}
+		st.entries = next
+		cp, err := tx.LatestCheckpoint(ctx)
+		switch {
+		case err == nil:
+			st.checkpoint = cp.Note
+			st.origin, st.logSigner = noteSigner(cp.Note)
+		case !errors.Is(err, ledger.ErrNotFound):
+			return err
+		}
+		return tx.ScanEntries(ctx, max(next, 256)-256, next, func(e ledger.Entry) error {
+			var body struct {
+				Envelope struct {
+					Signatures []struct {
+						KeyID string `json:"keyid"`
+					} `json:"signatures"`
+				} `json:"envelope"`
+			}
+			if e.Kind.Attests() && json.Unmarshal(e.Body, &body) == nil && len(body.Envelope.Signatures) > 0 {
+				st.keyID = body.Envelope.Signatures[0].KeyID
+			}
+			return nil
+		})
+	})
+	return st, err
+}
+
+// noteSigner reads a signed note's first line and its first signature's
+// key name and hash, without verifying it.
+func noteSigner(msg []byte) (origin, signer string) {
+	text, sigs, _ := strings.Cut(string(msg), "\n\n")
+	origin, _, _ = strings.Cut(text, "\n")
+	for _, line := range strings.Split(sigs, "\n") {
+		name, sig, ok := strings.Cut(strings.TrimPrefix(line, "— "), " ")
+		if !ok || !strings.HasPrefix(line, "— ") {
+			continue
+		}
+		if b, err := base64.StdEncoding.DecodeString(sig); err == nil && len(b) >= 4 {
+			return origin, fmt.Sprintf("%s+%08x", name, binary.BigEndian.Uint32(b))
+		}
+	}
+	return origin, ""
 }
 
 // logKeyInfo describes the log key for /v1/keys.

@@ -72,6 +72,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	var cfg *configError
+	if errors.As(err, &cfg) {
+		fmt.Fprintln(stderr, "dicomseal:", err)
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "dicomseal:", err)
 		return 1

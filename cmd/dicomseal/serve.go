@@ -208,10 +208,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := prepareSpool(spoolDir); err != nil {
 		return err
 	}
-	keys, err := openKeys(m.DataDir, m.KeyFile, m.LogKeyFile, m.LogOrigin, m.log)
-	if err != nil {
-		return err
-	}
 	if m.MigrateURL != "" {
 		roles := postgres.Roles{Owner: m.Ledger.OwnerRole, Service: m.Ledger.ServiceRole}
 		if err := postgres.Migrate(ctx, m.MigrateURL, roles, m.log); err != nil {
@@ -220,6 +216,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	backend, err := m.Ledger.open(ctx, m.DataDir)
 	if err != nil {
+		return err
+	}
+	auditBackend, err := m.Ledger.openAudit(ctx, m.DataDir)
+	if err != nil {
+		backend.Close()
+		return err
+	}
+	keys, err := m.checkedKeys(ctx, backend, auditBackend)
+	if err != nil {
+		backend.Close()
+		auditBackend.Close()
 		return err
 	}
 	warnPrivileges(ctx, backend, m.log)
@@ -231,10 +238,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.tokens = tokens
 	if err := m.firstAdminToken(ctx); err != nil {
-		return err
-	}
-	auditBackend, err := m.Ledger.openAudit(ctx, m.DataDir)
-	if err != nil {
 		return err
 	}
 	m.auditLog = ledger.New(auditBackend, m.AuditOrigin, keys.log, keys.log.Verifier())
@@ -315,6 +318,34 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"objects", map[bool]string{true: "s3 " + m.Objects.s3.Endpoint + "/" + m.Objects.s3.Bucket, false: "filesystem"}[m.Objects.s3.Endpoint != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
 		"log_key", keys.log.VerifierKey())
 	return nil
+}
+
+// checkedKeys opens the keys under the rule that keeps a ledger verifiable:
+// keys are generated only for ledgers that hold nothing yet, and the
+// origins must be the ones the stored checkpoints carry.
+func (m *Main) checkedKeys(ctx context.Context, custody, auditBackend ledger.Backend) (*serviceKeys, error) {
+	cs, err := readLedgerState(ctx, custody)
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	as, err := readLedgerState(ctx, auditBackend)
+	if err != nil {
+		return nil, fmt.Errorf("read the audit log: %w", err)
+	}
+	for _, o := range []struct{ flag, given, stored string }{
+		{"--log-origin", m.LogOrigin, cs.origin}, {"--audit-origin", m.AuditOrigin, as.origin},
+	} {
+		if o.stored != "" && o.stored != o.given {
+			return nil, &configError{fmt.Sprintf("%s is %q but the stored checkpoints' origin is %q: a log keeps its origin for ever",
+				o.flag, o.given, o.stored)}
+		}
+	}
+	expect := cs
+	if expect.checkpoint == nil {
+		expect.checkpoint, expect.logSigner = as.checkpoint, as.logSigner
+	}
+	expect.entries = cs.entries + as.entries
+	return openKeys(m.DataDir, m.KeyFile, m.LogKeyFile, m.LogOrigin, m.log, cs.entries == 0, expect.entries == 0, expect)
 }
 
 // connCap is --max-conns, kept below the process's open-file limit (less a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/user"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -80,16 +81,34 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return 1
 	}
 	record := func(action, object string) error {
-		keys, err := openKeys(*dataDir, "", *logKey, defaultLogOrigin, nil)
-		if err != nil {
-			return err
-		}
 		ab, err := lc.openAudit(ctx, *dataDir)
 		if err != nil {
 			return err
 		}
 		defer ab.Close()
-		al := audit.New(ledger.New(ab, *auditOrigin, keys.log, keys.log.Verifier()), nil)
+		// The same rule as serve's: a key is generated only for ledgers
+		// that hold nothing yet, never beside a log it did not sign.
+		cs, err := readLedgerState(ctx, backend)
+		if err != nil {
+			return err
+		}
+		as, err := readLedgerState(ctx, ab)
+		if err != nil {
+			return err
+		}
+		if as.checkpoint == nil {
+			as.checkpoint, as.logSigner = cs.checkpoint, cs.logSigner
+		}
+		as.entries += cs.entries
+		logFile := *logKey
+		if logFile == "" {
+			logFile = filepath.Join(*dataDir, "keys", "log.key")
+		}
+		key, err := openLogKey(logFile, defaultLogOrigin, nil, as.entries == 0 && *logKey == "", as)
+		if err != nil {
+			return err
+		}
+		al := audit.New(ledger.New(ab, *auditOrigin, key, key.Verifier()), nil)
 		al.Record(audit.Event{Time: time.Now().UTC(), Actor: *actor, Role: auth.RoleAdmin, Action: action, Object: object, Outcome: "allowed"})
 		al.Close()
 		return nil

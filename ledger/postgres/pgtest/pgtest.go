@@ -115,6 +115,13 @@ func create(t testing.TB, dropAfter bool) Database {
 	return db
 }
 
+// Exec runs a statement as the database's administrator (d.Admin), for
+// tests that change the database behind the service's back.
+func (d Database) Exec(t testing.TB, stmt string) {
+	t.Helper()
+	exec(t, d.Admin, stmt)
+}
+
 func exec(t testing.TB, u, stmt string) {
 	t.Helper()
 	ctx := context.Background()

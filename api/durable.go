@@ -1,0 +1,106 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/dicomseal/dicomseal/audit"
+)
+
+// durableActions are the routes that hand out an image or a verdict: their
+// audit record is durable before the first byte of the answer, and when it
+// cannot be written they answer 503 audit-unavailable instead.
+var durableActions = map[string]bool{
+	"instance.retrieve":    true,
+	"instance.attestation": true,
+	"verify.file":          true,
+	"verify.digest":        true,
+}
+
+// problemAuditUnavailable: the audit record of a request could not be written.
+const problemAuditUnavailable = "audit-unavailable"
+
+// auditWriteTimeout bounds how long an answer waits for its audit record.
+const auditWriteTimeout = 10 * time.Second
+
+// durableWriter holds a handler's answer until its audit event, with the
+// status about to be sent, is durable.
+type durableWriter struct {
+	http.ResponseWriter
+	s      *Server
+	r      *http.Request
+	ev     audit.Event
+	note   *auditNote
+	wrote  bool
+	failed bool
+}
+
+func (s *Server) durable(w http.ResponseWriter, r *http.Request, ev audit.Event, note *auditNote) *durableWriter {
+	return &durableWriter{ResponseWriter: w, s: s, r: r, ev: ev, note: note}
+}
+
+// representation headers a refused answer must not keep.
+var representationHeaders = []string{"Content-Type", "Content-Length", "Content-Range", "Content-Encoding",
+	"ETag", "Repr-Digest", "Last-Modified", "Accept-Ranges", "Cache-Control", "Location"}
+
+func (w *durableWriter) WriteHeader(code int) {
+	if w.wrote {
+		if !w.failed {
+			w.ResponseWriter.WriteHeader(code)
+		}
+		return
+	}
+	w.wrote = true
+	ev := w.ev
+	w.note.mu.Lock()
+	ev.Object = w.note.object
+	w.note.mu.Unlock()
+	ev.Status, ev.Outcome = code, "allowed"
+	if code >= 400 {
+		ev.Outcome = "failed"
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.r.Context()), auditWriteTimeout)
+	defer cancel()
+	if err := w.s.Audit.RecordDurable(ctx, ev); err != nil {
+		w.failed = true
+		w.s.log.ErrorContext(w.r.Context(), "audit record not written: answer withheld", "action", ev.Action,
+			"object", ev.Object, "status", code, "err", err)
+		h := w.ResponseWriter.Header()
+		for _, k := range representationHeaders {
+			h.Del(k)
+		}
+		w.ResponseWriter.Header().Set("Retry-After", retryAfterSeconds)
+		writeProblem(w.ResponseWriter, http.StatusServiceUnavailable, problemAuditUnavailable,
+			"the audit log cannot record this access now; nothing was sent; retry later", nil)
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+var errWithheld = errors.New("answer withheld: its audit record could not be written")
+
+func (w *durableWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, errWithheld
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps the sendfile path of a spooled retrieval.
+func (w *durableWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, errWithheld
+	}
+	return io.Copy(w.ResponseWriter, r)
+}
+
+func (w *durableWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

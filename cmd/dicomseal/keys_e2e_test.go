@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/signer"
+)
+
+// A key is never silently replaced: once the ledger holds entries, serve
+// refuses to start without the keys that signed them (exit 2, naming the
+// file and what the log expects), and with an origin other than the
+// stored checkpoints'. An attestation signed by a key the server does not
+// hold is a configuration error, never evidence against the image.
+func TestKeysAndOriginAreNeverSilentlyReplaced(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	ct := fixture(t, "pydicom-CT_small.dcm")
+	att := srv.ingest(ct).json(t)
+	v, _ := srv.logVerifier()
+	srv.waitForCheckpoint(v, 1)
+	keyID := att["key_id"].(string)
+	verifierName := strings.SplitN(srv.logVerifierKey(), "+", 3)
+	srv.stop()
+
+	serve := func(extra ...string) (int, string) {
+		var stderr bytes.Buffer
+		// A serve that does start (wrongly) stops after a while and exits 0.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		code := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...), &bytes.Buffer{}, &stderr)
+		return code, stderr.String()
+	}
+	keys := filepath.Join(dataDir, "keys")
+	for _, tc := range []struct {
+		name, file string
+		extra      []string
+		want       []string
+	}{
+		{"attestation key deleted", "attestation.pem", nil, []string{"attestation.pem is missing", keyID}},
+		{"log key deleted", "log.key", nil, []string{"log.key is missing", verifierName[0] + "+" + verifierName[1]}},
+		{"another origin", "", []string{"--log-origin", "dicomseal.local/custody-typo"}, []string{"dicomseal.local/custody-typo", "dicomseal.local/custody"}},
+		{"another log key", "", []string{"--log-key-file", otherLogKey(t)}, []string{"does not verify the ledger's latest checkpoint"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.file != "" {
+				path := filepath.Join(keys, tc.file)
+				saved, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.Remove(path)
+				defer os.WriteFile(path, saved, 0o600)
+			}
+			code, out := serve(tc.extra...)
+			if code != 2 {
+				t.Fatalf("serve: exit %d, want 2\n%s", code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Fatalf("serve's refusal does not say %q:\n%s", w, out)
+				}
+			}
+			if tc.file != "" {
+				if _, err := os.Stat(filepath.Join(keys, tc.file)); !errors.Is(err, os.ErrNotExist) {
+					t.Fatal("a refused start created a key anyway")
+				}
+			}
+		})
+	}
+
+	// Another attestation key, named by flag: it serves, but what the old
+	// key signed answers 503 attestation-key-unavailable, records nothing.
+	other := filepath.Join(t.TempDir(), "other.pem")
+	if _, _, err := signer.LoadOrCreate(other); err != nil {
+		t.Fatal(err)
+	}
+	again := startServer(t, dataDir, "--key-file", other)
+	uid := "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
+	for range 2 {
+		p := assertProblem(t, again.do(http.MethodGet, "/v1/instances/"+uid, "", nil), http.StatusServiceUnavailable, "attestation-key-unavailable")
+		if !strings.Contains(p["detail"].(string), "nothing is wrong with the image") {
+			t.Fatalf("detail: %v", p["detail"])
+		}
+	}
+	if _, err := again.main.ledger.Entry(context.Background(), 1); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("a key configuration error was recorded against the image: %v", err)
+	}
+	again.stop()
+	restored := startServer(t, dataDir)
+	if r := restored.do(http.MethodGet, "/v1/instances/"+uid, "", nil); r.status != http.StatusOK || !bytes.Equal(r.body, ct) {
+		t.Fatalf("with the right key again: %d", r.status)
+	}
+}
+
+// logVerifierKey is the log key's verifier key from /v1/keys.
+func (s *testServer) logVerifierKey() string {
+	s.t.Helper()
+	for _, k := range s.do(http.MethodGet, "/v1/keys", "", nil).json(s.t)["keys"].([]any) {
+		if m := k.(map[string]any); m["use"] == "log" {
+			return m["verifier_key"].(string)
+		}
+	}
+	s.t.Fatal("no log key in /v1/keys")
+	return ""
+}
+
+func otherLogKey(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "log.key")
+	if _, _, err := signer.LoadOrCreateLogKey(path, defaultLogOrigin); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
