@@ -25,6 +25,10 @@ import (
 type DB struct {
 	write *sql.DB
 	read  *sql.DB
+	// readStmts caches prepared statements of the read pool. The write
+	// pool has one connection, held by the transaction that would prepare:
+	// it runs its (bulk, batched) statements directly.
+	readStmts *stmts
 }
 
 var _ ledger.Backend = (*DB)(nil)
@@ -64,7 +68,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite ledger: open %s: %w", path, err)
 	}
-	return &DB{write: w, read: r}, nil
+	return &DB{write: w, read: r, readStmts: newStmts(r)}, nil
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -80,6 +84,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // Close closes both pools.
 func (d *DB) Close() error {
+	d.readStmts.close()
 	return errorsJoin(d.write.Close(), d.read.Close())
 }
 
@@ -89,20 +94,20 @@ func (d *DB) Ping(ctx context.Context) error { return d.read.PingContext(ctx) }
 // Write runs fn in a BEGIN IMMEDIATE transaction and commits it; the
 // commit is durable (synchronous=FULL) when Write returns nil.
 func (d *DB) Write(ctx context.Context, fn func(ledger.Tx) error) error {
-	return run(ctx, d.write, nil, fn)
+	return run(ctx, d.write, nil, nil, fn)
 }
 
 // Read runs fn in a read transaction: a consistent WAL snapshot.
 func (d *DB) Read(ctx context.Context, fn func(ledger.Tx) error) error {
-	return run(ctx, d.read, &sql.TxOptions{ReadOnly: true}, fn)
+	return run(ctx, d.read, d.readStmts, &sql.TxOptions{ReadOnly: true}, fn)
 }
 
-func run(ctx context.Context, db *sql.DB, opts *sql.TxOptions, fn func(ledger.Tx) error) error {
+func run(ctx context.Context, db *sql.DB, cache *stmts, opts *sql.TxOptions, fn func(ledger.Tx) error) error {
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("sqlite ledger: begin: %w", err)
 	}
-	if err := fn(&Tx{tx: tx}); err != nil {
+	if err := fn(&Tx{tx: tx, stmts: cache}); err != nil {
 		tx.Rollback()
 		return err
 	}

@@ -75,7 +75,11 @@ func maxBody(n int64) any {
 
 // TokenByID reads a token (revoked ones too: the caller refuses them).
 func (d *DB) TokenByID(ctx context.Context, id string) (auth.Token, error) {
-	return scanToken(d.read.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = ?`, id))
+	q := `SELECT ` + tokenColumns + ` FROM tokens WHERE id = ?`
+	if st := d.readStmts.get(ctx, q); st != nil {
+		return scanToken(st.QueryRowContext(ctx, id))
+	}
+	return scanToken(d.read.QueryRowContext(ctx, q, id))
 }
 
 // ListTokens lists every token, newest first.

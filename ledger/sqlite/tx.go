@@ -15,7 +15,8 @@ import (
 
 // Tx implements ledger.Tx in SQL; it holds no logic of its own.
 type Tx struct {
-	tx *sql.Tx
+	tx    *sql.Tx
+	stmts *stmts
 }
 
 var _ ledger.Tx = (*Tx)(nil)
@@ -45,12 +46,12 @@ func scanEntry(sc interface{ Scan(...any) error }) (ledger.Entry, error) {
 }
 
 func (t *Tx) entry(ctx context.Context, where string, args ...any) (ledger.Entry, error) {
-	return scanEntry(t.tx.QueryRowContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE `+where, args...))
+	return scanEntry(t.queryRow(ctx, `SELECT `+entryColumns+` FROM entries WHERE `+where, args...))
 }
 
 func (t *Tx) NextIndex(ctx context.Context) (uint64, error) {
 	var next int64
-	err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM entries`).Scan(&next)
+	err := t.queryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM entries`).Scan(&next)
 	return uint64(next), err
 }
 
@@ -101,7 +102,7 @@ func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error
 
 func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
 	var id ledger.Identity
-	err := t.tx.QueryRowContext(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date, correction_reason FROM identity WHERE file_sha256 = ?`, sha).
+	err := t.queryRow(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date, correction_reason FROM identity WHERE file_sha256 = ?`, sha).
 		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate, &id.CorrectionReason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ledger.ErrNotFound
@@ -291,7 +292,7 @@ func scanCheckpoint(sc interface{ Scan(...any) error }) (ledger.Checkpoint, erro
 }
 
 func (t *Tx) LatestCheckpoint(ctx context.Context) (ledger.Checkpoint, error) {
-	return scanCheckpoint(t.tx.QueryRowContext(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size DESC LIMIT 1`))
+	return scanCheckpoint(t.queryRow(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size DESC LIMIT 1`))
 }
 
 func (t *Tx) InsertCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
