@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -42,6 +43,13 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	found, err := s.AuditLog.Query(r.Context(), f)
+	var tampered *audit.TamperedError
+	if errors.As(err, &tampered) {
+		s.log.ErrorContext(r.Context(), "audit log fails verification; nothing served", "index", tampered.Index, "reason", tampered.Reason)
+		writeProblem(w, http.StatusBadGateway, problemAuditTampered, tampered.Error()+"; nothing is served from it (run dicomseal log verify)",
+			map[string]any{"index": tampered.Index})
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable, Message: "the audit log is unavailable", Err: err})
 		return

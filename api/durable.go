@@ -20,8 +20,12 @@ var durableActions = map[string]bool{
 	"verify.digest":        true,
 }
 
-// problemAuditUnavailable: the audit record of a request could not be written.
-const problemAuditUnavailable = "audit-unavailable"
+// problemAuditUnavailable: the audit record of a request could not be
+// written; problemAuditTampered: the audit log fails verification.
+const (
+	problemAuditUnavailable = "audit-unavailable"
+	problemAuditTampered    = "audit-log-tampered"
+)
 
 // auditWriteTimeout bounds how long an answer waits for its audit record.
 const auditWriteTimeout = 10 * time.Second

@@ -2,9 +2,16 @@ package audit
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/dicomseal/dicomseal/ledger"
 )
@@ -24,6 +31,30 @@ type Inclusion struct {
 	Checkpoint string   `json:"checkpoint"`
 	TreeSize   uint64   `json:"tree_size"`
 	Hashes     []string `json:"hashes"`
+}
+
+// TamperedError: the audit log fails verification at Index; a query that
+// meets it serves nothing.
+type TamperedError struct {
+	Index  uint64
+	Reason string
+}
+
+func (e *TamperedError) Error() string {
+	return fmt.Sprintf("audit log fails verification at index %d: %s", e.Index, e.Reason)
+}
+
+// checkpointRoot reads a checkpoint note's root hash (its third line).
+func checkpointRoot(msg []byte) ([]byte, error) {
+	lines := strings.SplitN(string(msg), "\n", 4)
+	if len(lines) < 4 {
+		return nil, errors.New("its latest checkpoint is malformed")
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != 32 {
+		return nil, errors.New("its latest checkpoint's root is malformed")
+	}
+	return root, nil
 }
 
 // Filter selects audit entries; zero fields match everything.
@@ -46,7 +77,18 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 		// The actor is the entries' indexed subject: no full scan.
 		scan = func(fn func(ledger.Entry) error) error { return a.ledger.ScanSubject(ctx, f.Actor, fn) }
 	}
+	var next uint64 // a full scan sees every index in turn
 	err := scan(func(e ledger.Entry) error {
+		if ledger.LeafHash(e.Body) != e.LeafHash {
+			// An entry edited behind the log's back: serve nothing.
+			return &TamperedError{Index: e.Index, Reason: "its body does not hash to its leaf hash"}
+		}
+		if f.Actor == "" {
+			if e.Index != next {
+				return &TamperedError{Index: next, Reason: "the entry is missing"}
+			}
+			next++
+		}
 		if e.Kind != ledger.KindAudit || (f.Actor != "" && e.SOPInstanceUID != f.Actor) {
 			return nil
 		}
@@ -63,6 +105,10 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 		}
 		return nil
 	})
+	var tampered *TamperedError
+	if errors.As(err, &tampered) {
+		return nil, err
+	}
 	if err != nil && !errors.Is(err, errFull) {
 		return nil, err
 	}
@@ -73,6 +119,17 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := note.Open(cp.Note, note.VerifierList(a.ledger.Verifier())); err != nil {
+		return nil, &TamperedError{Index: cp.Size, Reason: "its latest checkpoint does not verify with the log key"}
+	}
+	if f.Actor == "" && len(out) < f.Limit && next < cp.Size {
+		// The scan ended before the signed size: the tail is gone.
+		return nil, &TamperedError{Index: next, Reason: fmt.Sprintf("the log ends before its checkpoint's size %d", cp.Size)}
+	}
+	root, err := checkpointRoot(cp.Note)
+	if err != nil {
+		return nil, &TamperedError{Index: cp.Size, Reason: err.Error()}
+	}
 	for i := range out {
 		if out[i].Index >= cp.Size {
 			continue
@@ -80,6 +137,11 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 		hashes, _, err := a.ledger.InclusionProof(ctx, out[i].Index, cp.Size)
 		if err != nil {
 			return nil, err
+		}
+		leaf, _ := hex.DecodeString(out[i].LeafHash)
+		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, out[i].Index, cp.Size, leaf, hashes, root); err != nil {
+			// What would be served does not prove against the signed tree.
+			return nil, &TamperedError{Index: out[i].Index, Reason: "it is not in the tree its checkpoint signs: " + err.Error()}
 		}
 		inc := &Inclusion{Checkpoint: string(cp.Note), TreeSize: cp.Size, Hashes: []string{}}
 		for _, h := range hashes {

@@ -47,6 +47,9 @@ func (l *Log) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, l.Timeout)
 }
 
+// Verifier verifies the log's checkpoints.
+func (l *Log) Verifier() note.Verifier { return l.verify }
+
 // Origin is the log's origin line.
 func (l *Log) Origin() string { return l.origin }
 

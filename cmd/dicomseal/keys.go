@@ -90,10 +90,14 @@ func openLogKey(logFile, origin string, log *slog.Logger, create bool, expect le
 	if created && log != nil {
 		log.Info("generated a new log key", "path", logFile, "verifier_key", l.VerifierKey())
 	}
-	if expect.checkpoint != nil {
-		if _, err := note.Open(expect.checkpoint, note.VerifierList(l.Verifier())); err != nil {
-			return nil, &configError{fmt.Sprintf("the log key in %s does not verify the ledger's latest checkpoint, signed by %s: "+
-				"restore the log key it was signed with", logFile, orUnknown(expect.logSigner))}
+	for _, cp := range append([][]byte{expect.checkpoint}, expect.others...) {
+		if cp == nil {
+			continue
+		}
+		if _, err := note.Open(cp, note.VerifierList(l.Verifier())); err != nil {
+			_, signer := noteSigner(cp)
+			return nil, &configError{fmt.Sprintf("the log key in %s does not verify a log's latest checkpoint, signed by %s: "+
+				"restore the log key it was signed with", logFile, orUnknown(signer))}
 		}
 	}
 	return l, nil
@@ -129,6 +133,9 @@ type ledgerState struct {
 	checkpoint []byte // the latest checkpoint, a signed note
 	logSigner  string // its signature's key name and hash
 	origin     string // its origin line
+	// others are the latest checkpoints of the other logs the same log
+	// key signs (the audit log's, beside the custody log's).
+	others [][]byte
 }
 
 // readLedgerState reads a ledger's size, latest checkpoint and the key id of

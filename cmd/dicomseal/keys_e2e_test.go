@@ -48,7 +48,7 @@ func TestKeysAndOriginAreNeverSilentlyReplaced(t *testing.T) {
 		{"attestation key deleted", "attestation.pem", nil, []string{"attestation.pem is missing", keyID}},
 		{"log key deleted", "log.key", nil, []string{"log.key is missing", verifierName[0] + "+" + verifierName[1]}},
 		{"another origin", "", []string{"--log-origin", "dicomseal.local/custody-typo"}, []string{"dicomseal.local/custody-typo", "dicomseal.local/custody"}},
-		{"another log key", "", []string{"--log-key-file", otherLogKey(t)}, []string{"does not verify the ledger's latest checkpoint"}},
+		{"another log key", "", []string{"--log-key-file", otherLogKey(t)}, []string{"does not verify a log's latest checkpoint"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.file != "" {

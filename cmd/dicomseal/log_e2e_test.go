@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 )
 
@@ -267,8 +268,84 @@ func TestLogVerifyCommand(t *testing.T) {
 
 	tamperLedger(t, dataDir, `UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), '"ingest"', '"ingesT"') AS BLOB) WHERE idx = 1`)
 	code, out := runCLI("log", "verify", "--data-dir", dataDir)
-	if code != 1 || !strings.Contains(out, "the first at index 1") {
-		t.Fatalf("log verify after an edit: exit %d, want 1 naming index 1\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "custody: FAILED at index 1") || !strings.Contains(out, "audit: OK") {
+		t.Fatalf("log verify after an edit: exit %d, want 1 naming custody index 1\n%s", code, out)
+	}
+	if code, out := runCLI("log", "verify", "--data-dir", dataDir, "--log", "audit"); code != 0 || strings.Contains(out, "custody") {
+		t.Fatalf("log verify --log audit: exit %d\n%s", code, out)
+	}
+}
+
+// The audit log is audited like the custody log, and /v1/audit serves
+// nothing from an audit log that fails verification.
+func TestAuditLogTamperIsCaught(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stmts []string
+		index string // "" where the finding's index depends on timing
+		// serveRefuses: the tampered log makes serve refuse to start.
+		serveRefuses bool
+	}{
+		{"an event edited", []string{`UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), '"allowed"', '"denied!"') AS BLOB) WHERE idx = 1`}, "1", false},
+		{"an event deleted", []string{`DELETE FROM entries WHERE idx = 1`}, "1", false},
+		{"the tail truncated", []string{`DELETE FROM entries WHERE idx >= 2`}, "2", false},
+		{"a checkpoint's signature forged", []string{`UPDATE checkpoints SET note = CAST(replace(CAST(note AS TEXT), '— dicomseal', '— dicomseaL') AS BLOB)`}, "", true},
+		{"a checkpoint's origin forged", []string{`UPDATE checkpoints SET note = CAST(replace(CAST(note AS TEXT), 'dicomseal.local/audit', 'dicomseal.local/audiT') AS BLOB)`}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
+			ct := fixture(t, "pydicom-CT_small.dcm")
+			srv.ingest(ct)
+			for range 3 {
+				srv.do(http.MethodGet, "/v1/verify?sha256="+sha256Hex(ct), "", nil) // durable audit events
+			}
+			auditEntries(t, srv, "limit=100", 5)
+			waitAuditCheckpoint(t, dataDir, 5)
+			srv.stop()
+			for _, stmt := range tc.stmts {
+				sqlitetest.Tamper(t, filepath.Join(dataDir, "audit.db"), stmt)
+			}
+			code, out := runCLI("log", "verify", "--data-dir", dataDir)
+			if code != 1 || !strings.Contains(out, "custody: OK") || !strings.Contains(out, "audit: FAILED at index "+tc.index) {
+				t.Fatalf("log verify: exit %d, want 1 with audit FAILED at index %s\n%s", code, tc.index, out)
+			}
+			if tc.serveRefuses {
+				// A checkpoint its log key does not verify, or under
+				// another origin: serve refuses to start on it.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				var stderr bytes.Buffer
+				if code := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, &stderr, &stderr); code != 2 {
+					out := stderr.String()
+					t.Fatalf("serve on a log whose checkpoint origin was forged: exit %d\n%s", code, out)
+				}
+				return
+			}
+			again := startServer(t, dataDir)
+			assertProblem(t, again.as(auth.RoleAuditor).do(http.MethodGet, "/v1/audit?limit=100", "", nil), http.StatusBadGateway, "audit-log-tampered")
+		})
+	}
+}
+
+// waitAuditCheckpoint waits until the stopped-or-running server's audit log
+// has a checkpoint of at least size entries (read from audit.db).
+func waitAuditCheckpoint(t *testing.T, dataDir string, size int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, out := runCLI("log", "verify", "--data-dir", dataDir, "--log", "audit")
+		var n int
+		if i := strings.Index(out, "latest verified: size "); i >= 0 {
+			fmt.Sscanf(out[i+len("latest verified: size "):], "%d", &n)
+		}
+		if code == 0 && n >= size {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit checkpoint of size %d within 5 s:\n%s", size, out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -54,7 +54,11 @@ disables the triggers). Someone who also holds the log key can rewrite history
 consistently; only an older checkpoint held elsewhere ('dicomseal log watch', a
 witness) catches that.
 
-Exit status: 0 sound, 1 findings (each printed), 2 usage or the ledger cannot be read.`
+Both logs are audited, the custody log and the audit log (--log custody or
+--log audit for one), each with one result line: "custody: OK, N entries …" or
+"audit: FAILED at index N: …" followed by every finding.
+
+Exit status: 0 all sound, 1 findings (each printed), 2 usage or a log cannot be read.`
 
 func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("log verify", flag.ContinueOnError)
@@ -63,10 +67,29 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var lc ledgerConfig
 	lc.flags(fs)
 	keyPath := fs.String("log-key", "", "the log's verifier key (as in /v1/keys `verifier_key`) or its key file; default <data-dir>/keys/log.key")
-	origin := fs.String("log-origin", defaultLogOrigin, "the log's origin line")
+	origin := fs.String("log-origin", defaultLogOrigin, "the custody log's origin line")
+	auditOrigin := fs.String("audit-origin", defaultAuditOrigin, "the audit log's origin line")
+	which := fs.String("log", "all", "which log to audit: custody, audit or all")
 	fs.Usage = usage(fs, stderr, "dicomseal log verify [flags]", logVerifyDescription)
 	if err := parseWithEnv(fs, args); err != nil {
 		return exitUsage(err)
+	}
+	type target struct {
+		name, origin string
+		open         func(context.Context, string) (ledger.Backend, error)
+	}
+	var targets []target
+	switch *which {
+	case "custody", "audit", "all":
+		if *which != "audit" {
+			targets = append(targets, target{"custody", *origin, lc.open})
+		}
+		if *which != "custody" {
+			targets = append(targets, target{"audit", *auditOrigin, lc.openAudit})
+		}
+	default:
+		fmt.Fprintf(stderr, "dicomseal log verify: --log must be custody, audit or all, got %q\n", *which)
+		return 2
 	}
 	if *keyPath == "" {
 		*keyPath = filepath.Join(*dataDir, "keys", "log.key")
@@ -76,9 +99,22 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "dicomseal log verify:", err)
 		return 2
 	}
-	backend, err := lc.open(ctx, *dataDir)
+	code := 0
+	for _, tg := range targets {
+		c := verifyOneLog(ctx, tg.name, tg.origin, v, func(ctx context.Context) (ledger.Backend, error) { return tg.open(ctx, *dataDir) },
+			stdout, stderr)
+		code = max(code, c)
+	}
+	return code
+}
+
+// verifyOneLog audits one log and prints its result line: "NAME: OK, …" or
+// "NAME: FAILED at index N: …" with every finding after it.
+func verifyOneLog(ctx context.Context, name, origin string, v note.Verifier,
+	open func(context.Context) (ledger.Backend, error), stdout, stderr io.Writer) int {
+	backend, err := open(ctx)
 	if err != nil {
-		fmt.Fprintln(stderr, "dicomseal log verify:", err)
+		fmt.Fprintf(stdout, "%s: UNREADABLE: %v\n", name, err)
 		return 2
 	}
 	defer backend.Close()
@@ -88,20 +124,20 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if total > 0 {
 			pct = 100 * float64(done) / float64(total)
 		}
-		fmt.Fprintf(stderr, "log verify: %d/%d entries checked (%.0f%%)\n", done, total, pct)
+		fmt.Fprintf(stderr, "log verify: %s: %d/%d entries checked (%.0f%%)\n", name, done, total, pct)
 	}
-	rep, err := ledger.Audit(ctx, backend, *origin, v, progress)
+	rep, err := ledger.Audit(ctx, backend, origin, v, progress)
 	if err != nil {
-		fmt.Fprintln(stderr, "dicomseal log verify:", err)
+		fmt.Fprintf(stdout, "%s: UNREADABLE: %v\n", name, err)
 		return 2
 	}
-	fmt.Fprintf(stdout, "%d entries, %d signed batches, %d checkpoints (latest verified: size %d), checked in %s\n",
+	summary := fmt.Sprintf("%d entries, %d signed batches, %d checkpoints (latest verified: size %d), checked in %s",
 		rep.Entries, rep.Batches, rep.Checkpoints, rep.TreeSize, time.Since(start).Round(time.Millisecond))
 	if rep.OK() {
-		fmt.Fprintln(stdout, "OK: every entry, batch, checkpoint and tree node verifies")
+		fmt.Fprintf(stdout, "%s: OK, %s: every entry, batch, checkpoint and tree node verifies\n", name, summary)
 		return 0
 	}
-	fmt.Fprintf(stdout, "FAILED: %d findings; the first at index %d\n", len(rep.Findings), rep.Findings[0].Index)
+	fmt.Fprintf(stdout, "%s: FAILED at index %d: %s (%d findings; %s)\n", name, rep.Findings[0].Index, rep.Findings[0], len(rep.Findings), summary)
 	for _, f := range rep.Findings {
 		fmt.Fprintln(stdout, "  "+f.String())
 	}

@@ -343,6 +343,8 @@ func (m *Main) checkedKeys(ctx context.Context, custody, auditBackend ledger.Bac
 	expect := cs
 	if expect.checkpoint == nil {
 		expect.checkpoint, expect.logSigner = as.checkpoint, as.logSigner
+	} else {
+		expect.others = [][]byte{as.checkpoint}
 	}
 	expect.entries = cs.entries + as.entries
 	return openKeys(m.DataDir, m.KeyFile, m.LogKeyFile, m.LogOrigin, m.log, cs.entries == 0, expect.entries == 0, expect)

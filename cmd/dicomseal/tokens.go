@@ -98,6 +98,8 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		if as.checkpoint == nil {
 			as.checkpoint, as.logSigner = cs.checkpoint, cs.logSigner
+		} else {
+			as.others = [][]byte{cs.checkpoint}
 		}
 		as.entries += cs.entries
 		logFile := *logKey

@@ -60,6 +60,10 @@ func placeholders(stmt string) string {
 
 // tamperer acts as a superuser who disables the triggers first.
 func tamperer(t testing.TB, admin string) func(stmt string, args ...any) {
+	return schemaTamperer(t, admin, postgres.Schema)
+}
+
+func schemaTamperer(t testing.TB, admin, schema string) func(stmt string, args ...any) {
 	return func(stmt string, args ...any) {
 		t.Helper()
 		ctx := context.Background()
@@ -68,7 +72,7 @@ func tamperer(t testing.TB, admin string) func(stmt string, args ...any) {
 			t.Fatal(err)
 		}
 		defer c.Close(ctx)
-		for _, s := range []string{`SET session_replication_role = replica`, `SET search_path = dicomseal`} {
+		for _, s := range []string{`SET session_replication_role = replica`, `SET search_path = ` + schema} {
 			if _, err := c.Exec(ctx, s); err != nil {
 				t.Fatal(err)
 			}
@@ -91,6 +95,24 @@ func harness(t testing.TB) ledgertest.Instance {
 func TestConformance(t *testing.T) {
 	pgtest.AdminURL(t)
 	ledgertest.Run(t, harness)
+}
+
+// The audit log lives in a schema of its own: every tamper case there is
+// caught too.
+func TestAuditSchemaTamperMatrix(t *testing.T) {
+	pgtest.AdminURL(t)
+	ledgertest.RunTamperMatrix(t, func(t testing.TB) ledgertest.Instance {
+		admin, service := newDatabase(t)
+		openAudit := func() ledger.Backend {
+			db, err := postgres.OpenSchema(context.Background(), service, postgres.AuditSchema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		}
+		return ledgertest.Instance{Backend: openAudit(), Reopen: openAudit, Tamper: schemaTamperer(t, admin, postgres.AuditSchema)}
+	})
 }
 
 // The service role may only read and append history; even the owner is
