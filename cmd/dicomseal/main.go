@@ -24,6 +24,7 @@ Commands:
   log      audit a ledger ('log verify') or witness a server's log ('log watch')
   migrate  create or upgrade the ledger schema (PostgreSQL: also its two roles)
   tokens   create, list and revoke API tokens (roles: ingest, viewer, auditor, admin, reconciler)
+  reconcile  list (and with --remove-orphans delete) stored objects no entry references, and attested objects gone
   health   exit 0 when a running dicomseal is ready (for container health checks)
   version  print the version
 
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return migrateCommand(ctx, args[1:], stdout, stderr)
 	case "health":
 		return healthCommand(args[1:], stdout, stderr)
+	case "reconcile":
+		return reconcileCommand(ctx, args[1:], stdout, stderr)
 	case "tokens":
 		return tokensCommand(ctx, args[1:], stdout, stderr)
 	case "version":

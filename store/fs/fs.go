@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dicomseal/dicomseal/store"
 )
@@ -148,4 +149,25 @@ func (s *Store) List(ctx context.Context, fn func(sha256Hex string, size int64) 
 		return nil // nothing stored yet
 	}
 	return err
+}
+
+// Remove deletes the object stored under sha256Hex if it was last written
+// before cutoff, and reports whether it did: reconciliation removes only
+// objects old enough that no ingest can still be about to log them.
+func (s *Store) Remove(ctx context.Context, sha256Hex string, cutoff time.Time) (bool, error) {
+	p, err := s.path(sha256Hex)
+	if err != nil {
+		return false, err
+	}
+	info, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || !info.ModTime().Before(cutoff) {
+		return false, err
+	}
+	if err := os.Remove(p); err != nil {
+		return false, fmt.Errorf("fs store: remove %s: %w", sha256Hex, err)
+	}
+	return true, nil
 }

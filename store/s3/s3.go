@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -178,4 +179,24 @@ func (s *Store) List(ctx context.Context, fn func(sha256Hex string, size int64) 
 		}
 	}
 	return nil
+}
+
+// Remove deletes the object stored under sha256Hex if it was last written
+// before cutoff, and reports whether it did (see fs.Store.Remove).
+func (s *Store) Remove(ctx context.Context, sha256Hex string, cutoff time.Time) (bool, error) {
+	key, err := store.Key(sha256Hex)
+	if err != nil {
+		return false, err
+	}
+	info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil || !info.LastModified.Before(cutoff) {
+		return false, err
+	}
+	if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		return false, fmt.Errorf("s3 store: remove %s: %w", key, err)
+	}
+	return true, nil
 }
