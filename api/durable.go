@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/dicomseal/dicomseal/audit"
 )
@@ -13,11 +12,15 @@ import (
 // durableActions are the routes that hand out an image or a verdict: their
 // audit record is durable before the first byte of the answer, and when it
 // cannot be written they answer 503 audit-unavailable instead.
+// Ingests and corrections are among them: every answer a client received
+// has its event, whatever crashes after it.
 var durableActions = map[string]bool{
-	"instance.retrieve":    true,
-	"instance.attestation": true,
-	"verify.file":          true,
-	"verify.digest":        true,
+	"instance.retrieve":            true,
+	"instance.attestation":         true,
+	"verify.file":                  true,
+	"verify.digest":                true,
+	"instance.ingest":              true,
+	"instance.identity-correction": true,
 }
 
 // problemAuditUnavailable: the audit record of a request could not be
@@ -26,9 +29,6 @@ const (
 	problemAuditUnavailable = "audit-unavailable"
 	problemAuditTampered    = "audit-log-tampered"
 )
-
-// auditWriteTimeout bounds how long an answer waits for its audit record.
-const auditWriteTimeout = 10 * time.Second
 
 // durableWriter holds a handler's answer until its audit event, with the
 // status about to be sent, is durable.
@@ -66,10 +66,13 @@ func (w *durableWriter) WriteHeader(code int) {
 	if code >= 400 {
 		ev.Outcome = "failed"
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.r.Context()), auditWriteTimeout)
-	defer cancel()
-	if err := w.s.Audit.RecordDurable(ctx, ev); err != nil {
+	// No deadline of its own: the audit log's commit is bounded by
+	// --db-timeout, and a waiter that gave up first would answer 503 for a
+	// record that then commits as sent.
+	if err := w.s.Audit.RecordDurable(context.WithoutCancel(w.r.Context()), ev); err != nil {
 		w.failed = true
+		ev.Status, ev.Outcome = http.StatusServiceUnavailable, "failed"
+		w.s.record(ev) // the refusal, queued: written once the log is back
 		w.s.log.ErrorContext(w.r.Context(), "audit record not written: answer withheld", "action", ev.Action,
 			"object", ev.Object, "status", code, "err", err)
 		h := w.ResponseWriter.Header()

@@ -147,7 +147,10 @@ func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, 
 // observed digest; repeats are counted) and returns the EIntegrity error.
 // The verdict stands even when recording it fails: bytes are never served.
 func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reason, observed string, cause error) error {
-	if errors.Is(cause, ErrKeyUnavailable) {
+	// A foreign key is a configuration error only for an entry the signed
+	// tree proves genuine: one whose envelope (key id included) and leaf
+	// hash were rewritten behind the log's back is evidence, and recorded.
+	if errors.Is(cause, ErrKeyUnavailable) && s.ledger.ProveIncluded(ctx, entry.Index, entry.LeafHash) == nil {
 		return &Error{Code: EUnavailable, Problem: ProblemKeyUnavailable,
 			Message: fmt.Sprintf("the attestation at ledger index %d is signed by a key this server is not configured with; "+
 				"nothing is wrong with the image: configure the key (see /v1/keys and the server log)", entry.Index),

@@ -37,6 +37,9 @@ type Ledger interface {
 	Ping(ctx context.Context) error
 	// Queued is how many appends wait for a commit.
 	Queued() int
+	// ProveIncluded checks that leaf is at idx in the latest signed
+	// checkpoint's tree (ledger.ErrNotFound: not integrated yet).
+	ProveIncluded(ctx context.Context, idx uint64, leaf [32]byte) error
 	LogReader
 }
 

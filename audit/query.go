@@ -70,6 +70,23 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	if f.Limit <= 0 || f.Limit > 10000 {
 		f.Limit = 1000
 	}
+	// The checkpoint first: entries appended after it are simply not yet
+	// proven; read after the scan, a newer checkpoint would make a sound
+	// log look truncated.
+	cp, err := a.ledger.LatestCheckpoint(ctx)
+	haveCP := err == nil
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return nil, err
+	}
+	var root []byte
+	if haveCP {
+		if _, err := note.Open(cp.Note, note.VerifierList(a.ledger.Verifier())); err != nil {
+			return nil, &TamperedError{Index: cp.Size, Reason: "its latest checkpoint does not verify with the log key"}
+		}
+		if root, err = checkpointRoot(cp.Note); err != nil {
+			return nil, &TamperedError{Index: cp.Size, Reason: err.Error()}
+		}
+	}
 	var out []Found
 	errFull := errors.New("full")
 	scan := func(fn func(ledger.Entry) error) error { return a.ledger.Scan(ctx, 0, fn) }
@@ -78,7 +95,7 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 		scan = func(fn func(ledger.Entry) error) error { return a.ledger.ScanSubject(ctx, f.Actor, fn) }
 	}
 	var next uint64 // a full scan sees every index in turn
-	err := scan(func(e ledger.Entry) error {
+	err = scan(func(e ledger.Entry) error {
 		if ledger.LeafHash(e.Body) != e.LeafHash {
 			// An entry edited behind the log's back: serve nothing.
 			return &TamperedError{Index: e.Index, Reason: "its body does not hash to its leaf hash"}
@@ -112,23 +129,12 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	if err != nil && !errors.Is(err, errFull) {
 		return nil, err
 	}
-	cp, err := a.ledger.LatestCheckpoint(ctx)
-	if errors.Is(err, ledger.ErrNotFound) {
+	if !haveCP {
 		return out, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := note.Open(cp.Note, note.VerifierList(a.ledger.Verifier())); err != nil {
-		return nil, &TamperedError{Index: cp.Size, Reason: "its latest checkpoint does not verify with the log key"}
 	}
 	if f.Actor == "" && len(out) < f.Limit && next < cp.Size {
 		// The scan ended before the signed size: the tail is gone.
 		return nil, &TamperedError{Index: next, Reason: fmt.Sprintf("the log ends before its checkpoint's size %d", cp.Size)}
-	}
-	root, err := checkpointRoot(cp.Note)
-	if err != nil {
-		return nil, &TamperedError{Index: cp.Size, Reason: err.Error()}
 	}
 	for i := range out {
 		if out[i].Index >= cp.Size {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -100,4 +101,27 @@ func fetchProof(ctx context.Context, tx Tx, nodes proof.Nodes) ([][]byte, error)
 		return nil, fmt.Errorf("proof nodes: %w", err)
 	}
 	return nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+}
+
+// ProveIncluded checks that leaf is the leaf at index idx of the tree the
+// latest signed checkpoint commits to: the checkpoint's signature, then the
+// inclusion proof against its root. ErrNotFound when idx is not yet
+// integrated.
+func (l *Log) ProveIncluded(ctx context.Context, idx uint64, leaf [32]byte) error {
+	cp, err := l.LatestCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if idx >= cp.Size {
+		return fmt.Errorf("%w: entry %d is not integrated yet (checkpoint size %d)", ErrNotFound, idx, cp.Size)
+	}
+	parsed, _, _, err := log.ParseCheckpoint(cp.Note, l.origin, l.verify)
+	if err != nil {
+		return fmt.Errorf("latest checkpoint: %w", err)
+	}
+	hashes, _, err := l.InclusionProof(ctx, idx, cp.Size)
+	if err != nil {
+		return err
+	}
+	return proof.VerifyInclusion(rfc6962.DefaultHasher, idx, parsed.Size, leaf[:], hashes, parsed.Hash)
 }

@@ -172,6 +172,9 @@ func auditEntries(t *testing.T, srv *testServer, query string, n int) []map[stri
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for {
 		r := srv.as(auth.RoleAuditor).do(http.MethodGet, "/v1/audit?"+query, "", nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("audit?%s: %d %s", query, r.status, r.body)
+		}
 		var entries []map[string]any
 		for _, e := range r.json(t)["entries"].([]any) {
 			entries = append(entries, e.(map[string]any))

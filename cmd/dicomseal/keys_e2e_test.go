@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 	"github.com/dicomseal/dicomseal/signer"
 )
 
@@ -119,4 +121,50 @@ func otherLogKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// A key id rewritten in a stored envelope, with the leaf hash recomputed to
+// match, is evidence of tampering, not a configuration error: the signed
+// tree does not prove that leaf, so it is refused as an integrity failure.
+func TestForeignKeyIDBehindTheLogsBackIsTampering(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	ct := fixture(t, "pydicom-CT_small.dcm")
+	att := srv.ingest(ct).json(t)
+	v, _ := srv.logVerifier()
+	srv.waitForCheckpoint(v, 1)
+	srv.stop()
+	body, err := base64.StdEncoding.DecodeString(att["entry"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := bytes.ReplaceAll(body, []byte(att["key_id"].(string)), []byte(strings.Repeat("ab", 32)))
+	leaf := ledger.LeafHash(forged)
+	sqlitetest.Tamper(t, filepath.Join(dataDir, "ledger.db"), `UPDATE entries SET body = ?, leaf_hash = ? WHERE idx = 0`, forged, leaf[:])
+	again := startServer(t, dataDir)
+	uid := "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
+	p := assertProblem(t, again.do(http.MethodGet, "/v1/instances/"+uid, "", nil), http.StatusBadGateway, "integrity-violation")
+	if p["reason"] != "attestation-invalid" {
+		t.Fatalf("reason %v, want attestation-invalid", p["reason"])
+	}
+}
+
+// A deleted audit log is missing, never a sound empty one.
+func TestDeletedAuditLogIsNoticed(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir)
+	srv.ingest(fixture(t, "pydicom-CT_small.dcm"))
+	srv.stop()
+	for _, f := range []string{"audit.db", "audit.db-wal", "audit.db-shm"} {
+		os.Remove(filepath.Join(dataDir, f))
+	}
+	if code, out := runCLI("log", "verify", "--data-dir", dataDir); code != 2 || !strings.Contains(out, "audit: MISSING") {
+		t.Fatalf("log verify without audit.db: exit %d\n%s", code, out)
+	}
+	if code, out := runCLI("serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir); code != 2 || !strings.Contains(out, "audit.db is missing") {
+		t.Fatalf("serve without audit.db: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); err == nil {
+		t.Fatal("a refused start created an empty audit log")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -99,13 +100,32 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "dicomseal log verify:", err)
 		return 2
 	}
-	code := 0
+	findings, unreadable := false, false
 	for _, tg := range targets {
-		c := verifyOneLog(ctx, tg.name, tg.origin, v, func(ctx context.Context) (ledger.Backend, error) { return tg.open(ctx, *dataDir) },
-			stdout, stderr)
-		code = max(code, c)
+		if tg.name == "audit" && lc.DatabaseURL == "" {
+			// Opening would create an empty audit.db: a deleted audit log
+			// must read as missing, not as a sound empty one.
+			if _, err := os.Stat(filepath.Join(*dataDir, "audit.db")); err != nil {
+				fmt.Fprintf(stdout, "audit: MISSING: %v\n", err)
+				unreadable = true
+				continue
+			}
+		}
+		switch verifyOneLog(ctx, tg.name, tg.origin, v, func(ctx context.Context) (ledger.Backend, error) { return tg.open(ctx, *dataDir) },
+			stdout, stderr) {
+		case 1:
+			findings = true
+		case 2:
+			unreadable = true
+		}
 	}
-	return code
+	switch {
+	case findings: // tampering outranks a log that could not be read
+		return 1
+	case unreadable:
+		return 2
+	}
+	return 0
 }
 
 // verifyOneLog audits one log and prints its result line: "NAME: OK, …" or

@@ -218,6 +218,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := m.auditLogPresent(ctx, backend); err != nil {
+		backend.Close()
+		return err
+	}
 	auditBackend, err := m.Ledger.openAudit(ctx, m.DataDir)
 	if err != nil {
 		backend.Close()
@@ -318,6 +322,25 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"objects", map[bool]string{true: "s3 " + m.Objects.s3.Endpoint + "/" + m.Objects.s3.Bucket, false: "filesystem"}[m.Objects.s3.Endpoint != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
 		"log_key", keys.log.VerifierKey())
 	return nil
+}
+
+// auditLogPresent refuses to start beside a custody log with entries when
+// the embedded audit log's file is gone: opening it would silently begin a
+// new, empty audit log.
+func (m *Main) auditLogPresent(ctx context.Context, custody ledger.Backend) error {
+	if m.Ledger.DatabaseURL != "" {
+		return nil
+	}
+	path := filepath.Join(m.DataDir, "audit.db")
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	st, err := readLedgerState(ctx, custody)
+	if err != nil || st.entries == 0 {
+		return err
+	}
+	return &configError{fmt.Sprintf("the audit log %s is missing beside a custody log of %d entries: restore it "+
+		"(a new, empty audit log would hide who accessed what)", path, st.entries)}
 }
 
 // checkedKeys opens the keys under the rule that keeps a ledger verifiable:

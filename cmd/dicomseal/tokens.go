@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/dicomseal/dicomseal/signer"
 	"io"
 	"os/user"
 	"path/filepath"
@@ -80,40 +81,60 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "dicomseal tokens: this backend keeps no tokens")
 		return 1
 	}
-	record := func(action, object string) error {
+	// openTrail opens the audit log and its key before anything changes:
+	// a token is never created or revoked without its durable audit record.
+	var trail *audit.Log
+	var trailBackend ledger.Backend
+	openTrail := func() error {
 		ab, err := lc.openAudit(ctx, *dataDir)
 		if err != nil {
 			return err
 		}
-		defer ab.Close()
 		// The same rule as serve's: a key is generated only for ledgers
 		// that hold nothing yet, never beside a log it did not sign.
 		cs, err := readLedgerState(ctx, backend)
-		if err != nil {
-			return err
+		if err == nil {
+			var as ledgerState
+			if as, err = readLedgerState(ctx, ab); err == nil {
+				if as.checkpoint == nil {
+					as.checkpoint, as.logSigner = cs.checkpoint, cs.logSigner
+				} else {
+					as.others = [][]byte{cs.checkpoint}
+				}
+				as.entries += cs.entries
+				logFile := *logKey
+				if logFile == "" {
+					logFile = filepath.Join(*dataDir, "keys", "log.key")
+				}
+				var key *signer.LogKey
+				if key, err = openLogKey(logFile, defaultLogOrigin, nil, as.entries == 0 && *logKey == "", as); err == nil {
+					trail, trailBackend = audit.New(ledger.New(ab, *auditOrigin, key, key.Verifier()), nil), ab
+					return nil
+				}
+			}
 		}
-		as, err := readLedgerState(ctx, ab)
-		if err != nil {
-			return err
+		ab.Close()
+		return err
+	}
+	defer func() {
+		if trail != nil {
+			trail.Close()
+			trailBackend.Close()
 		}
-		if as.checkpoint == nil {
-			as.checkpoint, as.logSigner = cs.checkpoint, cs.logSigner
-		} else {
-			as.others = [][]byte{cs.checkpoint}
+	}()
+	record := func(action, object string) error {
+		return trail.RecordDurable(ctx, audit.Event{Time: time.Now().UTC(), Actor: *actor, Role: auth.RoleAdmin,
+			Action: action, Object: object, Outcome: "allowed"})
+	}
+	if cmd == "create" || cmd == "revoke" {
+		if err := openTrail(); err != nil {
+			fmt.Fprintf(stderr, "dicomseal tokens %s: %v (nothing was changed)\n", cmd, err)
+			var cfg *configError
+			if errors.As(err, &cfg) {
+				return 2
+			}
+			return 1
 		}
-		as.entries += cs.entries
-		logFile := *logKey
-		if logFile == "" {
-			logFile = filepath.Join(*dataDir, "keys", "log.key")
-		}
-		key, err := openLogKey(logFile, defaultLogOrigin, nil, as.entries == 0 && *logKey == "", as)
-		if err != nil {
-			return err
-		}
-		al := audit.New(ledger.New(ab, *auditOrigin, key, key.Verifier()), nil)
-		al.Record(audit.Event{Time: time.Now().UTC(), Actor: *actor, Role: auth.RoleAdmin, Action: action, Object: object, Outcome: "allowed"})
-		al.Close()
-		return nil
 	}
 	switch cmd {
 	case "create":
