@@ -44,18 +44,11 @@ func (s *Service) CorrectIdentity(ctx context.Context, uid string, body io.Reade
 	if err != nil {
 		return nil, err
 	}
-	if err := s.CheckSpace(); err != nil {
+	a, sp, err := s.receive(body)
+	if err != nil {
 		return nil, err
 	}
-	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
-	if err != nil {
-		return nil, bodyError(err)
-	}
 	defer sp.Close()
-	a, err := s.Limits.Analyze(sp, sp.Size())
-	if err != nil {
-		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
-	}
 	if a.Instance.SOPInstanceUID != uid {
 		return nil, Errorf(EInvalid, ProblemInvalidRequest,
 			"the file's SOP Instance UID is not the one corrected (%s): a correction keeps the instance", uid)

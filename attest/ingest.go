@@ -70,19 +70,31 @@ const saltLen = 32
 // (below MinFreeSpace, or the disk filled up), EConflict (refused revision,
 // recorded as a security alert, or an incomparable re-encoding), EUnavailable.
 func (s *Service) Ingest(ctx context.Context, body io.Reader) (*IngestResult, error) {
-	if err := s.CheckSpace(); err != nil {
+	a, sp, err := s.receive(body)
+	if err != nil {
 		return nil, err
+	}
+	defer sp.Close()
+	return s.ingest(ctx, a, sp, true)
+}
+
+// receive takes an uploaded file to be attested: refused before a byte is
+// read while the disk is below MinFreeSpace, spooled, then analysed within
+// Limits. The caller closes the spool.
+func (s *Service) receive(body io.Reader) (*dicomfile.Analysis, *spool.Spool, error) {
+	if err := s.CheckSpace(); err != nil {
+		return nil, nil, err
 	}
 	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
 	if err != nil {
-		return nil, bodyError(err)
+		return nil, nil, bodyError(err)
 	}
-	defer sp.Close()
 	a, err := s.Limits.Analyze(sp, sp.Size())
 	if err != nil {
-		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
+		sp.Close()
+		return nil, nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
 	}
-	return s.ingest(ctx, a, sp, true)
+	return a, sp, nil
 }
 
 // ingest decides what the analysed file becomes. retry allows one more
