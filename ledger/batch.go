@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // batchMessage is what a batch signature covers: a fixed prefix (so it can
@@ -24,9 +26,14 @@ func batchMessage(origin string, first uint64, leaves [][32]byte) []byte {
 	return b.Bytes()
 }
 
-// VerifyBatch checks a batch's signature.
-func (l *Log) verifyBatch(b Batch) bool {
-	return l.verify.Verify(batchMessage(l.origin, b.First, b.Leaves), b.Signature)
+// verifyBatch checks a batch's signature.
+func (l *Log) verifyBatch(b Batch) bool { return VerifyBatch(l.origin, l.verify, b) }
+
+// VerifyBatch checks a batch's signature by the log key v under origin:
+// whether a key and an origin are the ones a log was written with, even
+// before its first checkpoint.
+func VerifyBatch(origin string, v note.Verifier, b Batch) bool {
+	return v.Verify(batchMessage(origin, b.First, b.Leaves), b.Signature)
 }
 
 // PackedLeaves is the batch's leaf hashes concatenated, as backends store them.

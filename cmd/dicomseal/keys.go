@@ -136,6 +136,21 @@ type ledgerState struct {
 	// others are the latest checkpoints of the other logs the same log
 	// key signs (the audit log's, beside the custody log's).
 	others [][]byte
+	// firstBatch is the log's first signed batch (nil: none yet): it shows
+	// the key and origin a log was written with before any checkpoint.
+	firstBatch *ledger.Batch
+}
+
+var errStop = errors.New("stop")
+
+// checkFirstBatch refuses a log key or origin that did not sign the log's
+// first batch.
+func checkFirstBatch(name, origin, flag string, st ledgerState, key *signer.LogKey) error {
+	if st.firstBatch == nil || ledger.VerifyBatch(origin, key.Verifier(), *st.firstBatch) {
+		return nil
+	}
+	return &configError{fmt.Sprintf("the %s log's first batch is not signed by this log key under origin %q (%s): "+
+		"the origin or the key differs from the ones the log was written with", name, origin, flag)}
 }
 
 // readLedgerState reads a ledger's size, latest checkpoint and the key id of
@@ -154,6 +169,13 @@ func readLedgerState(ctx context.Context, b ledger.Backend) (ledgerState, error)
 			st.checkpoint = cp.Note
 			st.origin, st.logSigner = noteSigner(cp.Note)
 		case !errors.Is(err, ledger.ErrNotFound):
+			return err
+		}
+		err = tx.ScanBatches(ctx, 0, func(b ledger.Batch) error {
+			st.firstBatch = &b
+			return errStop
+		})
+		if err != nil && !errors.Is(err, errStop) {
 			return err
 		}
 		return tx.ScanEntries(ctx, max(next, 256)-256, next, func(e ledger.Entry) error {

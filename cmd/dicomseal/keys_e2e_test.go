@@ -161,10 +161,31 @@ func TestDeletedAuditLogIsNoticed(t *testing.T) {
 	if code, out := runCLI("log", "verify", "--data-dir", dataDir); code != 2 || !strings.Contains(out, "audit: MISSING") {
 		t.Fatalf("log verify without audit.db: exit %d\n%s", code, out)
 	}
-	if code, out := runCLI("serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir); code != 2 || !strings.Contains(out, "audit.db is missing") {
+	if code, out := serveOnce("--data-dir", dataDir); code != 2 || !strings.Contains(out, "audit.db is missing") {
 		t.Fatalf("serve without audit.db: exit %d\n%s", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); err == nil {
 		t.Fatal("a refused start created an empty audit log")
 	}
+}
+
+// Before any checkpoint, the first signed batch tells the origin and key a
+// log was written with: a mistyped origin is refused even then.
+func TestOriginCheckedBeforeTheFirstCheckpoint(t *testing.T) {
+	dataDir := t.TempDir()
+	cliToken(t, "ingest", "--data-dir", dataDir) // one audit event, signed, not yet integrated
+	if code, out := serveOnce("--data-dir", dataDir, "--audit-origin", "hospital/audit"); code != 2 ||
+		!strings.Contains(out, "first batch") {
+		t.Fatalf("serve with another audit origin before the first checkpoint: exit %d\n%s", code, out)
+	}
+}
+
+// serveOnce runs serve, which a test expects to refuse to start; one that
+// starts after all is stopped after 10 s (and exits 0, failing the test).
+func serveOnce(args ...string) (int, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	code := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), &out, &out)
+	return code, out.String()
 }

@@ -370,7 +370,17 @@ func (m *Main) checkedKeys(ctx context.Context, custody, auditBackend ledger.Bac
 		expect.others = [][]byte{as.checkpoint}
 	}
 	expect.entries = cs.entries + as.entries
-	return openKeys(m.DataDir, m.KeyFile, m.LogKeyFile, m.LogOrigin, m.log, cs.entries == 0, expect.entries == 0, expect)
+	keys, err := openKeys(m.DataDir, m.KeyFile, m.LogKeyFile, m.LogOrigin, m.log, cs.entries == 0, expect.entries == 0, expect)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFirstBatch("custody", m.LogOrigin, "--log-origin", cs, keys.log); err != nil {
+		return nil, err
+	}
+	if err := checkFirstBatch("audit", m.AuditOrigin, "--audit-origin", as, keys.log); err != nil {
+		return nil, err
+	}
+	return keys, nil
 }
 
 // connCap is --max-conns, kept below the process's open-file limit (less a
