@@ -178,6 +178,14 @@ func TestOriginCheckedBeforeTheFirstCheckpoint(t *testing.T) {
 		!strings.Contains(out, "first batch") {
 		t.Fatalf("serve with another audit origin before the first checkpoint: exit %d\n%s", code, out)
 	}
+	// tokens, too, refuses to write under another origin, and changes nothing.
+	code, out := runCLI("tokens", "create", "--role", "viewer", "--name", "late", "--data-dir", dataDir, "--audit-origin", "hospital/audit")
+	if code != 2 || !strings.Contains(out, "nothing was changed") {
+		t.Fatalf("tokens create with another audit origin: exit %d\n%s", code, out)
+	}
+	if _, list := runCLI("tokens", "list", "--data-dir", dataDir); strings.Contains(list, "late") {
+		t.Fatalf("a refused tokens create made the token anyway:\n%s", list)
+	}
 }
 
 // serveOnce runs serve, which a test expects to refuse to start; one that

@@ -108,8 +108,14 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 				}
 				var key *signer.LogKey
 				if key, err = openLogKey(logFile, defaultLogOrigin, nil, as.entries == 0 && *logKey == "", as); err == nil {
-					trail, trailBackend = audit.New(ledger.New(ab, *auditOrigin, key, key.Verifier()), nil), ab
-					return nil
+					// Written under another origin than the log's, the event
+					// would halt the audit log's integration for ever.
+					if as.origin != "" && as.origin != *auditOrigin {
+						err = &configError{fmt.Sprintf("--audit-origin is %q but the audit log's checkpoints say %q", *auditOrigin, as.origin)}
+					} else if err = checkFirstBatch("audit", *auditOrigin, "--audit-origin", as, key); err == nil {
+						trail, trailBackend = audit.New(ledger.New(ab, *auditOrigin, key, key.Verifier()), nil), ab
+						return nil
+					}
 				}
 			}
 		}
