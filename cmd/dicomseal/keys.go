@@ -136,8 +136,9 @@ type ledgerState struct {
 	// others are the latest checkpoints of the other logs the same log
 	// key signs (the audit log's, beside the custody log's).
 	others [][]byte
-	// firstBatch is the log's first signed batch (nil: none yet): it shows
-	// the key and origin a log was written with before any checkpoint.
+	// firstBatch is the log's first signed batch not yet integrated (nil:
+	// none): it shows the key and origin the log is being written with,
+	// before a checkpoint covers it.
 	firstBatch *ledger.Batch
 }
 
@@ -149,7 +150,7 @@ func checkFirstBatch(name, origin, flag string, st ledgerState, key *signer.LogK
 	if st.firstBatch == nil || ledger.VerifyBatch(origin, key.Verifier(), *st.firstBatch) {
 		return nil
 	}
-	return &configError{fmt.Sprintf("the %s log's first batch is not signed by this log key under origin %q (%s): "+
+	return &configError{fmt.Sprintf("the %s log's next batch to integrate (first batch after its checkpoint) is not signed by this log key under origin %q (%s): "+
 		"the origin or the key differs from the ones the log was written with", name, origin, flag)}
 }
 
@@ -171,7 +172,13 @@ func readLedgerState(ctx context.Context, b ledger.Backend) (ledgerState, error)
 		case !errors.Is(err, ledger.ErrNotFound):
 			return err
 		}
-		err = tx.ScanBatches(ctx, 0, func(b ledger.Batch) error {
+		// The first batch not yet integrated: the one integration will
+		// check next (and few rows to read: those after the checkpoint).
+		var from uint64
+		if err == nil {
+			from = cp.Size
+		}
+		err = tx.ScanBatches(ctx, from, func(b ledger.Batch) error {
 			st.firstBatch = &b
 			return errStop
 		})

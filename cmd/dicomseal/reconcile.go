@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/dicomseal/dicomseal/ledger"
@@ -51,6 +53,23 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		return fail(err)
 	}
 	defer backend.Close()
+	objects, err := sc.open(ctx, *dataDir)
+	if err != nil {
+		return fail(err)
+	}
+	st, ok := objects.(reconcilable)
+	if !ok {
+		return fail(fmt.Errorf("the object store cannot list its objects"))
+	}
+	// The store is listed before the ledger is read: an object whose entry
+	// is logged meanwhile is seen referenced, not orphaned.
+	stored := map[string]bool{}
+	if err := st.List(ctx, func(sha string, _ int64) error {
+		stored[sha] = true
+		return nil
+	}); err != nil {
+		return fail(fmt.Errorf("list the store: %w", err))
+	}
 	type version struct {
 		uid   string
 		index uint64
@@ -67,24 +86,26 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return fail(fmt.Errorf("read the ledger: %w", err))
 	}
-	objects, err := sc.open(ctx, *dataDir)
-	if err != nil {
-		return fail(err)
-	}
-	st, ok := objects.(reconcilable)
-	if !ok {
-		return fail(fmt.Errorf("the object store cannot list its objects"))
-	}
-	stored := map[string]bool{}
 	var orphans []string
-	if err := st.List(ctx, func(sha string, _ int64) error {
-		stored[sha] = true
+	for sha := range stored {
 		if _, ok := referenced[sha]; !ok {
 			orphans = append(orphans, sha)
 		}
-		return nil
-	}); err != nil {
-		return fail(fmt.Errorf("list the store: %w", err))
+	}
+	slices.Sort(orphans)
+	// stillOrphan asks the ledger again, just before a removal: a retried
+	// ingest of the same bytes may have logged it since.
+	stillOrphan := func(sha string) (bool, error) {
+		var found bool
+		err := backend.Read(ctx, func(tx ledger.Tx) error {
+			_, err := tx.IngestBySHA256(ctx, sha)
+			found = err == nil
+			if errors.Is(err, ledger.ErrNotFound) {
+				return nil
+			}
+			return err
+		})
+		return !found, err
 	}
 	left, missing := 0, 0 // orphans still there, attested objects gone
 	cutoff := time.Now().Add(-*olderThan)
@@ -92,6 +113,15 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		line := "orphan " + sha
 		left++
 		if *remove {
+			orphan, err := stillOrphan(sha)
+			if err != nil {
+				return fail(err)
+			}
+			if !orphan {
+				fmt.Fprintln(stdout, line+" (kept: logged meanwhile)")
+				left--
+				continue
+			}
 			removed, err := st.Remove(ctx, sha, cutoff)
 			switch {
 			case err != nil:

@@ -48,7 +48,11 @@ func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int
 	}
 	if info, err := os.Stat(p); err == nil && info.Size() == size {
 		// Present. (A file of the wrong size was altered: rewrite it from
-		// these bytes, which the hash check below vouches for.)
+		// these bytes, which the hash check below vouches for.) Touched, so
+		// that reconciliation counts it as freshly written: an orphan an
+		// ingest is about to log again is not old enough to remove.
+		now := time.Now()
+		os.Chtimes(p, now, now)
 		return nil
 	}
 	dir := filepath.Dir(p)
