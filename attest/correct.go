@@ -60,16 +60,7 @@ func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile
 	sha := sp.SHA256Hex()
 	if same, err := s.ledger.IngestBySHA256(ctx, sha); err == nil {
 		if same.Index == latest.Index && same.Kind == ledger.KindIdentityCorrection {
-			att, err := s.openEntry(same)
-			if err != nil {
-				return nil, s.integrityFailure(ctx, same, ReasonAttestationInvalid, "", err)
-			}
-			// A retried correction: as with ingest, the bytes at hand make
-			// sure the store still has them.
-			if err := s.store.Put(ctx, sha, sp.Reader(), sp.Size()); err != nil {
-				return nil, storageError(err)
-			}
-			return &IngestResult{Attestation: att}, nil
+			return s.again(ctx, same, sp) // a retried correction
 		}
 		return nil, Errorf(EConflict, ProblemIdentityCorrectionRefused,
 			"these bytes are already attested at ledger index %d: there is nothing to correct", same.Index)

@@ -102,16 +102,7 @@ func (s *Service) receive(body io.Reader) (*dicomfile.Analysis, *spool.Spool, er
 func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.Spool, retry bool) (*IngestResult, error) {
 	sha := sp.SHA256Hex()
 	if same, err := s.ledger.IngestBySHA256(ctx, sha); err == nil {
-		att, err := s.openEntry(same)
-		if err != nil {
-			return nil, s.integrityFailure(ctx, same, ReasonAttestationInvalid, "", err)
-		}
-		// The bytes are at hand: make sure the store still has them (an
-		// object lost behind our back is restored), so a 2xx means durable.
-		if err := s.store.Put(ctx, sha, sp.Reader(), sp.Size()); err != nil {
-			return nil, storageError(err)
-		}
-		return &IngestResult{Attestation: att}, nil
+		return s.again(ctx, same, sp)
 	} else if !errors.Is(err, ledger.ErrNotFound) {
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
@@ -141,6 +132,20 @@ type correction struct {
 	corrects      ledger.Entry
 	changed       []string
 	before        map[string]string
+}
+
+// again answers bytes already attested by entry with its attestation. The
+// bytes are at hand: the store is made sure to still have them (an object
+// lost behind our back is restored), so a 2xx means durable.
+func (s *Service) again(ctx context.Context, entry ledger.Entry, sp *spool.Spool) (*IngestResult, error) {
+	att, err := s.openEntry(entry)
+	if err != nil {
+		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
+	}
+	if err := s.store.Put(ctx, entry.FileSHA256, sp.Reader(), sp.Size()); err != nil {
+		return nil, storageError(err)
+	}
+	return &IngestResult{Attestation: att}, nil
 }
 
 // attest stores, signs and logs the file as an ingest, a revision or (with
