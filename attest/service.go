@@ -32,6 +32,8 @@ type Ledger interface {
 	// InstanceBySOP and IngestBySHA256 return ledger.ErrNotFound when absent.
 	InstanceBySOP(ctx context.Context, uid string) (ledger.Entry, error)
 	IngestBySHA256(ctx context.Context, sha256Hex string) (ledger.Entry, error)
+	// IngestBySHA256WithLatest also returns the instance's latest version.
+	IngestBySHA256WithLatest(ctx context.Context, sha256Hex string) (e, latest ledger.Entry, err error)
 	// Identity returns the salt of attested bytes (ledger.ErrNotFound once erased).
 	Identity(ctx context.Context, sha256Hex string) (*ledger.Identity, error)
 	Ping(ctx context.Context) error

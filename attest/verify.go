@@ -101,7 +101,7 @@ func (s *Service) VerifyFile(ctx context.Context, body io.Reader) (*Verification
 // verifyByDigest returns a verified answer when an ingest entry has that
 // digest, nil when none does.
 func (s *Service) verifyByDigest(ctx context.Context, sha string) (*Verification, error) {
-	entry, err := s.ledger.IngestBySHA256(ctx, sha)
+	entry, latest, err := s.ledger.IngestBySHA256WithLatest(ctx, sha)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, nil
 	}
@@ -112,7 +112,7 @@ func (s *Service) verifyByDigest(ctx context.Context, sha string) (*Verification
 	if err != nil {
 		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
 	}
-	if c, err := s.correctionSince(ctx, entry); err != nil {
+	if c, err := s.correctionSince(ctx, entry, latest); err != nil {
 		return nil, err
 	} else if c != nil {
 		return &Verification{Status: StatusSuperseded, SHA256: sha, SOPInstanceUID: att.SOPInstanceUID,
@@ -124,12 +124,10 @@ func (s *Service) verifyByDigest(ctx context.Context, sha string) (*Verification
 }
 
 // correctionSince returns the index of the latest identity correction
-// that followed entry in its instance's chain of versions (nil: none).
-func (s *Service) correctionSince(ctx context.Context, entry ledger.Entry) (*uint64, error) {
-	cur, err := s.ledger.InstanceBySOP(ctx, entry.SOPInstanceUID)
-	if err != nil {
-		return nil, unavailable(ProblemLedgerUnavailable, err)
-	}
+// that followed entry in its instance's chain of versions, walking back
+// from latest (nil: none; no read at all when entry is the latest).
+func (s *Service) correctionSince(ctx context.Context, entry, latest ledger.Entry) (*uint64, error) {
+	cur := latest
 	for cur.Index > entry.Index {
 		if cur.Kind == ledger.KindIdentityCorrection {
 			idx := cur.Index

@@ -112,6 +112,23 @@ func (l *Log) IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, erro
 	return e, err
 }
 
+// IngestBySHA256WithLatest is IngestBySHA256 together with the latest
+// attesting entry of the same instance, read in one transaction: what a
+// verification by digest needs to tell a current version from a
+// superseded one, at the cost of one read.
+func (l *Log) IngestBySHA256WithLatest(ctx context.Context, sha256Hex string) (e, latest Entry, err error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
+	err = l.read(ctx, func(tx Tx) (err error) {
+		if e, err = tx.IngestBySHA256(ctx, sha256Hex); err != nil {
+			return err
+		}
+		latest, err = tx.InstanceEntry(ctx, e.SOPInstanceUID)
+		return err
+	})
+	return e, latest, err
+}
+
 // Identity returns the salt and identifiers recorded for attested bytes;
 // ErrNotFound when there are none (or they were erased).
 func (l *Log) Identity(ctx context.Context, sha256Hex string) (*Identity, error) {
