@@ -231,8 +231,16 @@ func TestIdentityCorrectionRequests(t *testing.T) {
 	pix := bytes.Clone(changed)
 	pix[pixelOffset(t, changed)+1] ^= 0x01
 	assertProblem(t, srv.correct(route, pix, "pixels too"), http.StatusConflict, "identity-correction-refused")
-	if r := srv.correct(route, changed, "MPI merge"); r.status != http.StatusCreated {
+	// The PACS's reconciliation account, set up as the README says, with
+	// `tokens create --role reconciler` beside the running server.
+	mpi := srv.as(auth.RoleReconciler)
+	mpi.tokens = map[auth.Role]string{auth.RoleReconciler: cliToken(t, auth.RoleReconciler, "--data-dir", srv.dataDir)}
+	r := mpi.doWithHeader(http.MethodPost, route, "application/dicom", changed, "Correction-Reason", "MPI merge")
+	if r.status != http.StatusCreated {
 		t.Fatalf("the truthful correction after the refusals: %d %s", r.status, r.body)
+	}
+	if actor := r.json(t)["identity_correction"].(map[string]any)["actor"].(string); !strings.HasPrefix(actor, "reconciler-") {
+		t.Fatalf("the correction names %q, want the CLI-made reconciler token", actor)
 	}
 }
 
