@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/pressly/goose/v3"
@@ -68,6 +69,14 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite ledger: open %s: %w", path, err)
 	}
+	// As many idle readers as open ones: database/sql keeps two idle by
+	// default, so under concurrency every other read opened a connection,
+	// applied its pragmas and parsed the schema anew, and the prepared
+	// statements died with it. Reads are CPU-bound here; a few per core
+	// keep the cores busy without a crowd of connections.
+	n := max(4, 4*runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
 	return &DB{write: w, read: r, readStmts: newStmts(r)}, nil
 }
 
