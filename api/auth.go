@@ -38,6 +38,9 @@ type Auditor interface {
 	// RecordDurable returns once the event is durable in the audit log:
 	// for the routes that hand out images and verdicts (durableActions).
 	RecordDurable(context.Context, audit.Event) error
+	// Begin announces a request in progress (end when it is done): a
+	// durable record waits briefly for company while others are.
+	Begin() (end func())
 	// Pending and Dropped count events not yet written, and lost.
 	Pending() int
 	Dropped() int64
@@ -69,6 +72,9 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if s.Audit != nil {
+			defer s.Audit.Begin()()
+		}
 		source := s.clientAddr(r)
 		now := time.Now()
 		failKey := limitKey(source)
@@ -80,6 +86,11 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		id, err := s.authenticate(r, now)
 		if err != nil {
 			if !errors.Is(err, auth.ErrUnauthenticated) {
+				// Who asked is unknown, but not that somebody did: the
+				// refusal is in the trail (queued; written once the
+				// database is back), like every other answer.
+				s.record(audit.Event{Time: now, Action: rt.action, Outcome: "failed", Status: http.StatusServiceUnavailable,
+					Source: source, RequestID: r.Header.Get("X-Request-Id")})
 				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable,
 					Message: "cannot check credentials now; retry later", Err: err})
 				return
@@ -129,7 +140,14 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		if durableActions[rt.action] && s.Audit != nil {
 			// The record is written, durably, before the answer's first
 			// byte: no image and no verdict leaves without it.
-			next.ServeHTTP(s.durable(w, r.WithContext(ctx), ev, note), r.WithContext(ctx))
+			dw := s.durable(w, r.WithContext(ctx), ev, note)
+			next.ServeHTTP(dw, r.WithContext(ctx))
+			if !dw.wrote {
+				// An answer net/http would complete on its own, after
+				// the handler returns and past this writer: it too waits
+				// for its record.
+				dw.WriteHeader(http.StatusOK)
+			}
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

@@ -60,6 +60,8 @@ type Log struct {
 	// counts durable appends waiting for their commit.
 	droppedTotal atomic.Int64
 	inflight     atomic.Int64
+	durable      durableCommitter
+	closeOnce    sync.Once
 	mu           sync.Mutex
 	unauth       map[string]int64
 	since        time.Time
@@ -78,25 +80,9 @@ func NewWithWindow(l *ledger.Log, logger *slog.Logger, window time.Duration) *Lo
 	}
 	a := &Log{ledger: l, log: logger, Window: window, events: make(chan Event, 1<<16),
 		unauth: map[string]int64{}, since: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	a.durable.start(a)
 	go a.run()
 	return a
-}
-
-// RecordDurable appends ev and returns once it is durable in the audit
-// log: for requests that hand out images or verdicts, which must not be
-// answered without their record. Concurrent calls share a commit (the
-// log's group commit), so the cost is one fsync per crowd, not per call.
-func (a *Log) RecordDurable(ctx context.Context, ev Event) error {
-	rec, err := record(ev)
-	if err != nil {
-		return err
-	}
-	a.inflight.Add(1)
-	defer a.inflight.Add(-1)
-	if _, err := a.ledger.Append(ctx, []ledger.Record{rec}); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	return nil
 }
 
 // Pending is how many events are not yet in the audit log: queued for the
@@ -212,6 +198,10 @@ func (a *Log) counted(final bool) []Event {
 	return out
 }
 
+// write appends events. A failed append (the database restarting, the
+// disk full) is retried with backoff while the queue still has room, so a
+// passing outage loses nothing; the events are counted as dropped only
+// when the queue fills behind them, or at Close.
 func (a *Log) write(events []Event) {
 	if len(events) == 0 {
 		return
@@ -225,17 +215,52 @@ func (a *Log) write(events []Event) {
 		}
 		recs[i] = rec
 	}
-	if _, err := a.ledger.Append(context.Background(), recs); err != nil {
-		a.dropped.Add(int64(len(events)))
-		a.droppedTotal.Add(int64(len(events)))
-		a.log.Error("audit: could not append events; counted as dropped", "events", len(events), "err", err)
+	a.inflight.Add(int64(len(events)))
+	defer a.inflight.Add(-int64(len(events)))
+	wait := retryFirst
+	for attempt := 1; ; attempt++ {
+		_, err := a.ledger.Append(context.Background(), recs)
+		if err == nil {
+			if attempt > 1 {
+				a.log.Info("audit: events written after the audit log came back", "events", len(events), "attempts", attempt)
+			}
+			return
+		}
+		full := len(a.events) >= cap(a.events)*3/4
+		select {
+		case <-a.stop:
+			full = true
+		default:
+		}
+		if full {
+			a.dropped.Add(int64(len(events)))
+			a.droppedTotal.Add(int64(len(events)))
+			a.log.Error("audit: could not append events; counted as dropped", "events", len(events), "attempts", attempt, "err", err)
+			return
+		}
+		if attempt == 1 {
+			a.log.Warn("audit: could not append events; retrying", "events", len(events), "err", err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-a.stop:
+		}
+		wait = min(2*wait, retryMax)
 	}
 }
 
-// Close flushes everything queued and stops the writer.
+// retryFirst and retryMax bound the backoff of a failed audit append.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
+// Close flushes everything queued and stops the writers; it may be called
+// more than once.
 func (a *Log) Close() {
-	close(a.stop)
+	a.closeOnce.Do(func() { close(a.stop) })
 	<-a.done
+	<-a.durable.done
 }
 
 // Decode reads an audit entry's event.
