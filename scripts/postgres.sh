@@ -2,7 +2,8 @@
 # Makes sure a PostgreSQL server answers on 127.0.0.1:5432 — starting the
 # installed cluster, or installing Debian's postgresql first — and that the
 # test administrator role exists. Prints a superuser URL for a database
-# created for this run; `scripts/postgres.sh drop NAME` drops it again.
+# created for this run; `scripts/postgres.sh drop NAME` drops it again;
+# `scripts/postgres.sh restart` restarts the server (the fault suite's).
 # Idempotent; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,18 @@ as_postgres() { as_root su postgres -s /bin/sh -c "$*"; }
 if [ "${1:-}" = drop ]; then
   as_postgres "psql -q -p $port -c 'DROP DATABASE IF EXISTS \"$2\" WITH (FORCE)'" >&2
   exit 0
+fi
+
+# The fault suite restarts the server under load: a fast shutdown cuts
+# every connection, then it waits until PostgreSQL answers again.
+if [ "${1:-}" = restart ]; then
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main restart -m fast >&2
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p "$port" && exit 0
+    sleep 0.5
+  done
+  die "PostgreSQL did not come back on 127.0.0.1:$port"
 fi
 
 if ! pg_isready -q -h 127.0.0.1 -p "$port" 2>/dev/null; then

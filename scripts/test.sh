@@ -39,9 +39,18 @@ trap cleanup EXIT
 
 step "go vet"
 go vet ./...
+go vet -tags faults ./cmd/dicomseal
 
 step "go test -race"
 go test -race -count=1 "$@" ./...
+
+# The fault suite (build tag faults): real processes killed, PostgreSQL's
+# connections cut and the server restarted, MinIO frozen and stopped, a
+# full disk — each under load, then every answer checked against the
+# audit trail and both logs verified. It restarts PostgreSQL, so it runs
+# on its own, after everything else that uses the database.
+step "fault suite"
+go test -tags faults -count=1 -timeout 20m -run '^TestFault' "$@" ./cmd/dicomseal
 
 # Hostile input, for a bounded time: anything the fuzzer finds fails the run
 # (and its input lands in dicomfile/testdata/fuzz, to become a regression case).

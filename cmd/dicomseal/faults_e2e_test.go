@@ -1,3 +1,5 @@
+//go:build faults
+
 package main
 
 // Hanging and failing dependencies (issue 10, point 4): a frozen object
@@ -274,6 +276,7 @@ func ctUID(n int) string { return fmt.Sprintf("1.3.6.1.4.1.5962.1.1.1.1.1.1%013d
 type freezableMinIO struct {
 	cmd                *exec.Cmd
 	addr, user, secret string
+	bin, dir           string
 }
 
 func startFreezableMinIO(t *testing.T) *freezableMinIO {
@@ -285,29 +288,36 @@ func startFreezableMinIO(t *testing.T) *freezableMinIO {
 		}
 		t.Skip("DICOMSEAL_TEST_MINIO_BIN is not set; scripts/test.sh (make test) builds MinIO and sets it")
 	}
-	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &freezableMinIO{addr: l.Addr().String(), user: "fault" + randomSuffix(), secret: randomSuffix() + randomSuffix()}
+	m := &freezableMinIO{addr: l.Addr().String(), user: "fault" + randomSuffix(), secret: randomSuffix() + randomSuffix(),
+		bin: bin, dir: t.TempDir()}
 	l.Close()
-	m.cmd = exec.Command(bin, "server", "--quiet", "--address", m.addr, "--console-address", "127.0.0.1:0", filepath.Join(dir, "data"))
-	m.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.user, "MINIO_ROOT_PASSWORD="+m.secret, "MINIO_BROWSER=off")
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		m.cmd.Process.Signal(syscall.SIGCONT)
 		m.cmd.Process.Kill()
 		m.cmd.Wait()
 	})
+	m.start(t)
+	return m
+}
+
+// start runs MinIO on m's address and data and waits until it is ready.
+func (m *freezableMinIO) start(t testing.TB) {
+	t.Helper()
+	m.cmd = exec.Command(m.bin, "server", "--quiet", "--address", m.addr, "--console-address", "127.0.0.1:0", filepath.Join(m.dir, "data"))
+	m.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.user, "MINIO_ROOT_PASSWORD="+m.secret, "MINIO_BROWSER=off")
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	probe := &http.Client{Timeout: time.Second}
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if resp, err := probe.Get("http://" + m.addr + "/minio/health/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return m
+				return
 			}
 		}
 		if time.Now().After(deadline) {
@@ -315,6 +325,14 @@ func startFreezableMinIO(t *testing.T) *freezableMinIO {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// kill stops MinIO for good (SIGKILL); start brings it back on the same
+// address and data.
+func (m *freezableMinIO) kill() {
+	m.cmd.Process.Signal(syscall.SIGCONT)
+	m.cmd.Process.Kill()
+	m.cmd.Wait()
 }
 
 func (m *freezableMinIO) freeze(t testing.TB) {
@@ -330,7 +348,7 @@ func (m *freezableMinIO) thaw() { m.cmd.Process.Signal(syscall.SIGCONT) }
 // margin), /readyz keeps answering within 1 s and names the object store;
 // after SIGCONT the service is ready again and ingests, without a restart,
 // and none of the refused instances left a ledger entry.
-func TestFrozenObjectStore(t *testing.T) {
+func TestFaultFrozenObjectStore(t *testing.T) {
 	t.Parallel()
 	m := startFreezableMinIO(t)
 	srv := startServer(t, t.TempDir(), "--s3-endpoint", m.addr, "--s3-access-key", m.user, "--s3-secret-key", m.secret,
@@ -523,7 +541,7 @@ func (p *freezableProxy) close() {
 // retrieval answer 503 ledger-unavailable with Retry-After within
 // --db-timeout (plus a margin), /readyz keeps answering within 1 s and
 // names the ledger; unfrozen, the service recovers without a restart.
-func TestFrozenDatabase(t *testing.T) {
+func TestFaultFrozenDatabase(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	u, err := url.Parse(db.Service)
@@ -743,7 +761,9 @@ func (s *tmpfsServer) fillTo(left int64) {
 	}
 }
 
-func (s *tmpfsServer) unfill() { s.inside("rm", "-f", filepath.Join(s.dir, "filler")) }
+func (s *tmpfsServer) unfill() {
+	s.inside("rm", "-f", filepath.Join(s.dir, "filler"), filepath.Join(s.dir, "filler2"))
+}
 
 // files lists the regular files under dir (none when it does not exist).
 func (s *tmpfsServer) files(dir string) []string {
@@ -782,7 +802,7 @@ func insufficient(t testing.TB, a answer) {
 // comes back, ingest works again without a restart. A body that runs the
 // disk out of space mid-way also gets 507 and leaves nothing behind.
 // Runs the real binary on a small tmpfs in a mount namespace (root only).
-func TestNearlyFullDisk(t *testing.T) {
+func TestFaultNearlyFullDisk(t *testing.T) {
 	t.Parallel()
 	requireNamespaces(t)
 	bin := buildBinary(t)

@@ -1,0 +1,305 @@
+//go:build faults
+
+package main
+
+// The fault suite's load and its audit: clients ingest new instances,
+// verify them by digest and retrieve acknowledged ones against a set of
+// dicomseal processes while a test breaks things; afterwards check holds
+// the service to what it answered. Run with the README's test command, or
+//
+//	go test -tags faults -count=1 -run '^TestFault' ./cmd/dicomseal
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dicomseal/dicomseal/auth"
+)
+
+// faultLoad drives the load and remembers every answer a client received.
+type faultLoad struct {
+	t                                *testing.T
+	name                             string // prefix of request ids, unique per test
+	ingestTok, viewerTok, auditorTok string
+	ct                               []byte
+	uidBase                          int
+	cli                              cliFunc
+	ledgerArgs, objectArgs           []string
+
+	mu       sync.Mutex
+	targets  []string            // base URLs currently serving
+	answered map[string]int      // request id → status the client received
+	acked    map[string][32]byte // SOP Instance UID → SHA-256 of the bytes acknowledged with 201
+	ackedUID []string
+	n        atomic.Int64
+}
+
+// cliFunc runs a dicomseal command where the data is: exit code, standard
+// output, standard error.
+type cliFunc func(args ...string) (int, string, string)
+
+// localCLI runs commands in this process.
+func localCLI(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// newFaultLoad makes its tokens with cli; ledgerArgs (--data-dir,
+// --database-url) name the logs for every command, objectArgs (--s3-*)
+// the object store for reconcile.
+func newFaultLoad(t *testing.T, name string, uidBase int, cli cliFunc, ledgerArgs []string, objectArgs ...string) *faultLoad {
+	l := &faultLoad{t: t, name: name, uidBase: uidBase, ct: fixture(t, "pydicom-CT_small.dcm"), cli: cli,
+		ledgerArgs: ledgerArgs, objectArgs: objectArgs,
+		answered: map[string]int{}, acked: map[string][32]byte{}}
+	token := func(role auth.Role) string {
+		actor := name + "-" + string(role)
+		code, stdout, stderr := cli(append([]string{"tokens", "create", "--role", string(role), "--name", actor}, ledgerArgs...)...)
+		if code != 0 {
+			t.Fatalf("tokens create: exit %d\n%s", code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(stdout), "\n")
+		tok := lines[len(lines)-1]
+		return tok
+	}
+	l.ingestTok, l.viewerTok, l.auditorTok = token(auth.RoleIngest), token(auth.RoleViewer), token(auth.RoleAuditor)
+	return l
+}
+
+// serve sets the URLs clients send to (replicas come and go).
+func (l *faultLoad) serve(urls ...string) {
+	l.mu.Lock()
+	l.targets = append([]string(nil), urls...)
+	l.mu.Unlock()
+}
+
+func (l *faultLoad) target() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.targets) == 0 {
+		return ""
+	}
+	return l.targets[rand.IntN(len(l.targets))]
+}
+
+// loadClient bounds every request: a hang shows as a missing answer, and
+// a test that waits on the load cannot stall.
+var loadClient = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+
+// send is one request with its id; err when no answer came (the server
+// died mid-request: nothing is owed then).
+func (l *faultLoad) send(method, path, token, id string, body []byte) (int, []byte, error) {
+	base := l.target()
+	if base == "" {
+		return 0, nil, fmt.Errorf("no replica serving")
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/dicom")
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Request-Id", id)
+	resp, err := loadClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, err // a cut body: the status alone was received
+	}
+	l.mu.Lock()
+	l.answered[id] = resp.StatusCode
+	l.mu.Unlock()
+	return resp.StatusCode, got, nil
+}
+
+// run starts clients that loop until stop is closed; wait for them with
+// the returned WaitGroup.
+func (l *faultLoad) run(clients int, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := int(l.n.Add(1))
+				id := fmt.Sprintf("%s-%d-%d", l.name, c, i)
+				uid := ctUID(l.uidBase + i)
+				data := bytes.ReplaceAll(l.ct, []byte("20040119072730.12322"), []byte(fmt.Sprintf("1%013d.12322", l.uidBase+i)))
+				status, _, err := l.send(http.MethodPost, "/v1/instances", l.ingestTok, id+"-i", data)
+				if err != nil {
+					time.Sleep(20 * time.Millisecond) // a replica restarting: do not spin
+					continue
+				}
+				if status == http.StatusCreated {
+					l.mu.Lock()
+					l.acked[uid] = sha256.Sum256(data)
+					l.ackedUID = append(l.ackedUID, uid)
+					l.mu.Unlock()
+				}
+				refused := status >= 400
+				status, _, _ = l.send(http.MethodGet, "/v1/verify?sha256="+sha256Hex(data), l.viewerTok, id+"-v", nil)
+				refused = refused || status >= 400
+				if old := l.someAcked(); old != "" {
+					status, got, err := l.send(http.MethodGet, "/v1/instances/"+old, l.viewerTok, id+"-r", nil)
+					if err == nil && status == http.StatusOK && sha256.Sum256(got) != l.ackedSum(old) {
+						l.t.Errorf("retrieval of %s answered other bytes than were acknowledged", old)
+					}
+					refused = refused || status >= 400
+				}
+				if refused {
+					time.Sleep(50 * time.Millisecond) // as a client honouring Retry-After would, roughly
+				}
+			}
+		})
+	}
+	return &wg
+}
+
+func (l *faultLoad) someAcked() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.ackedUID) == 0 {
+		return ""
+	}
+	return l.ackedUID[rand.IntN(len(l.ackedUID))]
+}
+
+func (l *faultLoad) ackedSum(uid string) [32]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked[uid]
+}
+
+// statuses counts the answers by status, for the test's log.
+func (l *faultLoad) statuses() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	counts := map[int]int{}
+	for _, s := range l.answered {
+		counts[s]++
+	}
+	return fmt.Sprint(counts)
+}
+
+// check holds the service to its answers, through base (a sound, serving
+// replica, no load running): every answer a client received is in the
+// audit trail with the status it was sent with; every acknowledged ingest
+// is retrievable, byte for byte; both logs verify and reconcile finds no
+// entry without its object.
+func (l *faultLoad) check(base string) {
+	t := l.t
+	t.Helper()
+	if len(l.acked) == 0 {
+		t.Fatal("no ingest was acknowledged: the test proved nothing")
+	}
+	events := map[string]int{}
+	// Queued events (refusals while the audit log was down) reach it
+	// within the writer's flush interval.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		clear(events)
+		for id, status := range l.auditEvents(base) {
+			events[id] = status
+		}
+		missing := 0
+		for id := range l.answered {
+			if _, ok := events[id]; !ok {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	var problems []string
+	for id, status := range l.answered {
+		got, ok := events[id]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s answered %d without an audit event", id, status))
+		case got != status:
+			problems = append(problems, fmt.Sprintf("%s answered %d, audited as %d", id, status, got))
+		}
+	}
+	if len(problems) > 0 {
+		t.Errorf("%d of %d answers not audited as sent, e.g.:\n%s", len(problems), len(l.answered),
+			strings.Join(problems[:min(len(problems), 8)], "\n"))
+	}
+	for uid, sum := range l.acked {
+		status, got, err := l.sendTo(base, http.MethodGet, "/v1/instances/"+uid, l.viewerTok)
+		if err != nil || status != http.StatusOK || sha256.Sum256(got) != sum {
+			t.Fatalf("acknowledged ingest %s: retrieval %d %v", uid, status, err)
+		}
+	}
+	if code, out, errOut := l.cli(append([]string{"log", "verify"}, l.ledgerArgs...)...); code != 0 ||
+		!strings.Contains(out, "custody: OK") || !strings.Contains(out, "audit: OK") {
+		t.Fatalf("log verify: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := l.cli(append(append([]string{"reconcile"}, l.ledgerArgs...), l.objectArgs...)...); strings.Contains(out, "missing ") || code == 2 {
+		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("%s: %d answers %s, %d acknowledged ingests, all audited as sent; both logs verify", l.name,
+		len(l.answered), l.statuses(), len(l.acked))
+}
+
+func (l *faultLoad) sendTo(base, method, path, token string) (int, []byte, error) {
+	req, _ := http.NewRequest(method, base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := loadClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, got, err
+}
+
+// auditEvents reads the whole audit trail (this test's alone is in it):
+// request id → status. Refusals of requests whose credentials could not
+// be checked have no actor, so no query by actor would find them.
+func (l *faultLoad) auditEvents(base string) map[string]int {
+	t := l.t
+	t.Helper()
+	status, body, err := l.sendTo(base, http.MethodGet, "/v1/audit?limit=10000", l.auditorTok)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("audit query: %d %v %.300s", status, err, body)
+	}
+	var doc struct {
+		Entries []struct {
+			RequestID string `json:"request_id"`
+			Status    int    `json:"status"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Entries) >= 10000 {
+		t.Fatal("the audit trail holds more events than one query returns: lower the load")
+	}
+	out := map[string]int{}
+	for _, e := range doc.Entries {
+		out[e.RequestID] = e.Status
+	}
+	return out
+}
