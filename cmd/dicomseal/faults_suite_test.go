@@ -235,9 +235,15 @@ func TestFaultFullDiskUnderLoad(t *testing.T) {
 	l.check(s.url)
 }
 
-// fillUp leaves no byte free: a filler, then writes until ENOSPC.
+// fillUp leaves no byte free, while the load writes too: most of the
+// space in one allocation, then writes until ENOSPC.
 func (s *tmpfsServer) fillUp() {
 	s.t.Helper()
-	s.fillTo(1 << 20)
+	if n := s.free() - 4<<20; n > 0 {
+		s.inside("sh", "-c", `fallocate -l "$1" "$0" || true`, filepath.Join(s.dir, "filler"), strconv.FormatInt(n, 10))
+	}
 	s.inside("sh", "-c", `dd if=/dev/zero of="$0" bs=4096 2>/dev/null; true`, filepath.Join(s.dir, "filler2"))
+	if free := s.free(); free > 64<<10 {
+		s.t.Fatalf("%d bytes still free after filling", free)
+	}
 }
