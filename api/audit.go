@@ -34,6 +34,14 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 			*dst = t
 		}
 	}
+	if v := q.Get("from"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			s.writeError(w, r, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "from must be a log index, got %q", v))
+			return
+		}
+		f.From = n
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

@@ -61,7 +61,11 @@ func checkpointRoot(msg []byte) ([]byte, error) {
 type Filter struct {
 	Actor        string
 	Since, Until time.Time
-	Limit        int
+	// From is the first log index considered: a cursor (the last index
+	// served, plus one). Times order requests by when they began, the log
+	// by when they were recorded, so only the index pages without gaps.
+	From  uint64
+	Limit int
 }
 
 // Query returns the matching entries, oldest first, each with its
@@ -89,13 +93,16 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	}
 	var out []Found
 	errFull := errors.New("full")
-	scan := func(fn func(ledger.Entry) error) error { return a.ledger.Scan(ctx, 0, fn) }
+	scan := func(fn func(ledger.Entry) error) error { return a.ledger.Scan(ctx, f.From, fn) }
 	if f.Actor != "" {
 		// The actor is the entries' indexed subject: no full scan.
 		scan = func(fn func(ledger.Entry) error) error { return a.ledger.ScanSubject(ctx, f.Actor, fn) }
 	}
-	var next uint64 // a full scan sees every index in turn
+	next := f.From // a full scan sees every index in turn
 	err = scan(func(e ledger.Entry) error {
+		if e.Index < f.From {
+			return nil
+		}
 		if ledger.LeafHash(e.Body) != e.LeafHash {
 			// An entry edited behind the log's back: serve nothing.
 			return &TamperedError{Index: e.Index, Reason: "its body does not hash to its leaf hash"}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -273,6 +274,16 @@ func TestAuditTrail(t *testing.T) {
 	if counted != 10000 || added > windows+5 {
 		t.Fatalf("10,000 unauthenticated requests: counted %v in %d new entries (bound %d)", counted, added, windows+5)
 	}
+	// Paging by index: the second page starts where the first ended.
+	all := auditEntries(t, srv, "limit=10000", 1)
+	if len(all) > 2 {
+		first := auditEntries(t, srv, "limit=2", 2)
+		next := auditEntries(t, srv, fmt.Sprintf("limit=1&from=%v", first[1]["index"].(float64)+1), 1)
+		if next[0]["index"] != all[2]["index"] {
+			t.Fatalf("from=%v: entry %v, want %v", first[1]["index"].(float64)+1, next[0]["index"], all[2]["index"])
+		}
+	}
+	assertProblem(t, srv.as(auth.RoleAuditor).do(http.MethodGet, "/v1/audit?from=first", "", nil), http.StatusBadRequest, "invalid-request")
 }
 
 // No token and no patient name ever reaches the logs.
