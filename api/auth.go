@@ -38,14 +38,17 @@ type Auditor interface {
 	// RecordDurable returns once the event is durable in the audit log:
 	// for the routes that hand out images and verdicts (durableActions).
 	RecordDurable(context.Context, audit.Event) error
-	// Begin announces a request in progress (end when it is done): a
-	// durable record waits briefly for company while others are.
+	// Begin announces a request in the server (end when it is done, or
+	// its durable record written): a durable record waits briefly for
+	// such company.
 	Begin() (end func())
 	// Pending and Dropped count events not yet written, and lost.
 	Pending() int
 	Dropped() int64
-	// Unauthenticated counts a request without valid credentials from source.
+	// Unauthenticated counts a request without valid credentials from
+	// source; Unchecked one whose credentials could not be checked.
 	Unauthenticated(source string, at time.Time)
+	Unchecked(source string, at time.Time)
 }
 
 type auditNote struct {
@@ -67,13 +70,14 @@ func noteObject(r *http.Request, object string) {
 // guard authenticates and authorizes a request against its route's entry,
 // then records it in the audit trail, allowed or denied.
 func (s *Server) guard(rt route, next http.Handler) http.Handler {
+	public := next
+	// A panic is answered inside the guard, through the writer that
+	// records it: a 500 is an answer, and audited like any other.
+	next = s.recoverPanics(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rt.public != nil && rt.public(s) {
-			next.ServeHTTP(w, r)
+			public.ServeHTTP(w, r)
 			return
-		}
-		if s.Audit != nil {
-			defer s.Audit.Begin()()
 		}
 		source := s.clientAddr(r)
 		now := time.Now()
@@ -83,14 +87,22 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			s.refuseLockedOut(w, source, wait, now)
 			return
 		}
+		// A request in the server may yet join a durable commit, which
+		// waits briefly for it (Begin); a durable one stops counting once
+		// its record is written.
+		end := func() {}
+		if s.Audit != nil {
+			end = s.Audit.Begin()
+		}
+		defer end()
 		id, err := s.authenticate(r, now)
 		if err != nil {
 			if !errors.Is(err, auth.ErrUnauthenticated) {
-				// Who asked is unknown, but not that somebody did: the
-				// refusal is in the trail (queued; written once the
-				// database is back), like every other answer.
-				s.record(audit.Event{Time: now, Action: rt.action, Outcome: "failed", Status: http.StatusServiceUnavailable,
-					Source: source, RequestID: r.Header.Get("X-Request-Id")})
+				// Who asked is unknown, but not that somebody did:
+				// counted per source and interval, like 401s.
+				if s.Audit != nil {
+					s.Audit.Unchecked(source, now)
+				}
 				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable,
 					Message: "cannot check credentials now; retry later", Err: err})
 				return
@@ -141,6 +153,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			// The record is written, durably, before the answer's first
 			// byte: no image and no verdict leaves without it.
 			dw := s.durable(w, r.WithContext(ctx), ev, note)
+			dw.end = end
 			next.ServeHTTP(dw, r.WithContext(ctx))
 			if !dw.wrote {
 				// An answer net/http would complete on its own, after

@@ -43,8 +43,13 @@ type body struct {
 	Event
 }
 
-// ActionUnauthenticated names aggregated requests without valid credentials.
-const ActionUnauthenticated = "unauthenticated"
+// ActionUnauthenticated names aggregated requests without valid
+// credentials; ActionUnchecked those refused because their credentials
+// could not be checked.
+const (
+	ActionUnauthenticated = "unauthenticated"
+	ActionUnchecked       = "credentials-unchecked"
+)
 
 // Log writes events to the audit ledger.
 type Log struct {
@@ -64,6 +69,7 @@ type Log struct {
 	closeOnce    sync.Once
 	mu           sync.Mutex
 	unauth       map[string]int64
+	unchecked    map[string]int64
 	since        time.Time
 	stop         chan struct{}
 	done         chan struct{}
@@ -79,15 +85,21 @@ func NewWithWindow(l *ledger.Log, logger *slog.Logger, window time.Duration) *Lo
 		logger = slog.Default()
 	}
 	a := &Log{ledger: l, log: logger, Window: window, events: make(chan Event, 1<<16),
-		unauth: map[string]int64{}, since: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+		unauth: map[string]int64{}, unchecked: map[string]int64{}, since: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	a.durable.start(a)
 	go a.run()
 	return a
 }
 
 // Pending is how many events are not yet in the audit log: queued for the
-// background writer, or waiting for a durable commit.
-func (a *Log) Pending() int { return len(a.events) + int(a.inflight.Load()) }
+// background writer, waiting for a durable commit, or counts of
+// unauthenticated requests that become entries when their window ends.
+func (a *Log) Pending() int {
+	a.mu.Lock()
+	counted := len(a.unauth) + len(a.unchecked) // an entry each, at the window's end
+	a.mu.Unlock()
+	return len(a.events) + int(a.inflight.Load()) + counted
+}
 
 // Dropped is how many events could not be written, in all.
 func (a *Log) Dropped() int64 { return a.droppedTotal.Load() }
@@ -114,14 +126,23 @@ func (a *Log) Record(ev Event) {
 }
 
 // Unauthenticated counts a request without valid credentials.
-func (a *Log) Unauthenticated(source string, at time.Time) {
+func (a *Log) Unauthenticated(source string, at time.Time) { a.countSource(&a.unauth, source) }
+
+// Unchecked counts a request refused because its credentials could not be
+// checked (the database down): who asked is unknown, and a flood of
+// made-up tokens must not grow the log either.
+func (a *Log) Unchecked(source string, at time.Time) { a.countSource(&a.unchecked, source) }
+
+// countSource counts under the lock that counted swaps the maps under.
+func (a *Log) countSource(which *map[string]int64, source string) {
 	a.mu.Lock()
-	if _, ok := a.unauth[source]; !ok && len(a.unauth) >= maxSources {
+	m := *which
+	if _, ok := m[source]; !ok && len(m) >= maxSources {
 		// Many sources (rotating addresses) share one bucket, so neither
 		// this map nor the log grows with them.
 		source = "other"
 	}
-	a.unauth[source]++
+	m[source]++
 	a.mu.Unlock()
 }
 
@@ -135,7 +156,9 @@ func (a *Log) run() {
 	for {
 		select {
 		case ev := <-a.events:
-			a.write(a.gather(ev))
+			batch := a.gather(ev)
+			a.write(batch)
+			a.inflight.Add(-int64(len(batch)))
 		case <-tick.C:
 			a.write(a.counted(false))
 		case <-a.stop:
@@ -143,6 +166,7 @@ func (a *Log) run() {
 			for {
 				select {
 				case ev := <-a.events:
+					a.inflight.Add(1)
 					batch = append(batch, ev)
 					continue
 				default:
@@ -150,6 +174,7 @@ func (a *Log) run() {
 				break
 			}
 			a.write(append(batch, a.counted(true)...))
+			a.inflight.Add(-int64(len(batch)))
 			return
 		}
 	}
@@ -162,13 +187,17 @@ func (a *Log) run() {
 const flushEvery = 100 * time.Millisecond
 
 // gather collects events for up to flushEvery, or 4096 of them.
+// Events taken off the queue count as in flight (Pending) until the
+// caller has written them.
 func (a *Log) gather(first Event) []Event {
+	a.inflight.Add(1)
 	batch := []Event{first}
 	timer := time.NewTimer(flushEvery)
 	defer timer.Stop()
 	for len(batch) < 4096 {
 		select {
 		case ev := <-a.events:
+			a.inflight.Add(1)
 			batch = append(batch, ev)
 		case <-timer.C:
 			return batch
@@ -191,10 +220,15 @@ func (a *Log) counted(final bool) []Event {
 		out = append(out, Event{Time: a.since.UTC(), Until: &until, Action: ActionUnauthenticated, Outcome: "denied",
 			Status: 401, Source: source, Count: n})
 	}
+	for source, n := range a.unchecked {
+		until := now
+		out = append(out, Event{Time: a.since.UTC(), Until: &until, Action: ActionUnchecked, Outcome: "failed",
+			Status: 503, Source: source, Count: n})
+	}
 	if n := a.dropped.Swap(0); n > 0 {
 		out = append(out, Event{Time: now, Action: "audit.dropped", Outcome: "failed", Count: n})
 	}
-	a.unauth, a.since = map[string]int64{}, now
+	a.unauth, a.unchecked, a.since = map[string]int64{}, map[string]int64{}, now
 	return out
 }
 
@@ -215,8 +249,6 @@ func (a *Log) write(events []Event) {
 		}
 		recs[i] = rec
 	}
-	a.inflight.Add(int64(len(events)))
-	defer a.inflight.Add(-int64(len(events)))
 	wait := retryFirst
 	for attempt := 1; ; attempt++ {
 		_, err := a.ledger.Append(context.Background(), recs)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,10 +17,12 @@ import (
 // short, so few requests arrive during it), and each commit costs a
 // transaction, an fsync, a batch signature and the integrator's check of
 // it: a quarter of verify-by-digest throughput on two cores. So a batch
-// waits for company, like PostgreSQL's commit_delay with
-// commit_siblings, but only while other requests are in the server and
-// could still join it: a lone request, or a crowd that is all waiting
-// already, commits at once.
+// waits for company, like PostgreSQL's commit_delay with commit_siblings:
+// up to CommitDelay, while other requests are in the server (announced
+// with Begin) or fewer records have gathered than requests were recently
+// in the server. A request alone in an idle server commits at once; under
+// load, or with slow transfers in progress, a durable answer may take up
+// to CommitDelay longer.
 
 // CommitDelay bounds how long a durable record waits for company. Under
 // load a request takes tens of milliseconds on two cores; 5 ms gathers
@@ -45,11 +48,17 @@ type durableCommitter struct {
 	done           chan struct{}
 	// delay is CommitDelay; tests shorten or lengthen it.
 	delay time.Duration
-	// level is a moving average of the requests in the server when a
-	// batch starts: how many could come back within the delay. Only the
-	// committer's goroutine uses it.
-	level float64
+	// level is a moving average, over levelWindow, of the requests in the
+	// server when a batch starts: how many could come back within the
+	// delay. Only the committer's goroutine uses it.
+	level     float64
+	lastBatch time.Time
 }
+
+// levelWindow is the time constant of level: after a burst, a lone request
+// waits for company that is no longer coming for a fraction of a second at
+// most.
+const levelWindow = 250 * time.Millisecond
 
 func (c *durableCommitter) start(a *Log) {
 	c.queue, c.wake, c.done, c.delay = make(chan *durableAppend, maxDurableBatch), make(chan struct{}, 1), make(chan struct{}), CommitDelay
@@ -152,7 +161,10 @@ func (c *durableCommitter) run(a *Log) {
 // clients just answered come back within the delay.
 func (c *durableCommitter) gather(a *Log, first *durableAppend) []*durableAppend {
 	batch := []*durableAppend{first}
-	c.level += (float64(c.active.Load()) - c.level) / 8
+	now := time.Now()
+	weight := 1 - math.Exp(-float64(now.Sub(c.lastBatch))/float64(levelWindow))
+	c.level += (float64(c.active.Load()) - c.level) * weight
+	c.lastBatch = now
 	var timeout <-chan time.Time
 	for len(batch) < maxDurableBatch {
 		select {

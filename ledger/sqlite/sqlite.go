@@ -72,9 +72,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// As many idle readers as open ones: database/sql keeps two idle by
 	// default, so under concurrency every other read opened a connection,
 	// applied its pragmas and parsed the schema anew, and the prepared
-	// statements died with it. Reads are CPU-bound here; a few per core
-	// keep the cores busy without a crowd of connections.
-	n := max(4, 4*runtime.GOMAXPROCS(0))
+	// statements died with it. Bounded, but well above the cores: a scan
+	// (an audit query, log verify) holds its connection for as long as it
+	// runs, and must not leave token checks waiting.
+	n := max(32, 8*runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	return &DB{write: w, read: r, readStmts: newStmts(r)}, nil
