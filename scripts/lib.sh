@@ -19,3 +19,19 @@ apt_ready() {
     _APT_UPDATED=1
   fi
 }
+
+# start_test_services makes sure PostgreSQL answers and makes a database
+# for this run, starts a MinIO server, exports the DICOMSEAL_TEST_* the
+# tests read, and drops and stops both when the calling script exits.
+start_test_services() {
+  step "PostgreSQL"
+  export DICOMSEAL_TEST_DATABASE_URL
+  DICOMSEAL_TEST_DATABASE_URL=$(scripts/postgres.sh)
+  run_db=${DICOMSEAL_TEST_DATABASE_URL##*/}
+  run_db=${run_db%%\?*}
+  log "PostgreSQL: database $run_db on 127.0.0.1"
+
+  step "MinIO"
+  eval "$(scripts/minio.sh start)"
+  trap 'scripts/minio.sh stop "$DICOMSEAL_MINIO_PID" "$DICOMSEAL_MINIO_DIR"; scripts/postgres.sh drop "$run_db"' EXIT
+}

@@ -22,8 +22,11 @@ fi
 # The fault suite restarts the server under load: a fast shutdown cuts
 # every connection, then it waits until PostgreSQL answers again.
 if [ "${1:-}" = restart ]; then
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main restart -m fast >&2
+  # The cluster on our port, whichever version it is.
+  cluster=$(pg_lsclusters --no-header | awk -v p="$port" '$3 == p { print $1, $2; exit }')
+  [ -n "$cluster" ] || die "no PostgreSQL cluster of this machine listens on port $port (pg_lsclusters)"
+  # shellcheck disable=SC2086 # "version name"
+  as_root pg_ctlcluster --skip-systemctl-redirect $cluster restart -m fast >&2
   for _ in $(seq 1 60); do
     pg_isready -q -h 127.0.0.1 -p "$port" && exit 0
     sleep 0.5

@@ -22,20 +22,7 @@ log "pydicom test files: $DICOMSEAL_TEST_PYDICOM_DIR"
 step "dcmtk"
 scripts/dcmtk.sh
 
-step "PostgreSQL"
-export DICOMSEAL_TEST_DATABASE_URL
-DICOMSEAL_TEST_DATABASE_URL=$(scripts/postgres.sh)
-run_db=${DICOMSEAL_TEST_DATABASE_URL##*/}
-run_db=${run_db%%\?*}
-log "PostgreSQL: database $run_db on 127.0.0.1"
-
-step "MinIO"
-eval "$(scripts/minio.sh start)"
-cleanup() {
-  scripts/minio.sh stop "$DICOMSEAL_MINIO_PID" "$DICOMSEAL_MINIO_DIR"
-  scripts/postgres.sh drop "$run_db"
-}
-trap cleanup EXIT
+start_test_services # PostgreSQL and MinIO, stopped and dropped on exit
 
 step "go vet"
 go vet ./...
@@ -50,7 +37,7 @@ go test -race -count=1 "$@" ./...
 # audit trail and both logs verified. It restarts PostgreSQL, so it runs
 # on its own, after everything else that uses the database.
 step "fault suite"
-go test -tags faults -count=1 -timeout 20m -run '^TestFault' "$@" ./cmd/dicomseal
+DICOMSEAL_TEST_PG_RESTART=1 go test -race -tags faults -count=1 -timeout 20m -run '^TestFault' "$@" ./cmd/dicomseal
 
 # Hostile input, for a bounded time: anything the fuzzer finds fails the run
 # (and its input lands in dicomfile/testdata/fuzz, to become a regression case).
