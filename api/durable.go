@@ -40,8 +40,6 @@ type durableWriter struct {
 	note   *auditNote
 	wrote  bool
 	failed bool
-	// end tells the audit log this request no longer may join a batch.
-	end func()
 }
 
 func (s *Server) durable(w http.ResponseWriter, r *http.Request, ev audit.Event, note *auditNote) *durableWriter {
@@ -71,11 +69,7 @@ func (w *durableWriter) WriteHeader(code int) {
 	// No deadline of its own: the audit log's commit is bounded by
 	// --db-timeout, and a waiter that gave up first would answer 503 for a
 	// record that then commits as sent.
-	err := w.s.Audit.RecordDurable(context.WithoutCancel(w.r.Context()), ev)
-	if w.end != nil {
-		w.end()
-	}
-	if err != nil {
+	if err := w.s.Audit.RecordDurable(context.WithoutCancel(w.r.Context()), ev); err != nil {
 		w.failed = true
 		ev.Status, ev.Outcome = http.StatusServiceUnavailable, "failed"
 		w.s.record(ev) // the refusal, queued: written once the log is back
