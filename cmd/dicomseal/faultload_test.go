@@ -47,6 +47,7 @@ type faultLoad struct {
 	acked    map[string][32]byte // SOP Instance UID → SHA-256 of the bytes acknowledged with 201
 	ackedUID []string
 	n        atomic.Int64
+	sent     atomic.Int64 // ingests sent, answered or not
 }
 
 // cliFunc runs a dicomseal command where the data is: exit code, standard
@@ -160,6 +161,7 @@ func (l *faultLoad) run(clients int, stop <-chan struct{}) *sync.WaitGroup {
 				id := fmt.Sprintf("%s-%d-%d", l.name, c, i)
 				uid := ctUID(l.uidBase + i)
 				data := bytes.ReplaceAll(l.ct, []byte("20040119072730.12322"), []byte(fmt.Sprintf("1%013d.12322", l.uidBase+i)))
+				l.sent.Add(1)
 				status, _, err := l.send(http.MethodPost, "/v1/instances", l.ingestTok, id+"-i", data)
 				if err != nil {
 					time.Sleep(20 * time.Millisecond) // a replica restarting: do not spin
@@ -266,15 +268,25 @@ func (l *faultLoad) check(base string) {
 			t.Fatalf("acknowledged ingest %s: retrieval %d %v", uid, status, err)
 		}
 	}
-	if code, out, errOut := l.cli(append([]string{"log", "verify"}, l.ledgerArgs...)...); code != 0 ||
-		!strings.Contains(out, "custody: OK") || !strings.Contains(out, "audit: OK") {
+	code, out, errOut := l.cli(append([]string{"log", "verify"}, l.ledgerArgs...)...)
+	if code != 0 || !strings.Contains(out, "custody: OK") || !strings.Contains(out, "audit: OK") {
 		t.Fatalf("log verify: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, out, errOut := l.cli(append(append([]string{"reconcile"}, l.ledgerArgs...), l.objectArgs...)...); strings.Contains(out, "missing ") || code == 2 {
+	// The custody log holds every acknowledged ingest and nothing nobody
+	// sent: between the two (an ingest may commit and lose its answer to
+	// a crash).
+	var entries int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "custody: OK, "):], "custody: OK, %d entries", &entries); err != nil {
+		t.Fatalf("log verify: %v\n%s", err, out)
+	}
+	if entries < len(l.acked) || int64(entries) > l.sent.Load() {
+		t.Fatalf("the custody log holds %d entries: %d ingests were acknowledged, %d sent", entries, len(l.acked), l.sent.Load())
+	}
+	if code, out, errOut = l.cli(append(append([]string{"reconcile"}, l.ledgerArgs...), l.objectArgs...)...); strings.Contains(out, "missing ") || code == 2 {
 		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errOut)
 	}
-	t.Logf("%s: %d answers %s, %d acknowledged ingests, all audited as sent; both logs verify", l.name,
-		len(l.answered), l.statuses(), len(l.acked))
+	t.Logf("%s: %d answers %s, all audited as sent; %d ingests acknowledged of %d sent, %d in the custody log; both logs verify",
+		l.name, len(l.answered), l.statuses(), len(l.acked), l.sent.Load(), entries)
 }
 
 func (l *faultLoad) sendTo(base, method, path, token string) (int, []byte, error) {
