@@ -36,7 +36,7 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("from"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
+		if err != nil || n > 1<<62 {
 			s.writeError(w, r, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "from must be a log index, got %q", v))
 			return
 		}

@@ -25,6 +25,9 @@ const (
 	problemForbidden       = "forbidden"
 	problemRateLimited     = "rate-limited"
 	problemAuthLimited     = "authentication-rate-limited"
+	// problemCredentialsUnavailable: the token store could not be read, so
+	// the request was neither authenticated nor refused as unauthenticated.
+	problemCredentialsUnavailable = "credentials-unavailable"
 )
 
 // ActionAuthLockout is the audit action of a source locked out for failing
@@ -103,7 +106,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 				if s.Audit != nil {
 					s.Audit.Unchecked(source, now)
 				}
-				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable,
+				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: problemCredentialsUnavailable,
 					Message: "cannot check credentials now; retry later", Err: err})
 				return
 			}
@@ -222,6 +225,8 @@ type statusWriter struct {
 	status int
 	wrote  bool
 }
+
+func (w *statusWriter) started() bool { return w.wrote }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {

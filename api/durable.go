@@ -111,3 +111,5 @@ func (w *durableWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (w *durableWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *durableWriter) started() bool { return w.wrote }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +101,27 @@ func TestUnwrittenAnswerIsAudited(t *testing.T) {
 	if !found {
 		t.Fatal("the unwritten 200 has no durable audit event")
 	}
+}
+
+// A panic after part of the answer is out aborts the connection: a
+// problem appended to an image would pass for the end of its bytes.
+func TestPanicMidAnswerAborts(t *testing.T) {
+	s, _, secret := guardedServer(t)
+	h := s.guard(route{action: "instance.retrieve", roles: []auth.Role{auth.RoleViewer}},
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Write([]byte("DICM"))
+			panic("a bug mid-stream")
+		}))
+	req := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	rec := httptest.NewRecorder()
+	defer func() {
+		if p := recover(); p != http.ErrAbortHandler {
+			t.Fatalf("panic %v, want http.ErrAbortHandler", p)
+		}
+		if strings.Contains(rec.Body.String(), "internal-error") {
+			t.Fatalf("a problem was appended to the answer: %q", rec.Body.String())
+		}
+	}()
+	h.ServeHTTP(rec, req)
 }

@@ -18,6 +18,11 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 					panic(p)
 				}
 				s.log.ErrorContext(r.Context(), "panic in handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				if st, ok := w.(interface{ started() bool }); ok && st.started() {
+					// Part of an answer is out: a problem appended to it
+					// would pass for its end. Cut the connection instead.
+					panic(http.ErrAbortHandler)
+				}
 				writeProblem(w, http.StatusInternalServerError, "internal-error", "internal error", nil)
 			}
 		}()

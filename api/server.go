@@ -105,7 +105,7 @@ func New(svc *attest.Service, log *slog.Logger) *Server {
 		}}
 	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dicomseal_audit_pending",
-		Help: "Audit events not yet in the audit log (queued, or waiting for a durable commit).",
+		Help: "Audit events not yet in the audit log: queued or being retried, waiting for a durable commit, or per-source counts awaiting the end of their window.",
 	}, func() float64 {
 		if s.Audit == nil {
 			return 0

@@ -65,14 +65,17 @@ type Log struct {
 	// counts durable appends waiting for their commit.
 	droppedTotal atomic.Int64
 	inflight     atomic.Int64
-	durable      durableCommitter
-	closeOnce    sync.Once
-	mu           sync.Mutex
-	unauth       map[string]int64
-	unchecked    map[string]int64
-	since        time.Time
-	stop         chan struct{}
-	done         chan struct{}
+	// queued counts events Record accepted and the writer has not yet
+	// written (still in the channel, or gathered).
+	queued    atomic.Int64
+	durable   durableCommitter
+	closeOnce sync.Once
+	mu        sync.Mutex
+	unauth    map[string]int64
+	unchecked map[string]int64
+	since     time.Time
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 // New starts the writer with a 10 s window. Close flushes and stops it.
@@ -98,7 +101,7 @@ func (a *Log) Pending() int {
 	a.mu.Lock()
 	counted := len(a.unauth) + len(a.unchecked) // an entry each, at the window's end
 	a.mu.Unlock()
-	return len(a.events) + int(a.inflight.Load()) + counted
+	return int(a.queued.Load()) + int(a.inflight.Load()) + counted
 }
 
 // Dropped is how many events could not be written, in all.
@@ -117,9 +120,11 @@ func record(ev Event) (ledger.Record, error) {
 // database is down or far behind) the event is counted as dropped, and
 // the count itself is recorded as soon as there is room.
 func (a *Log) Record(ev Event) {
+	a.queued.Add(1) // before the send: Pending never misses it
 	select {
 	case a.events <- ev:
 	default:
+		a.queued.Add(-1)
 		a.dropped.Add(1)
 		a.droppedTotal.Add(1)
 	}
@@ -158,23 +163,26 @@ func (a *Log) run() {
 		case ev := <-a.events:
 			batch := a.gather(ev)
 			a.write(batch)
-			a.inflight.Add(-int64(len(batch)))
+			a.queued.Add(-int64(len(batch)))
 		case <-tick.C:
-			a.write(a.counted(false))
+			counted := a.counted(false)
+			a.write(counted)
+			a.inflight.Add(-int64(len(counted)))
 		case <-a.stop:
 			var batch []Event
 			for {
 				select {
 				case ev := <-a.events:
-					a.inflight.Add(1)
 					batch = append(batch, ev)
 					continue
 				default:
 				}
 				break
 			}
-			a.write(append(batch, a.counted(true)...))
-			a.inflight.Add(-int64(len(batch)))
+			counted := a.counted(true)
+			a.write(append(batch, counted...))
+			a.queued.Add(-int64(len(batch)))
+			a.inflight.Add(-int64(len(counted)))
 			return
 		}
 	}
@@ -187,17 +195,13 @@ func (a *Log) run() {
 const flushEvery = 100 * time.Millisecond
 
 // gather collects events for up to flushEvery, or 4096 of them.
-// Events taken off the queue count as in flight (Pending) until the
-// caller has written them.
 func (a *Log) gather(first Event) []Event {
-	a.inflight.Add(1)
 	batch := []Event{first}
 	timer := time.NewTimer(flushEvery)
 	defer timer.Stop()
 	for len(batch) < 4096 {
 		select {
 		case ev := <-a.events:
-			a.inflight.Add(1)
 			batch = append(batch, ev)
 		case <-timer.C:
 			return batch
@@ -229,6 +233,10 @@ func (a *Log) counted(final bool) []Event {
 		out = append(out, Event{Time: now, Action: "audit.dropped", Outcome: "failed", Count: n})
 	}
 	a.unauth, a.unchecked, a.since = map[string]int64{}, map[string]int64{}, now
+	// Under the lock Pending reads the maps with: the entries move from
+	// the maps to in flight in one step. The caller subtracts them once
+	// written.
+	a.inflight.Add(int64(len(out)))
 	return out
 }
 

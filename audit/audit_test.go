@@ -3,7 +3,9 @@ package audit_test
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -122,5 +124,42 @@ func TestQueryProvesInclusion(t *testing.T) {
 		if proof.VerifyInclusion(rfc6962.DefaultHasher, f.Index, cp.Size, wrong[:], hashes, cp.Root) == nil {
 			t.Errorf("entry %d: the proof also proves a different leaf", f.Index)
 		}
+	}
+}
+
+// A client tailing the trail asks from past the signed checkpoint; a log
+// cut back below the checkpoint's size still fails, not answers nothing.
+func TestQueryFromPastTheCheckpointSeesATruncation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, v := ledgertest.LogKey(t)
+	l := ledger.New(db, ledgertest.Origin, s, v)
+	t.Cleanup(func() { l.Close() })
+	a := audit.New(l, nil)
+	for i := range 4 {
+		a.Record(audit.Event{Time: time.Now().UTC(), Actor: "alice", Action: "verify", Object: fmt.Sprint(i), Outcome: "allowed"})
+	}
+	a.Close()
+	if _, _, err := l.Integrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := a.Query(context.Background(), audit.Filter{From: 4}); err != nil || len(found) != 0 {
+		t.Fatalf("from the tail of a sound log: %d entries, %v", len(found), err)
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Who can edit the file can drop its triggers too.
+	if _, err := raw.Exec(`DROP TRIGGER entries_no_delete; DELETE FROM entries WHERE idx = 3`); err != nil {
+		t.Fatal(err)
+	}
+	var tampered *audit.TamperedError
+	if _, err := a.Query(context.Background(), audit.Filter{From: 4}); !errors.As(err, &tampered) || tampered.Index != 3 {
+		t.Fatalf("from the tail of a truncated log: %v, want a TamperedError at 3", err)
 	}
 }

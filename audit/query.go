@@ -71,8 +71,11 @@ type Filter struct {
 // Query returns the matching entries, oldest first, each with its
 // inclusion proof once integrated.
 func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
-	if f.Limit <= 0 || f.Limit > 10000 {
+	switch {
+	case f.Limit <= 0:
 		f.Limit = 1000
+	case f.Limit > 10000:
+		f.Limit = 10000
 	}
 	// The checkpoint first: entries appended after it are simply not yet
 	// proven; read after the scan, a newer checkpoint would make a sound
@@ -142,6 +145,15 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	if f.Actor == "" && len(out) < f.Limit && next < cp.Size {
 		// The scan ended before the signed size: the tail is gone.
 		return nil, &TamperedError{Index: next, Reason: fmt.Sprintf("the log ends before its checkpoint's size %d", cp.Size)}
+	}
+	if cp.Size > 0 && f.From >= cp.Size {
+		// A client tailing the log asks from past the checkpoint: the
+		// scan saw nothing signed, so look for the signed tail itself.
+		if _, err := a.ledger.Entry(ctx, cp.Size-1); errors.Is(err, ledger.ErrNotFound) {
+			return nil, &TamperedError{Index: cp.Size - 1, Reason: fmt.Sprintf("the log ends before its checkpoint's size %d", cp.Size)}
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	for i := range out {
 		if out[i].Index >= cp.Size {

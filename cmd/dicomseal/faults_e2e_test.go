@@ -538,7 +538,7 @@ func (p *freezableProxy) close() {
 }
 
 // PostgreSQL frozen behind a proxy that holds every byte: ingest and
-// retrieval answer 503 ledger-unavailable with Retry-After within
+// retrieval answer 503 credentials-unavailable with Retry-After within
 // --db-timeout (plus a margin), /readyz keeps answering within 1 s and
 // names the ledger; unfrozen, the service recovers without a restart.
 func TestFaultFrozenDatabase(t *testing.T) {
@@ -574,9 +574,11 @@ func TestFaultFrozenDatabase(t *testing.T) {
 	for i := range ingesters {
 		uids = append(uids, ctUID(210+i))
 	}
-	loadWhileFrozen(t, "frozen database", "ledger-unavailable", base, ingestTok, viewerTok, bodies, uids, ctUID(200), retrievers)
+	// The token check is the first thing that reads the database: the
+	// refusal says so.
+	loadWhileFrozen(t, "frozen database", "credentials-unavailable", base, ingestTok, viewerTok, bodies, uids, ctUID(200), retrievers)
 	a := sendChecked(t, http.MethodPost, base+"/v1/instances", ingestTok, "application/dicom", instanceWithUID(t, 220))
-	if msg := unavailable(a, "ledger-unavailable"); msg != "" {
+	if msg := unavailable(a, "credentials-unavailable"); msg != "" {
 		t.Fatalf("frozen database, ingest: %s", msg)
 	}
 	checks := waitReadyz(t, base, max(0, probeLag-time.Since(frozenAt)), "503 naming the ledger", notReadyFor("ledger"))

@@ -32,7 +32,7 @@ func TestSoak(t *testing.T) {
 		"--s3-disable-tls", "--s3-bucket-lookup", "path", "--s3-bucket", "soak"}
 	l := newFaultLoad(t, "soak", 1000000, localCLI, ledgerArgs, s3...)
 	serve := append(append(append([]string{}, ledgerArgs...), s3...), "--checkpoint-interval", "200ms",
-		"--s3-timeout", depTimeout.String(), "--db-timeout", "5s", "--min-free-space", "1MiB")
+		"--s3-timeout", depTimeout.String(), "--db-timeout", "5s", "--min-free-space", "1MiB", "--audit-window", "1s")
 	reps := []*replica{startReplica(t, bin, serve...), startReplica(t, bin, serve...)}
 	urls := func() { l.serve(reps[0].url, reps[1].url) }
 	urls()
@@ -48,6 +48,10 @@ func TestSoak(t *testing.T) {
 			faults["replica killed"]++
 			i := rand.IntN(2)
 			l.serve(reps[1-i].url)
+			// What it refused during an earlier fault may still wait in
+			// its memory, retried: a crash would lose it (RELIABILITY.md
+			// says so); this soak kills only once it is written.
+			waitAuditWritten(t, reps[i].url)
 			reps[i].kill9()
 			reps[i] = startReplica(t, bin, serve...)
 			urls()
