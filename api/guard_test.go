@@ -14,8 +14,8 @@ import (
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/ledger"
-	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 )
 
 // guardedServer is a Server with real tokens and a real audit trail (both
@@ -28,13 +28,7 @@ func guardedServer(t *testing.T) (*Server, *ledger.Log, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tokens.Close() })
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, verifier := ledgertest.LogKey(t)
-	trail := ledger.New(db, ledgertest.Origin, signer, verifier)
-	t.Cleanup(func() { trail.Close() })
+	trail := sqlitetest.Log(t, filepath.Join(t.TempDir(), "audit.db"), nil)
 	a := audit.New(trail, nil)
 	t.Cleanup(a.Close)
 	secret, tok, err := auth.NewToken("viewer-1", auth.RoleViewer, "test", time.Now(), 0)

@@ -3,7 +3,6 @@ package audit_test
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,21 +15,14 @@ import (
 
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/ledger"
-	"github.com/dicomseal/dicomseal/ledger/ledgertest"
-	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 )
 
 // trail writes events to an embedded audit ledger and returns it once
 // every event is durable.
 func trail(t *testing.T, events []audit.Event) (*audit.Log, *ledger.Log) {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, v := ledgertest.LogKey(t)
-	l := ledger.New(db, ledgertest.Origin, s, v)
-	t.Cleanup(func() { l.Close() })
+	l := sqlitetest.Log(t, filepath.Join(t.TempDir(), "audit.db"), nil)
 	a := audit.New(l, nil)
 	for _, ev := range events {
 		a.Record(ev)
@@ -131,13 +123,7 @@ func TestQueryProvesInclusion(t *testing.T) {
 // cut back below the checkpoint's size still fails, not answers nothing.
 func TestQueryFromPastTheCheckpointSeesATruncation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.db")
-	db, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, v := ledgertest.LogKey(t)
-	l := ledger.New(db, ledgertest.Origin, s, v)
-	t.Cleanup(func() { l.Close() })
+	l := sqlitetest.Log(t, path, nil)
 	a := audit.New(l, nil)
 	for i := range 4 {
 		a.Record(audit.Event{Time: time.Now().UTC(), Actor: "alice", Action: "verify", Object: fmt.Sprint(i), Outcome: "allowed"})
@@ -149,15 +135,7 @@ func TestQueryFromPastTheCheckpointSeesATruncation(t *testing.T) {
 	if found, err := a.Query(context.Background(), audit.Filter{From: 4}); err != nil || len(found) != 0 {
 		t.Fatalf("from the tail of a sound log: %d entries, %v", len(found), err)
 	}
-	raw, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	// Who can edit the file can drop its triggers too.
-	if _, err := raw.Exec(`DROP TRIGGER entries_no_delete; DELETE FROM entries WHERE idx = 3`); err != nil {
-		t.Fatal(err)
-	}
+	sqlitetest.Tamper(t, path, `DELETE FROM entries WHERE idx = 3`)
 	var tampered *audit.TamperedError
 	if _, err := a.Query(context.Background(), audit.Filter{From: 4}); !errors.As(err, &tampered) || tampered.Index != 3 {
 		t.Fatalf("from the tail of a truncated log: %v, want a TamperedError at 3", err)

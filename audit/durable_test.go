@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/dicomseal/dicomseal/ledger"
-	"github.com/dicomseal/dicomseal/ledger/ledgertest"
-	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 )
 
 // countingBackend is the real SQLite backend, counting its commits.
@@ -28,14 +27,11 @@ func (b *countingBackend) Write(ctx context.Context, fn func(ledger.Tx) error) e
 
 func durableTrail(t *testing.T, delay time.Duration) (*Log, *countingBackend, *ledger.Log) {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &countingBackend{Backend: db}
-	s, v := ledgertest.LogKey(t)
-	l := ledger.New(b, ledgertest.Origin, s, v)
-	t.Cleanup(func() { l.Close() })
+	var b *countingBackend
+	l := sqlitetest.Log(t, filepath.Join(t.TempDir(), "audit.db"), func(db ledger.Backend) ledger.Backend {
+		b = &countingBackend{Backend: db}
+		return b
+	})
 	a := New(l, nil)
 	a.durable.delay = delay
 	t.Cleanup(a.Close)
@@ -160,14 +156,11 @@ func (b *flakyBackend) Write(ctx context.Context, fn func(ledger.Tx) error) erro
 // Queued events (refusals, denials) outlive a passing outage of the audit
 // log: retried, not dropped.
 func TestQueuedEventsOutliveAnOutage(t *testing.T) {
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &flakyBackend{Backend: db}
-	s, v := ledgertest.LogKey(t)
-	l := ledger.New(b, ledgertest.Origin, s, v)
-	t.Cleanup(func() { l.Close() })
+	var b *flakyBackend
+	l := sqlitetest.Log(t, filepath.Join(t.TempDir(), "audit.db"), func(db ledger.Backend) ledger.Backend {
+		b = &flakyBackend{Backend: db}
+		return b
+	})
 	a := New(l, nil)
 	b.down.Store(true)
 	const n = 50

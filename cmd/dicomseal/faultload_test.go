@@ -93,13 +93,16 @@ func (l *faultLoad) serve(urls ...string) {
 	l.mu.Unlock()
 }
 
-func (l *faultLoad) target() string {
+func (l *faultLoad) target() string { return l.pick(&l.targets) }
+
+// pick is a random element of *from ("" when empty), read under l.mu.
+func (l *faultLoad) pick(from *[]string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.targets) == 0 {
+	if len(*from) == 0 {
 		return ""
 	}
-	return l.targets[rand.IntN(len(l.targets))]
+	return (*from)[rand.IntN(len(*from))]
 }
 
 // loadClient bounds every request, so that a test waiting on the load
@@ -204,14 +207,7 @@ func (l *faultLoad) run(clients int, stop <-chan struct{}) *sync.WaitGroup {
 	return &wg
 }
 
-func (l *faultLoad) someAcked() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.ackedUID) == 0 {
-		return ""
-	}
-	return l.ackedUID[rand.IntN(len(l.ackedUID))]
-}
+func (l *faultLoad) someAcked() string { return l.pick(&l.ackedUID) }
 
 func (l *faultLoad) ackedSum(uid string) [32]byte {
 	l.mu.Lock()

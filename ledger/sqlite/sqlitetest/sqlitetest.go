@@ -1,12 +1,17 @@
-// Package sqlitetest helps tests act on an embedded ledger file behind the
-// service's back.
+// Package sqlitetest helps tests open an embedded ledger and act on its
+// file behind the service's back.
 package sqlitetest
 
 import (
+	"context"
 	"database/sql"
 	"testing"
 
 	_ "modernc.org/sqlite" // the driver the ledger uses
+
+	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/ledger/ledgertest"
+	"github.com/dicomseal/dicomseal/ledger/sqlite"
 )
 
 // Tamper runs stmt against the database file at path the way someone
@@ -39,4 +44,22 @@ func Tamper(t testing.TB, path, stmt string, args ...any) {
 	if _, err := db.Exec(stmt, args...); err != nil {
 		t.Fatalf("tamper %q: %v", stmt, err)
 	}
+}
+
+// Log opens a log on a new embedded ledger file at path, signed with a
+// test key, through wrap (nil: the backend itself), closed with the test.
+func Log(t testing.TB, path string, wrap func(ledger.Backend) ledger.Backend) *ledger.Log {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b ledger.Backend = db
+	if wrap != nil {
+		b = wrap(db)
+	}
+	s, v := ledgertest.LogKey(t)
+	l := ledger.New(b, ledgertest.Origin, s, v)
+	t.Cleanup(func() { l.Close() })
+	return l
 }
