@@ -23,12 +23,7 @@ import (
 // stored checkpoints'. An attestation signed by a key the server does not
 // hold is a configuration error, never evidence against the image.
 func TestKeysAndOriginAreNeverSilentlyReplaced(t *testing.T) {
-	dataDir := t.TempDir()
-	srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
-	ct := fixture(t, "pydicom-CT_small.dcm")
-	att := srv.ingest(ct).json(t)
-	v, _ := srv.logVerifier()
-	srv.waitForCheckpoint(v, 1)
+	dataDir, srv, ct, att := oneCheckpointedIngest(t)
 	keyID := att["key_id"].(string)
 	verifierName := strings.SplitN(srv.logVerifierKey(), "+", 3)
 	srv.stop()
@@ -127,12 +122,7 @@ func otherLogKey(t *testing.T) string {
 // match, is evidence of tampering, not a configuration error: the signed
 // tree does not prove that leaf, so it is refused as an integrity failure.
 func TestForeignKeyIDBehindTheLogsBackIsTampering(t *testing.T) {
-	dataDir := t.TempDir()
-	srv := startServer(t, dataDir, "--checkpoint-interval", "20ms")
-	ct := fixture(t, "pydicom-CT_small.dcm")
-	att := srv.ingest(ct).json(t)
-	v, _ := srv.logVerifier()
-	srv.waitForCheckpoint(v, 1)
+	dataDir, srv, _, att := oneCheckpointedIngest(t)
 	srv.stop()
 	body, err := base64.StdEncoding.DecodeString(att["entry"].(string))
 	if err != nil {
@@ -196,4 +186,17 @@ func serveOnce(args ...string) (int, string) {
 	var out bytes.Buffer
 	code := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), &out, &out)
 	return code, out.String()
+}
+
+// oneCheckpointedIngest serves a new data directory, ingests CT_small and
+// waits until a checkpoint covers it; the server is still running.
+func oneCheckpointedIngest(t *testing.T) (dataDir string, srv *testServer, ct []byte, att map[string]any) {
+	t.Helper()
+	dataDir = t.TempDir()
+	srv = startServer(t, dataDir, "--checkpoint-interval", "20ms")
+	ct = fixture(t, "pydicom-CT_small.dcm")
+	att = srv.ingest(ct).json(t)
+	v, _ := srv.logVerifier()
+	srv.waitForCheckpoint(v, 1)
+	return dataDir, srv, ct, att
 }
