@@ -95,7 +95,7 @@ func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile
 		&correction{actor: actor, reason: reason, corrects: latest, changed: changed, before: before})
 	if errors.Is(err, ledger.ErrStaleRevision) && retry {
 		// Another version landed first: judge the correction against it.
-		next, err := s.instanceEntry(ctx, latest.SOPInstanceUID)
+		next, err := s.instanceEntry(ctx, latest.Subject)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +105,7 @@ func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
 	if err == nil {
-		s.log.InfoContext(ctx, "identity corrected", "sop_instance_uid", latest.SOPInstanceUID, "actor", actor,
+		s.log.InfoContext(ctx, "identity corrected", "sop_instance_uid", latest.Subject, "actor", actor,
 			"attributes", changed, "corrects_index", latest.Index, "ledger_index", res.LedgerIndex)
 	}
 	return res, err

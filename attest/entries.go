@@ -9,26 +9,69 @@ import (
 	"github.com/dicomseal/dicomseal/signer"
 )
 
-// The canonical bodies of ledger entries. Each is encoded once with
-// encoding/json (fixed field order, no insignificant white space); the
-// stored bytes are what the leaf hash covers and are never re-encoded for
-// verification.
+// The canonical bodies of ledger entries (docs/entries.md). Each is
+// encoded once with encoding/json (fixed field order, no insignificant
+// white space); the stored bytes are what the leaf hash covers and are
+// never re-encoded for verification.
+
+// entryVersion is the body version this release writes.
+const entryVersion = 1
+
+// EntryFormats are the custody log's kinds and the body versions this
+// release reads: version 0 (no "v"; the subject is "sop_instance_uid")
+// from the first releases, version 1 since.
+var EntryFormats = ledger.Formats{
+	ledger.KindIngest:             {0, 1},
+	ledger.KindRevision:           {0, 1},
+	ledger.KindIdentityCorrection: {0, 1},
+	ledger.KindConflict:           {0, 1},
+	ledger.KindSecurityAlert:      {0, 1},
+	ledger.KindIntegrityFailure:   {0, 1},
+}
+
+// entryHead starts every custody body: version, kind and the SOP Instance
+// UID it is about ("subject" from version 1, "sop_instance_uid" before).
+type entryHead struct {
+	V              int         `json:"v,omitempty"`
+	Kind           ledger.Kind `json:"kind"`
+	Subject        string      `json:"subject,omitempty"`
+	SOPInstanceUID string      `json:"sop_instance_uid,omitempty"` // version 0 only
+}
+
+func head(kind ledger.Kind, uid string) entryHead {
+	return entryHead{V: entryVersion, Kind: kind, Subject: uid}
+}
+
+// uid is the SOP Instance UID the body names, under either version's field.
+func (h entryHead) uid() string {
+	if h.V == 0 {
+		return h.SOPInstanceUID
+	}
+	return h.Subject
+}
+
+// wellFormed checks that a body's head names its subject under its
+// version's field only.
+func (h entryHead) wellFormed() bool {
+	if h.V == 0 {
+		return h.Subject == "" && h.SOPInstanceUID != ""
+	}
+	return h.SOPInstanceUID == "" && h.Subject != ""
+}
 
 type ingestBody struct {
-	Kind           ledger.Kind     `json:"kind"`
-	SOPInstanceUID string          `json:"sop_instance_uid"`
-	FileSHA256     string          `json:"file_sha256"`
-	Envelope       signer.Envelope `json:"envelope"`
+	entryHead
+	FileSHA256 string          `json:"file_sha256"`
+	Envelope   signer.Envelope `json:"envelope"`
 }
 
 type conflictBody struct {
-	Kind              ledger.Kind `json:"kind"`
-	SOPInstanceUID    string      `json:"sop_instance_uid"`
-	AttemptedSHA256   string      `json:"attempted_sha256"`
-	AttemptedSize     int64       `json:"attempted_size"`
-	ExistingIndex     uint64      `json:"existing_index"`
-	ExistingSHA256    string      `json:"existing_sha256"`
-	ExistingEntryHash string      `json:"existing_entry_hash"`
+	entryHead
+	AttemptedSHA256   string `json:"attempted_sha256"`
+	AttemptedSize     int64  `json:"attempted_size"`
+	ExistingIndex     uint64 `json:"existing_index"`
+	ExistingSHA256    string `json:"existing_sha256"`
+	ExistingEntryHash string `json:"existing_entry_hash"`
 	// For a judged refusal: the verdict, why, and what changed (attribute
 	// names and classes, never values) and which frames.
 	Verdict    string    `json:"verdict,omitempty"`
@@ -46,13 +89,12 @@ const (
 )
 
 type integrityFailureBody struct {
-	Kind           ledger.Kind `json:"kind"`
-	SOPInstanceUID string      `json:"sop_instance_uid"`
-	Reason         string      `json:"reason"`
-	ExpectedSHA256 string      `json:"expected_sha256"`
-	ObservedSHA256 string      `json:"observed_sha256"`
-	IngestIndex    uint64      `json:"ingest_index"`
-	RecordedAt     time.Time   `json:"recorded_at"`
+	entryHead
+	Reason         string    `json:"reason"`
+	ExpectedSHA256 string    `json:"expected_sha256"`
+	ObservedSHA256 string    `json:"observed_sha256"`
+	IngestIndex    uint64    `json:"ingest_index"`
+	RecordedAt     time.Time `json:"recorded_at"`
 }
 
 func encodeBody(v any) []byte {
@@ -64,14 +106,25 @@ func encodeBody(v any) []byte {
 	return b
 }
 
-func decodeIngestBody(e ledger.Entry) (ingestBody, error) {
-	var b ingestBody
+// decodeIngestBody reads an attesting entry (ingest, revision or identity
+// correction) of any version this release knows; a *ledger.FormatError
+// for one it does not.
+func decodeIngestBody(e ledger.Entry) (identityCorrectionBody, error) {
+	var b identityCorrectionBody
+	if _, err := EntryFormats.Check(e); err != nil {
+		return b, err
+	}
 	if err := json.Unmarshal(e.Body, &b); err != nil {
 		return b, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
-	if !b.Kind.Attests() || b.Kind != e.Kind ||
-		b.SOPInstanceUID != e.SOPInstanceUID || b.FileSHA256 != e.FileSHA256 {
+	if !b.Kind.Attests() || b.Kind != e.Kind || !b.wellFormed() ||
+		b.uid() != e.Subject || b.FileSHA256 != e.FileSHA256 {
 		return b, fmt.Errorf("entry %d: body does not match its indexed columns", e.Index)
+	}
+	// Version 0 corrections carried their own layout number, 1.
+	if b.Kind == ledger.KindIdentityCorrection && b.V == 0 && b.Version != 1 ||
+		(b.V > 0 || b.Kind != ledger.KindIdentityCorrection) && b.Version != 0 {
+		return b, fmt.Errorf("entry %d: %s body of version %d has layout %d", e.Index, b.Kind, b.V, b.Version)
 	}
 	return b, nil
 }
@@ -84,11 +137,12 @@ func decodeIngestBody(e ledger.Entry) (ingestBody, error) {
 // salt): never a value, and never the free-text reason, which stays in the
 // correctable identity table.
 type identityCorrectionBody struct {
-	Kind           ledger.Kind     `json:"kind"`
-	Version        int             `json:"version"`
-	SOPInstanceUID string          `json:"sop_instance_uid"`
-	FileSHA256     string          `json:"file_sha256"`
-	Envelope       signer.Envelope `json:"envelope"`
+	entryHead
+	// Version, in version-0 bodies only, was the correction's own layout
+	// number (1); version-1 bodies have "v" instead.
+	Version    int             `json:"version,omitempty"`
+	FileSHA256 string          `json:"file_sha256"`
+	Envelope   signer.Envelope `json:"envelope"`
 	IdentityCorrection
 }
 
@@ -109,15 +163,14 @@ type IdentityCorrection struct {
 	CorrectedAt time.Time         `json:"corrected_at"`
 }
 
-const identityCorrectionVersion = 1
-
+// decodeCorrection reads what an identity-correction entry records.
 func decodeCorrection(e ledger.Entry) (*IdentityCorrection, error) {
-	var b identityCorrectionBody
-	if err := json.Unmarshal(e.Body, &b); err != nil {
-		return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+	b, err := decodeIngestBody(e)
+	if err != nil {
+		return nil, err
 	}
-	if b.Version != identityCorrectionVersion {
-		return nil, fmt.Errorf("entry %d: identity-correction body version %d, want %d", e.Index, b.Version, identityCorrectionVersion)
+	if b.Kind != ledger.KindIdentityCorrection {
+		return nil, fmt.Errorf("entry %d: a %s entry is not an identity correction", e.Index, b.Kind)
 	}
 	return &b.IdentityCorrection, nil
 }

@@ -80,7 +80,10 @@ const (
 	// ProblemKeyUnavailable: an attestation is signed by a key the server
 	// was not configured with.
 	ProblemKeyUnavailable = "attestation-key-unavailable"
-	ProblemInternal       = "internal-error"
+	// ProblemEntryFormatUnknown: a genuine log entry of a kind or body
+	// version this release does not read (a newer writer): upgrade.
+	ProblemEntryFormatUnknown = "entry-format-unknown"
+	ProblemInternal           = "internal-error"
 )
 
 func unavailable(problem string, err error) *Error {

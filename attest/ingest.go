@@ -192,7 +192,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 	identity := &ledger.Identity{
 		Salt: salt, PatientName: inst.PatientName, PatientID: inst.PatientID, PatientBirthDate: inst.PatientBirthDate,
 	}
-	body := encodeBody(ingestBody{Kind: kind, SOPInstanceUID: inst.SOPInstanceUID, FileSHA256: sha, Envelope: env})
+	body := encodeBody(ingestBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env})
 	var ic *IdentityCorrection
 	if corr != nil {
 		ic = &IdentityCorrection{Corrects: corr.corrects.Index, CorrectsEntryHash: corr.corrects.LeafHashHex(),
@@ -200,17 +200,16 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		for _, k := range corr.changed {
 			ic.After[k] = d.Attributes[k]
 		}
-		body = encodeBody(identityCorrectionBody{Kind: kind, Version: identityCorrectionVersion,
-			SOPInstanceUID: inst.SOPInstanceUID, FileSHA256: sha, Envelope: env, IdentityCorrection: *ic})
+		body = encodeBody(identityCorrectionBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env, IdentityCorrection: *ic})
 		identity.CorrectionReason = corr.reason
 	}
 	entry, err := s.ledger.AppendIngest(ctx, ledger.Record{
-		Kind:           kind,
-		SOPInstanceUID: inst.SOPInstanceUID,
-		FileSHA256:     sha,
-		Body:           body,
-		Identity:       identity,
-		Revises:        revisesIndex(revises),
+		Kind:       kind,
+		Subject:    inst.SOPInstanceUID,
+		FileSHA256: sha,
+		Body:       body,
+		Identity:   identity,
+		Revises:    revisesIndex(revises),
 	})
 	var exists *ledger.InstanceExistsError
 	switch {
@@ -231,7 +230,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 // refused, the original untouched, and the attempt recorded.
 func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.Analysis, sp *spool.Spool, retry bool) (*IngestResult, error) {
 	pred, _, err := s.openPredicate(latest)
-	if errors.Is(err, ErrKeyUnavailable) {
+	if errors.Is(err, ErrKeyUnavailable) || errors.Is(err, ledger.ErrUnknownFormat) {
 		return nil, s.integrityFailure(ctx, latest, ReasonAttestationInvalid, "", err)
 	}
 	if err != nil {
@@ -306,12 +305,12 @@ func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgem
 	}
 	now := s.Now().UTC()
 	incident, count, err := s.ledger.RecordIncident(ctx, ledger.Record{
-		Kind:           kind,
-		SOPInstanceUID: existing.SOPInstanceUID,
-		FileSHA256:     sha,
-		IncidentKey:    incidentKey,
+		Kind:        kind,
+		Subject:     existing.Subject,
+		FileSHA256:  sha,
+		IncidentKey: incidentKey,
 		Body: encodeBody(conflictBody{
-			Kind: kind, SOPInstanceUID: existing.SOPInstanceUID,
+			entryHead:       head(kind, existing.Subject),
 			AttemptedSHA256: sha, AttemptedSize: size,
 			ExistingIndex: existing.Index, ExistingSHA256: existing.FileSHA256, ExistingEntryHash: existing.LeafHashHex(),
 			Verdict: j.status, Reason: reason, Changes: j.changes, Frames: j.frames,
@@ -322,14 +321,14 @@ func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgem
 		return unavailable(ProblemLedgerUnavailable, err)
 	}
 	s.log.WarnContext(ctx, "refused: different bytes under an attested SOP Instance UID", "problem", problem,
-		"kind", kind, "sop_instance_uid", existing.SOPInstanceUID, "existing_index", existing.Index,
+		"kind", kind, "sop_instance_uid", existing.Subject, "existing_index", existing.Index,
 		"attempted_sha256", sha, "verdict", j.status, "reason", reason, "incident_index", incident.Index, "count", count)
 	return &Error{
 		Code: EConflict, Problem: problem,
 		Message: fmt.Sprintf("SOP Instance UID %s is attested at ledger index %d; these bytes are refused (%s); the attested version is kept",
-			existing.SOPInstanceUID, existing.Index, reason),
+			existing.Subject, existing.Index, reason),
 		Details: map[string]any{
-			"sop_instance_uid":      existing.SOPInstanceUID,
+			"sop_instance_uid":      existing.Subject,
 			"existing_ledger_index": existing.Index,
 			"existing_entry_hash":   existing.LeafHashHex(),
 			"existing_sha256":       existing.FileSHA256,
@@ -380,7 +379,7 @@ func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error)
 	if err != nil {
 		return Predicate{}, nil, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
-	if st.SubjectSHA256() != e.FileSHA256 || st.Predicate.SOPInstanceUID != e.SOPInstanceUID {
+	if st.SubjectSHA256() != e.FileSHA256 || st.Predicate.SOPInstanceUID != e.Subject {
 		return Predicate{}, nil, fmt.Errorf("entry %d: signed statement names other bytes or another instance", e.Index)
 	}
 	att := newAttestation(e, st.Predicate, body.Envelope)

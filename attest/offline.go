@@ -92,8 +92,14 @@ func VerifyInclusionOffline(att *Attestation, v note.Verifier, origin string) (*
 	if hex.EncodeToString(leaf[:]) != att.EntryHash {
 		return nil, fmt.Errorf("%w: entry bytes do not hash to entry_hash", ErrNotIncluded)
 	}
-	var body identityCorrectionBody // an ingest or revision body is its prefix
-	if err := json.Unmarshal(entry, &body); err != nil || !sameEnvelope(body.Envelope, att.Envelope) {
+	e := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile], Body: entry}
+	hd, err := EntryFormats.Check(e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the logged entry cannot be read by this verifier: %w", ErrNotIncluded, err)
+	}
+	e.Kind = hd.Kind
+	body, err := decodeIngestBody(e)
+	if err != nil || !sameEnvelope(body.Envelope, att.Envelope) {
 		return nil, fmt.Errorf("%w: the logged entry does not hold this attestation's envelope", ErrNotIncluded)
 	}
 	// What the document says of a correction must be what the log holds.

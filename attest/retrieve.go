@@ -60,7 +60,7 @@ func (s *Service) Attestation(ctx context.Context, sopInstanceUID string, revisi
 // must attest bytes of uid.
 func (s *Service) revisionAttestation(ctx context.Context, uid string, idx uint64) (*Attestation, error) {
 	e, err := s.ledger.Entry(ctx, idx)
-	if errors.Is(err, ledger.ErrNotFound) || (err == nil && (e.SOPInstanceUID != uid || !e.Kind.Attests())) {
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && (e.Subject != uid || !e.Kind.Attests())) {
 		return nil, Errorf(ENotFound, ProblemNotFound, "no revision of SOP Instance UID %q at ledger index %d", uid, idx)
 	}
 	if err != nil {
@@ -108,7 +108,7 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 	if err != nil {
 		return nil, err
 	}
-	entry := ledger.Entry{Index: att.LedgerIndex, SOPInstanceUID: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
+	entry := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
 	rc, err := s.store.Get(ctx, entry.FileSHA256)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, s.integrityFailure(ctx, entry, ReasonMissing, "", err)
@@ -154,11 +154,19 @@ func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reas
 		return &Error{Code: EUnavailable, Problem: ProblemKeyUnavailable,
 			Message: fmt.Sprintf("the attestation at ledger index %d is signed by a key this server is not configured with; "+
 				"nothing is wrong with the image: configure the key (see /v1/keys and the server log)", entry.Index),
-			Details: map[string]any{"sop_instance_uid": entry.SOPInstanceUID, "ledger_index": entry.Index}, Err: cause}
+			Details: map[string]any{"sop_instance_uid": entry.Subject, "ledger_index": entry.Index}, Err: cause}
+	}
+	// So is an entry this release cannot read: the signed tree proves a
+	// newer writer put it there; misreading or condemning it would be wrong.
+	if errors.Is(cause, ledger.ErrUnknownFormat) && s.ledger.ProveIncluded(ctx, entry.Index, entry.LeafHash) == nil {
+		return &Error{Code: EUnavailable, Problem: ProblemEntryFormatUnknown,
+			Message: fmt.Sprintf("the log entry at index %d has a format this dicomseal does not read (%v): upgrade it; nothing is served meanwhile",
+				entry.Index, cause),
+			Details: map[string]any{"sop_instance_uid": entry.Subject, "ledger_index": entry.Index}, Err: cause}
 	}
 	now := s.Now().UTC()
 	details := map[string]any{
-		"sop_instance_uid": entry.SOPInstanceUID,
+		"sop_instance_uid": entry.Subject,
 		"reason":           reason,
 		"expected_sha256":  entry.FileSHA256,
 		"ingest_index":     entry.Index,
@@ -167,22 +175,22 @@ func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reas
 		details["observed_sha256"] = observed
 	}
 	incident, count, err := s.ledger.RecordIncident(ctx, ledger.Record{
-		Kind:           ledger.KindIntegrityFailure,
-		SOPInstanceUID: entry.SOPInstanceUID,
-		FileSHA256:     observed,
-		IncidentKey:    reason + ":" + observed,
+		Kind:        ledger.KindIntegrityFailure,
+		Subject:     entry.Subject,
+		FileSHA256:  observed,
+		IncidentKey: reason + ":" + observed,
 		Body: encodeBody(integrityFailureBody{
-			Kind: ledger.KindIntegrityFailure, SOPInstanceUID: entry.SOPInstanceUID, Reason: reason,
+			entryHead: head(ledger.KindIntegrityFailure, entry.Subject), Reason: reason,
 			ExpectedSHA256: entry.FileSHA256, ObservedSHA256: observed, IngestIndex: entry.Index, RecordedAt: now,
 		}),
 	}, now)
 	if err != nil {
-		s.log.ErrorContext(ctx, "could not record integrity failure", "sop_instance_uid", entry.SOPInstanceUID, "err", err)
+		s.log.ErrorContext(ctx, "could not record integrity failure", "sop_instance_uid", entry.Subject, "err", err)
 	} else {
 		details["incident_ledger_index"] = incident.Index
 		details["incident_count"] = count
 	}
-	s.log.ErrorContext(ctx, "integrity violation", "sop_instance_uid", entry.SOPInstanceUID, "reason", reason,
+	s.log.ErrorContext(ctx, "integrity violation", "sop_instance_uid", entry.Subject, "reason", reason,
 		"expected_sha256", entry.FileSHA256, "observed_sha256", observed, "cause", cause)
 	msg := map[string]string{
 		ReasonMissing:            "the stored object is missing",
@@ -190,6 +198,6 @@ func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reas
 		ReasonAttestationInvalid: "the ledger entry or its signature fails verification",
 	}[reason]
 	return &Error{Code: EIntegrity, Problem: ProblemIntegrity,
-		Message: fmt.Sprintf("%s for SOP Instance UID %s; nothing is served", msg, entry.SOPInstanceUID),
+		Message: fmt.Sprintf("%s for SOP Instance UID %s; nothing is served", msg, entry.Subject),
 		Details: details, Err: cause}
 }

@@ -37,9 +37,21 @@ type Event struct {
 	Until *time.Time `json:"until,omitempty"`
 }
 
-// body is the canonical entry of one event.
+// EntryFormats are the audit log's one kind and the body versions this
+// release reads (docs/entries.md).
+var EntryFormats = ledger.Formats{ledger.KindAudit: {0, 1}}
+
+// bodyVersion is the version of the bodies this release writes.
+const bodyVersion = 1
+
+// body is the canonical entry of one event. From version 1 the actor is
+// the entry's "subject", as the subject column is; version 0 named it
+// "actor" (which, at this depth, shadows Event.Actor in encoding/json).
 type body struct {
-	Kind ledger.Kind `json:"kind"`
+	V       int         `json:"v,omitempty"`
+	Kind    ledger.Kind `json:"kind"`
+	Subject *string     `json:"subject,omitempty"`
+	Actor   *string     `json:"actor,omitempty"` // version 0 only
 	Event
 }
 
@@ -108,12 +120,12 @@ func (a *Log) Pending() int {
 func (a *Log) Dropped() int64 { return a.droppedTotal.Load() }
 
 func record(ev Event) (ledger.Record, error) {
-	b, err := json.Marshal(body{Kind: ledger.KindAudit, Event: ev})
+	b, err := json.Marshal(body{V: bodyVersion, Kind: ledger.KindAudit, Subject: &ev.Actor, Event: ev})
 	if err != nil {
 		return ledger.Record{}, fmt.Errorf("audit: encode event: %w", err)
 	}
 	// The subject column holds the actor, so queries by actor use an index.
-	return ledger.Record{Kind: ledger.KindAudit, SOPInstanceUID: ev.Actor, Body: b}, nil
+	return ledger.Record{Kind: ledger.KindAudit, Subject: ev.Actor, Body: b}, nil
 }
 
 // Record queues an event; it never blocks. If the queue is full (the
@@ -303,11 +315,27 @@ func (a *Log) Close() {
 	<-a.durable.done
 }
 
-// Decode reads an audit entry's event.
+// Decode reads an audit entry's event, of any body version this release
+// knows; a *ledger.FormatError for one it does not.
 func Decode(e ledger.Entry) (Event, error) {
+	if _, err := EntryFormats.Check(e); err != nil {
+		return Event{}, fmt.Errorf("audit: %w", err)
+	}
 	var b body
-	if err := json.Unmarshal(e.Body, &b); err != nil || b.Kind != ledger.KindAudit {
-		return Event{}, fmt.Errorf("audit: entry %d is not an audit event", e.Index)
+	if err := json.Unmarshal(e.Body, &b); err != nil {
+		return Event{}, fmt.Errorf("audit: entry %d is not an audit event: %w", e.Index, err)
+	}
+	switch {
+	case b.V == 0 && b.Actor != nil && b.Subject == nil:
+		b.Event.Actor = *b.Actor
+	case b.V > 0 && b.Subject != nil && b.Actor == nil:
+		b.Event.Actor = *b.Subject
+	default:
+		return Event{}, fmt.Errorf("audit: entry %d: a version %d event must name its actor as %s", e.Index, b.V,
+			map[bool]string{true: `"actor"`, false: `"subject"`}[b.V == 0])
+	}
+	if b.Event.Actor != e.Subject {
+		return Event{}, fmt.Errorf("audit: entry %d: the event's actor is not the entry's subject", e.Index)
 	}
 	return b.Event, nil
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -39,16 +40,18 @@ func (r *AuditReport) OK() bool { return len(r.Findings) == 0 }
 // the database), every batch's signature, every entry against its stored
 // leaf hash and its signed batch, the tree recomputed from the entries
 // against every checkpoint's root, and the stored tree nodes proofs are
-// served from. progress, if not nil, is called as entries are checked.
+// served from, and every entry's body format against formats (the kinds and
+// versions the auditor reads; nil checks none). progress, if not nil, is
+// called as entries are checked.
 //
 // It catches edits made behind the service's back by anyone without the
 // log key. A holder of the log key can rewrite entries, batches and
 // checkpoints consistently; only a party holding an older checkpoint
 // (`log watch`, a witness) can catch that.
-func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier, progress func(done, total uint64)) (*AuditReport, error) {
+func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier, formats Formats, progress func(done, total uint64)) (*AuditReport, error) {
 	rep := &AuditReport{}
 	err := b.Read(ctx, func(tx Tx) error {
-		a := &auditor{origin: origin, verifier: verifier, rep: rep}
+		a := &auditor{origin: origin, verifier: verifier, formats: formats, rep: rep}
 		if err := a.checkpoints(ctx, tx); err != nil {
 			return err
 		}
@@ -75,6 +78,7 @@ type signedCheckpoint struct {
 type auditor struct {
 	origin   string
 	verifier note.Verifier
+	formats  Formats
 	rep      *AuditReport
 
 	verified []signedCheckpoint // signature verified, ascending
@@ -192,6 +196,12 @@ func (a *auditor) entries(ctx context.Context, tx Tx, progress func(done, total 
 			a.find(e.Index, "entry is not covered by any signed batch (appended behind the service's back?)")
 		case leaf != a.signed[e.Index]:
 			a.find(e.Index, "entry differs from the leaf hash its signed batch recorded")
+		}
+		if a.formats != nil {
+			var fe *FormatError
+			if _, err := a.formats.Check(e); errors.As(err, &fe) {
+				a.find(e.Index, "%s", fe.Reason)
+			}
 		}
 		addLeaf(leaf, true)
 		next++

@@ -71,9 +71,9 @@ type Tx interface {
 
 // IncidentKey identifies an incident: its kind, instance and key.
 type IncidentKey struct {
-	Kind           Kind
-	SOPInstanceUID string
-	Key            string
+	Kind    Kind
+	Subject string
+	Key     string
 }
 
 // Incident is an incident's entry, how often it was seen and when last.

@@ -54,13 +54,13 @@ type InstanceExistsError struct {
 }
 
 func (e *InstanceExistsError) Error() string {
-	return fmt.Sprintf("ledger: SOP Instance UID %s already attested at index %d", e.Existing.SOPInstanceUID, e.Existing.Index)
+	return fmt.Sprintf("ledger: SOP Instance UID %s already attested at index %d", e.Existing.Subject, e.Existing.Index)
 }
 
 // Record is an entry to append.
 type Record struct {
-	Kind           Kind
-	SOPInstanceUID string
+	Kind    Kind
+	Subject string
 	// FileSHA256 is the digest the entry is about: the stored object for
 	// ingest, the attempted bytes for a conflict, the observed bytes for an
 	// integrity failure ("" when the object was missing).
@@ -92,12 +92,12 @@ type Identity struct {
 
 // Entry is a record as the log holds it.
 type Entry struct {
-	Index          uint64
-	Kind           Kind
-	SOPInstanceUID string
-	FileSHA256     string
-	Body           []byte
-	LeafHash       [32]byte
+	Index      uint64
+	Kind       Kind
+	Subject    string
+	FileSHA256 string
+	Body       []byte
+	LeafHash   [32]byte
 }
 
 // LeafHashHex is the leaf hash in lower-case hex.

@@ -123,7 +123,7 @@ func (l *Log) IngestBySHA256WithLatest(ctx context.Context, sha256Hex string) (e
 		if e, err = tx.IngestBySHA256(ctx, sha256Hex); err != nil {
 			return err
 		}
-		latest, err = tx.InstanceEntry(ctx, e.SOPInstanceUID)
+		latest, err = tx.InstanceEntry(ctx, e.Subject)
 		return err
 	})
 	return e, latest, err

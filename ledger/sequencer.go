@@ -188,7 +188,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 			r.entry, r.count, r.err = Entry{}, 0, nil
 			switch {
 			case r.rec.Kind == KindIngest:
-				uids = append(uids, r.rec.SOPInstanceUID)
+				uids = append(uids, r.rec.Subject)
 			case r.rec.Kind != KindAudit && !r.rec.Kind.Attests():
 				keys = append(keys, incidentKey(r.rec))
 			}
@@ -210,9 +210,9 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 		for _, r := range batch {
 			rec := r.rec
 			if rec.Kind.Revises() {
-				head, ok := latest[rec.SOPInstanceUID]
+				head, ok := latest[rec.Subject]
 				if !ok {
-					e, err := tx.InstanceEntry(ctx, rec.SOPInstanceUID)
+					e, err := tx.InstanceEntry(ctx, rec.Subject)
 					if err != nil && !errors.Is(err, ErrNotFound) {
 						return err
 					}
@@ -222,10 +222,10 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 					r.err = ErrStaleRevision
 					continue
 				}
-				latest[rec.SOPInstanceUID] = next
+				latest[rec.Subject] = next
 			}
 			if rec.Kind == KindIngest {
-				if e, ok := claimed[rec.SOPInstanceUID]; ok {
+				if e, ok := claimed[rec.Subject]; ok {
 					r.err = &InstanceExistsError{Existing: e}
 					continue
 				}
@@ -237,7 +237,7 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 				repeats = append(repeats, r)
 				continue
 			}
-			e := Entry{Index: next, Kind: rec.Kind, SOPInstanceUID: rec.SOPInstanceUID, FileSHA256: rec.FileSHA256,
+			e := Entry{Index: next, Kind: rec.Kind, Subject: rec.Subject, FileSHA256: rec.FileSHA256,
 				Body: rec.Body, LeafHash: LeafHash(rec.Body)}
 			next++
 			r.entry = e
@@ -245,8 +245,8 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 			b.Leaves = append(b.Leaves, e.LeafHash)
 			if rec.Kind.Attests() {
 				if rec.Kind == KindIngest {
-					claimed[rec.SOPInstanceUID] = e
-					rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.SOPInstanceUID, Index: e.Index, FileSHA256: rec.FileSHA256})
+					claimed[rec.Subject] = e
+					rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.Subject, Index: e.Index, FileSHA256: rec.FileSHA256})
 				}
 				if rec.Identity != nil {
 					rows.Identities = append(rows.Identities, IdentityRow{FileSHA256: rec.FileSHA256, Identity: rec.Identity})
@@ -288,5 +288,5 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 }
 
 func incidentKey(rec Record) IncidentKey {
-	return IncidentKey{Kind: rec.Kind, SOPInstanceUID: rec.SOPInstanceUID, Key: rec.IncidentKey}
+	return IncidentKey{Kind: rec.Kind, Subject: rec.Subject, Key: rec.IncidentKey}
 }

@@ -5,6 +5,8 @@ package migrations
 
 import (
 	"embed"
+	"errors"
+	"fmt"
 	"io/fs"
 	"strconv"
 	"strings"
@@ -31,6 +33,21 @@ func Latest(fsys fs.FS) int64 {
 		}
 	}
 	return latest
+}
+
+// ErrTooNew: the database's schema can only be used by a newer dicomseal.
+var ErrTooNew = errors.New("the dicomseal schema is newer than this binary can use")
+
+// CheckCompatible tells whether a binary with the migrations fsys may use
+// a schema at version whose compatibility table says requires (0: the
+// schema predates that table). A newer schema is fine as long as it does
+// not require more than this binary knows: replicas roll one at a time.
+func CheckCompatible(fsys fs.FS, version, requires int64) error {
+	if latest := Latest(fsys); requires > latest {
+		return fmt.Errorf("%w: schema version %d can only be used by a dicomseal that knows migration %d, and this one knows up to %d: upgrade this binary (it would misread entries written by the newer one)",
+			ErrTooNew, version, requires, latest)
+	}
+	return nil
 }
 
 func sub(dir string) fs.FS {

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
 	"github.com/dicomseal/dicomseal/witness"
@@ -78,15 +80,16 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	type target struct {
 		name, origin string
 		open         func(context.Context, string) (ledger.Backend, error)
+		formats      ledger.Formats
 	}
 	var targets []target
 	switch *which {
 	case "custody", "audit", "all":
 		if *which != "audit" {
-			targets = append(targets, target{"custody", *origin, lc.open})
+			targets = append(targets, target{"custody", *origin, lc.open, attest.EntryFormats})
 		}
 		if *which != "custody" {
-			targets = append(targets, target{"audit", *auditOrigin, lc.openAudit})
+			targets = append(targets, target{"audit", *auditOrigin, lc.openAudit, audit.EntryFormats})
 		}
 	default:
 		fmt.Fprintf(stderr, "dicomseal log verify: --log must be custody, audit or all, got %q\n", *which)
@@ -111,7 +114,7 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				continue
 			}
 		}
-		switch verifyOneLog(ctx, tg.name, tg.origin, v, func(ctx context.Context) (ledger.Backend, error) { return tg.open(ctx, *dataDir) },
+		switch verifyOneLog(ctx, tg.name, tg.origin, v, tg.formats, func(ctx context.Context) (ledger.Backend, error) { return tg.open(ctx, *dataDir) },
 			stdout, stderr) {
 		case 1:
 			findings = true
@@ -130,7 +133,7 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // verifyOneLog audits one log and prints its result line: "NAME: OK, …" or
 // "NAME: FAILED at index N: …" with every finding after it.
-func verifyOneLog(ctx context.Context, name, origin string, v note.Verifier,
+func verifyOneLog(ctx context.Context, name, origin string, v note.Verifier, formats ledger.Formats,
 	open func(context.Context) (ledger.Backend, error), stdout, stderr io.Writer) int {
 	backend, err := open(ctx)
 	if err != nil {
@@ -146,7 +149,7 @@ func verifyOneLog(ctx context.Context, name, origin string, v note.Verifier,
 		}
 		fmt.Fprintf(stderr, "log verify: %s: %d/%d entries checked (%.0f%%)\n", name, done, total, pct)
 	}
-	rep, err := ledger.Audit(ctx, backend, origin, v, progress)
+	rep, err := ledger.Audit(ctx, backend, origin, v, formats, progress)
 	if err != nil {
 		fmt.Fprintf(stdout, "%s: UNREADABLE: %v\n", name, err)
 		return 2

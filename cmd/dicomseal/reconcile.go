@@ -78,7 +78,7 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	err = backend.Read(ctx, func(tx ledger.Tx) error {
 		return tx.ScanEntries(ctx, 0, 1<<62, func(e ledger.Entry) error {
 			if e.Kind.Attests() {
-				referenced[e.FileSHA256] = version{e.SOPInstanceUID, e.Index}
+				referenced[e.FileSHA256] = version{e.Subject, e.Index}
 			}
 			return nil
 		})

@@ -38,7 +38,7 @@ func (f *fixture) entry(t *testing.T, idx uint64) ledger.Entry {
 
 func (f *fixture) audit(t *testing.T) *ledger.AuditReport {
 	t.Helper()
-	rep, err := ledger.Audit(context.Background(), f.Backend, Origin, f.verifier, nil)
+	rep, err := ledger.Audit(context.Background(), f.Backend, Origin, f.verifier, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func runAudit(t *testing.T, h Harness) {
 		{"a forged entry inserted", func(t *testing.T, f *fixture) {
 			body := []byte(`{"kind":"ingest","sop_instance_uid":"6.6.6","file_sha256":"forged"}`)
 			leaf := ledger.LeafHash(body)
-			f.Tamper(`INSERT INTO entries (idx, kind, sop_instance_uid, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
+			f.Tamper(`INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
 				40, "ingest", "6.6.6", sha(666), body, leaf[:])
 		}, 40, "not covered by any signed batch"},
 		{"the tail truncated", func(t *testing.T, f *fixture) {
@@ -131,7 +131,7 @@ func runAudit(t *testing.T, h Harness) {
 		appendN(t, f.log, 100, 2, 1) // indexes 40, 41, signed
 		body := []byte(`{"kind":"ingest","sop_instance_uid":"6.6.6"}`)
 		leaf := ledger.LeafHash(body)
-		f.Tamper(`INSERT INTO entries (idx, kind, sop_instance_uid, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
+		f.Tamper(`INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
 			42, "ingest", "6.6.6", sha(666), body, leaf[:])
 		appendN(t, f.log, 200, 1, 1) // index 43, in a signed batch starting at 43
 		cp, _, err := f.log.Integrate(ctx)

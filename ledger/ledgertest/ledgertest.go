@@ -69,7 +69,7 @@ func newFixture(t testing.TB, h Harness) *fixture {
 
 func ingest(uid, sha string) ledger.Record {
 	return ledger.Record{
-		Kind: ledger.KindIngest, SOPInstanceUID: uid, FileSHA256: sha,
+		Kind: ledger.KindIngest, Subject: uid, FileSHA256: sha,
 		Body:     []byte(fmt.Sprintf(`{"kind":"ingest","sop_instance_uid":%q,"file_sha256":%q}`, uid, sha)),
 		Identity: &ledger.Identity{Salt: []byte("0123456789abcdef0123456789abcdef"), PatientID: "P-" + uid},
 	}
@@ -151,7 +151,7 @@ func runAppend(t *testing.T, h Harness) {
 			t.Fatalf("InstanceBySOP = %+v, %v", bySOP, err)
 		}
 		bySHA, err := f.log.IngestBySHA256(ctx, sha(2))
-		if err != nil || bySHA.SOPInstanceUID != "1.2.3.2" {
+		if err != nil || bySHA.Subject != "1.2.3.2" {
 			t.Fatalf("IngestBySHA256 = %+v, %v", bySHA, err)
 		}
 		byLeaf, err := f.log.EntryByLeafHash(ctx, bySHA.LeafHash)
@@ -177,7 +177,7 @@ func runAppend(t *testing.T, h Harness) {
 	t.Run("scan one subject in index order", func(t *testing.T) {
 		f := newFixture(t, h)
 		audit := func(actor string, n int) ledger.Record {
-			return ledger.Record{Kind: ledger.KindAudit, SOPInstanceUID: actor,
+			return ledger.Record{Kind: ledger.KindAudit, Subject: actor,
 				Body: []byte(fmt.Sprintf(`{"kind":"audit","actor":%q,"n":%d}`, actor, n))}
 		}
 		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); err != nil {
@@ -191,8 +191,8 @@ func runAppend(t *testing.T, h Harness) {
 		}
 		var got []uint64
 		err := f.log.ScanSubject(ctx, "alice", func(e ledger.Entry) error {
-			if e.SOPInstanceUID != "alice" || e.Kind != ledger.KindAudit {
-				t.Errorf("entry %d: subject %q kind %q", e.Index, e.SOPInstanceUID, e.Kind)
+			if e.Subject != "alice" || e.Kind != ledger.KindAudit {
+				t.Errorf("entry %d: subject %q kind %q", e.Index, e.Subject, e.Kind)
 			}
 			got = append(got, e.Index)
 			return nil
@@ -361,7 +361,7 @@ func runAppend(t *testing.T, h Harness) {
 		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1))); err != nil {
 			t.Fatal(err)
 		}
-		rec := ledger.Record{Kind: ledger.KindIntegrityFailure, SOPInstanceUID: "1.2.3", FileSHA256: sha(7),
+		rec := ledger.Record{Kind: ledger.KindIntegrityFailure, Subject: "1.2.3", FileSHA256: sha(7),
 			IncidentKey: "altered:" + sha(7), Body: []byte(`{"kind":"integrity-failure"}`)}
 		var first ledger.Entry
 		for i := 1; i <= 3; i++ {
@@ -471,7 +471,7 @@ func runAppend(t *testing.T, h Harness) {
 		if next != 200 {
 			t.Fatalf("%d entries, want 200", next)
 		}
-		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, nil); err != nil || !rep.OK() {
+		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, nil, nil); err != nil || !rep.OK() {
 			t.Fatalf("audit after two writers: %v %v", err, rep)
 		}
 	})

@@ -164,7 +164,7 @@ func grant(ctx context.Context, db *sql.DB, schema string, roles Roles) error {
 	}
 	// Reading the schema version lets serve refuse a schema older than
 	// itself with a clear message.
-	stmts = append(stmts, `GRANT SELECT ON goose_db_version TO `+svc)
+	stmts = append(stmts, `GRANT SELECT ON goose_db_version TO `+svc, `GRANT SELECT ON compatibility TO `+svc)
 	for _, s := range stmts {
 		if _, err := db.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("postgres migrate: %s: %w", s, err)

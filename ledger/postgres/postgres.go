@@ -85,6 +85,15 @@ func OpenSchema(ctx context.Context, url, schema string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("%w: schema %s is at version %d, this dicomseal needs %d", ErrSchemaOutdated, schema, version, need)
 	}
+	var requires int64
+	if err := pool.QueryRow(ctx, `SELECT MAX(requires) FROM compatibility`).Scan(&requires); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres ledger: reading the schema's compatibility: %w", err)
+	}
+	if err := migrations.CheckCompatible(migrations.Postgres(), version, requires); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres ledger: %s: %w", schema, err)
+	}
 	return &DB{pool: pool}, nil
 }
 

@@ -122,7 +122,7 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	s, v := ledgertest.LogKey(t)
 	l := ledger.New(open(t, service), ledgertest.Origin, s, v)
-	if _, err := l.AppendIngest(ctx, ledger.Record{Kind: ledger.KindIngest, SOPInstanceUID: "1.2",
+	if _, err := l.AppendIngest(ctx, ledger.Record{Kind: ledger.KindIngest, Subject: "1.2",
 		FileSHA256: strings.Repeat("a", 64), Body: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 			}
 		}
 	}
-	if rep, err := ledger.Audit(ctx, open(t, service), ledgertest.Origin, v, nil); err != nil || !rep.OK() || rep.Entries != 1 {
+	if rep, err := ledger.Audit(ctx, open(t, service), ledgertest.Origin, v, nil, nil); err != nil || !rep.OK() || rep.Entries != 1 {
 		t.Fatalf("history changed: %v %+v", err, rep)
 	}
 }
@@ -235,7 +235,7 @@ func TestSubjectScanNeedsNoSort(t *testing.T) {
 			t.Fatal(err)
 		}
 		var plan strings.Builder
-		rows, err := c.Query(ctx, `EXPLAIN SELECT * FROM entries WHERE sop_instance_uid = 'alice' ORDER BY idx LIMIT 100`)
+		rows, err := c.Query(ctx, `EXPLAIN SELECT * FROM entries WHERE subject = 'alice' ORDER BY idx LIMIT 100`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,5 +276,36 @@ func TestOpenRefusesAnOutdatedSchema(t *testing.T) {
 	}
 	if !errors.Is(err, postgres.ErrSchemaOutdated) || !strings.Contains(err.Error(), "dicomseal migrate") {
 		t.Fatalf("open on a schema one version behind: %v, want ErrSchemaOutdated", err)
+	}
+}
+
+// A newer schema is used by an older binary only while it does not
+// require more than that binary knows: a release that writes entries
+// older binaries would misread raises `compatibility`, and they refuse
+// to start instead.
+func TestOpenRefusesASchemaThatNeedsANewerBinary(t *testing.T) {
+	admin, service := newDatabase(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	next := migrations.Latest(migrations.Postgres()) + 1
+	// The next release's migration, as it would be applied.
+	if _, err := c.Exec(ctx, `INSERT INTO dicomseal.goose_db_version (version_id, is_applied) VALUES ($1, true)`, next); err != nil {
+		t.Fatal(err)
+	}
+	open(t, service) // newer, still compatible: a rolling upgrade
+	if _, err := c.Exec(ctx, `UPDATE dicomseal.compatibility SET requires = $1`, next); err != nil {
+		t.Fatal(err)
+	}
+	db, err := postgres.Open(ctx, service)
+	if err == nil {
+		db.Close()
+	}
+	if !errors.Is(err, migrations.ErrTooNew) || !strings.Contains(err.Error(), "upgrade this binary") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("knows migration %d", next)) {
+		t.Fatalf("open on a schema that needs a newer binary: %v, want ErrTooNew", err)
 	}
 }

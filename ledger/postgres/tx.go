@@ -18,14 +18,14 @@ type Tx struct {
 
 var _ ledger.Tx = (*Tx)(nil)
 
-const entryColumns = `idx, kind, sop_instance_uid, file_sha256, body, leaf_hash`
+const entryColumns = `idx, kind, subject, file_sha256, body, leaf_hash`
 
 func scanEntry(row pgx.Row) (ledger.Entry, error) {
 	var e ledger.Entry
 	var idx int64
 	var kind string
 	var leaf []byte
-	err := row.Scan(&idx, &kind, &e.SOPInstanceUID, &e.FileSHA256, &e.Body, &leaf)
+	err := row.Scan(&idx, &kind, &e.Subject, &e.FileSHA256, &e.Body, &leaf)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return e, ledger.ErrNotFound
 	}
@@ -65,9 +65,9 @@ func (t *Tx) ScanEntries(ctx context.Context, from, to uint64, fn func(ledger.En
 	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
 }
 
-// ScanSubject scans one subject's entries through the sop_instance_uid index.
+// ScanSubject scans one subject's entries through the subject index.
 func (t *Tx) ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error {
-	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE sop_instance_uid = $1 ORDER BY idx`, subject)
+	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE subject = $1 ORDER BY idx`, subject)
 }
 
 // each runs a query and calls fn, in order, on every row read by scan;
@@ -92,7 +92,7 @@ func each[T any](ctx context.Context, tx pgx.Tx, scan func(pgx.Row) (T, error), 
 
 // InstanceEntry returns the latest entry attesting bytes of uid (see Kind.Attests).
 func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	return t.entry(ctx, `sop_instance_uid = $1 AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
+	return t.entry(ctx, `subject = $1 AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
 }
 
 func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
@@ -115,7 +115,7 @@ func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]led
 		return out, nil
 	}
 	rows, err := t.tx.Query(ctx,
-		`SELECT e.idx, e.kind, e.sop_instance_uid, e.file_sha256, e.body, e.leaf_hash
+		`SELECT e.idx, e.kind, e.subject, e.file_sha256, e.body, e.leaf_hash
 		 FROM instances i JOIN entries e ON e.idx = i.entry_idx WHERE i.sop_instance_uid = ANY($1)`, uids)
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]led
 		if err != nil {
 			return nil, err
 		}
-		out[e.SOPInstanceUID] = e
+		out[e.Subject] = e
 	}
 	return out, rows.Err()
 }
@@ -138,7 +138,7 @@ func (t *Tx) Incidents(ctx context.Context, keys []ledger.IncidentKey) (map[ledg
 	}
 	kinds, uids, ks := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
 	for i, k := range keys {
-		kinds[i], uids[i], ks[i] = string(k.Kind), k.SOPInstanceUID, k.Key
+		kinds[i], uids[i], ks[i] = string(k.Kind), k.Subject, k.Key
 	}
 	rows, err := t.tx.Query(ctx,
 		`SELECT i.kind, i.sop_instance_uid, i.incident_key, i.entry_idx, i.count, i.last_seen
@@ -152,7 +152,7 @@ func (t *Tx) Incidents(ctx context.Context, keys []ledger.IncidentKey) (map[ledg
 		var in ledger.Incident
 		var kind string
 		var idx int64
-		if err := rows.Scan(&kind, &in.SOPInstanceUID, &in.Key, &idx, &in.Count, &in.LastSeen); err != nil {
+		if err := rows.Scan(&kind, &in.Subject, &in.Key, &idx, &in.Count, &in.LastSeen); err != nil {
 			return nil, err
 		}
 		in.Kind, in.Index = ledger.Kind(kind), uint64(idx)
@@ -165,8 +165,8 @@ func (t *Tx) Incidents(ctx context.Context, keys []ledger.IncidentKey) (map[ledg
 func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
 	b := &pgx.Batch{}
 	for _, e := range rows.Entries {
-		b.Queue(`INSERT INTO entries (idx, kind, sop_instance_uid, file_sha256, body, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
-			int64(e.Index), string(e.Kind), e.SOPInstanceUID, e.FileSHA256, e.Body, e.LeafHash[:])
+		b.Queue(`INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
+			int64(e.Index), string(e.Kind), e.Subject, e.FileSHA256, e.Body, e.LeafHash[:])
 	}
 	for _, c := range rows.Claims {
 		b.Queue(`INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES ($1, $2, $3)`,
@@ -182,7 +182,7 @@ func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
 	for _, in := range rows.Incidents {
 		b.Queue(`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES ($1, $2, $3, $4, $5, $6)
 		         ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
-			string(in.Kind), in.SOPInstanceUID, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC())
+			string(in.Kind), in.Subject, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC())
 	}
 	if b.Len() == 0 {
 		return nil

@@ -82,12 +82,39 @@ func Open(ctx context.Context, path string) (*DB, error) {
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
+	if err := compatible(ctx, db); err != nil {
+		return err
+	}
 	p, err := goose.NewProvider(goose.DialectSQLite3, db, migrations.SQLite())
 	if err != nil {
 		return fmt.Errorf("sqlite ledger: migrations: %w", err)
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("sqlite ledger: migrate: %w", err)
+	}
+	return nil
+}
+
+// compatible refuses, before migrating, a file a newer dicomseal wrote
+// entries into that this binary would misread.
+func compatible(ctx context.Context, db *sql.DB) error {
+	var version, requires int64
+	var hasCompat bool
+	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'compatibility')`).Scan(&hasCompat)
+	if err != nil {
+		return fmt.Errorf("sqlite ledger: %w", err)
+	}
+	if !hasCompat {
+		return nil // new, or older than the table: migrating is what it needs
+	}
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&version); err != nil {
+		return fmt.Errorf("sqlite ledger: reading the schema version: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT MAX(requires) FROM compatibility`).Scan(&requires); err != nil {
+		return fmt.Errorf("sqlite ledger: reading the schema's compatibility: %w", err)
+	}
+	if err := migrations.CheckCompatible(migrations.SQLite(), version, requires); err != nil {
+		return fmt.Errorf("sqlite ledger: %w", err)
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func TestTablesAreAppendOnly(t *testing.T) {
 	b := open(t, path)
 	s, v := ledgertest.LogKey(t)
 	l := ledger.New(b, ledgertest.Origin, s, v)
-	if _, err := l.AppendIngest(context.Background(), ledger.Record{Kind: ledger.KindIngest, SOPInstanceUID: "1.2",
+	if _, err := l.AppendIngest(context.Background(), ledger.Record{Kind: ledger.KindIngest, Subject: "1.2",
 		FileSHA256: strings.Repeat("a", 64), Body: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}

@@ -23,14 +23,14 @@ var _ ledger.Tx = (*Tx)(nil)
 
 func errorsJoin(errs ...error) error { return errors.Join(errs...) }
 
-const entryColumns = `idx, kind, sop_instance_uid, file_sha256, body, leaf_hash`
+const entryColumns = `idx, kind, subject, file_sha256, body, leaf_hash`
 
 func scanEntry(sc interface{ Scan(...any) error }) (ledger.Entry, error) {
 	var e ledger.Entry
 	var idx int64
 	var kind string
 	var leaf []byte
-	err := sc.Scan(&idx, &kind, &e.SOPInstanceUID, &e.FileSHA256, &e.Body, &leaf)
+	err := sc.Scan(&idx, &kind, &e.Subject, &e.FileSHA256, &e.Body, &leaf)
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, ledger.ErrNotFound
 	}
@@ -70,9 +70,9 @@ func (t *Tx) ScanEntries(ctx context.Context, from, to uint64, fn func(ledger.En
 	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(from), int64(to))
 }
 
-// ScanSubject scans one subject's entries through the sop_instance_uid index.
+// ScanSubject scans one subject's entries through the subject index.
 func (t *Tx) ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error {
-	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE sop_instance_uid = ? ORDER BY idx`, subject)
+	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE subject = ? ORDER BY idx`, subject)
 }
 
 // each runs a query and calls fn, in order, on every row read by scan;
@@ -97,7 +97,7 @@ func each[T any](ctx context.Context, tx *sql.Tx, scan func(interface{ Scan(...a
 
 // InstanceEntry returns the latest entry attesting bytes of uid (see Kind.Attests).
 func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	return t.entry(ctx, `sop_instance_uid = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
+	return t.entry(ctx, `subject = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
 }
 
 func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
@@ -135,7 +135,7 @@ func (t *Tx) Incidents(ctx context.Context, keys []ledger.IncidentKey) (map[ledg
 		var seen string
 		err := t.tx.QueryRowContext(ctx,
 			`SELECT entry_idx, count, last_seen FROM incidents WHERE kind = ? AND sop_instance_uid = ? AND incident_key = ?`,
-			string(k.Kind), k.SOPInstanceUID, k.Key).Scan(&idx, &count, &seen)
+			string(k.Kind), k.Subject, k.Key).Scan(&idx, &count, &seen)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			continue
@@ -156,10 +156,10 @@ func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
 		n   int
 		arg func(i int) []any
 	}{
-		{`INSERT INTO entries (idx, kind, sop_instance_uid, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
+		{`INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
 			len(rows.Entries), func(i int) []any {
 				e := rows.Entries[i]
-				return []any{int64(e.Index), string(e.Kind), e.SOPInstanceUID, e.FileSHA256, e.Body, e.LeafHash[:]}
+				return []any{int64(e.Index), string(e.Kind), e.Subject, e.FileSHA256, e.Body, e.LeafHash[:]}
 			}},
 		{`INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES (?, ?, ?)`,
 			len(rows.Claims), func(i int) []any {
@@ -175,7 +175,7 @@ func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
 		  ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
 			len(rows.Incidents), func(i int) []any {
 				in := rows.Incidents[i]
-				return []any{string(in.Kind), in.SOPInstanceUID, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC().Format(time.RFC3339Nano)}
+				return []any{string(in.Kind), in.Subject, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC().Format(time.RFC3339Nano)}
 			}},
 	} {
 		if w.n == 0 {
