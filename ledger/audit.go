@@ -9,6 +9,7 @@ import (
 
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -166,6 +167,13 @@ func (a *auditor) entries(ctx context.Context, tx Tx, progress func(done, total 
 			}
 			cpi++
 		}
+	}
+	// The empty tree's checkpoint, published when the log was created.
+	for cpi < len(a.verified) && a.verified[cpi].size == 0 {
+		if !bytes.Equal(a.verified[cpi].root, rfc6962.DefaultHasher.EmptyRoot()) {
+			a.find(0, "checkpoint at tree size 0: its root is not the empty tree's")
+		}
+		cpi++
 	}
 	// missing fills a gap with the signed leaf where there is one, so the
 	// rest of the log can still be checked against its checkpoints.

@@ -42,7 +42,8 @@ func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err
 	var halt *HaltError
 	err = l.backend.Write(ctx, func(tx Tx) error {
 		prev, err := tx.LatestCheckpoint(ctx)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		fresh := errors.Is(err, ErrNotFound)
+		if err != nil && !fresh {
 			return err
 		}
 		rng, err := l.storedRange(ctx, tx, prev)
@@ -76,13 +77,18 @@ func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err
 			}
 			next += uint64(len(b.Leaves))
 		}
-		if next == prev.Size {
+		// A new log publishes its empty tree (size 0), so that it has a
+		// signed checkpoint to follow from the start.
+		if next == prev.Size && !fresh {
 			cp = prev
 			return nil
 		}
 		root, err := rng.GetRootHash(nil)
 		if err != nil {
 			return err
+		}
+		if next == 0 {
+			root = rfc6962.DefaultHasher.EmptyRoot()
 		}
 		if cp, err = l.signCheckpoint(next, root); err != nil {
 			return err

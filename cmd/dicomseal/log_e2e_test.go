@@ -89,7 +89,13 @@ func unhex(t *testing.T, hs []any) [][]byte {
 func TestVerifiableLogOverHTTP(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "--checkpoint-interval", "20ms")
 	v, vkeyPath := srv.logVerifier()
-	assertProblem(t, srv.do(http.MethodGet, "/v1/log/checkpoint", "", nil), http.StatusNotFound, "no-checkpoint")
+	// A new log has published its empty tree: a witness can start on day one.
+	// It is there before the first request, not after an integrator's tick.
+	fresh := srv.do(http.MethodGet, "/v1/log/checkpoint", "", nil)
+	if cp, _, _, err := log.ParseCheckpoint(fresh.body, defaultLogOrigin, v); fresh.status != http.StatusOK || err != nil ||
+		cp.Size != 0 || !bytes.Equal(cp.Hash, rfc6962.DefaultHasher.EmptyRoot()) {
+		t.Fatalf("a fresh log's checkpoint: %d %v\n%s", fresh.status, err, fresh.body)
+	}
 
 	files := []string{"pydicom-CT_small.dcm", "pydicom-MR_small.dcm", "pydicom-JPEG2000.dcm", "pydicom-rtplan.dcm"}
 	atts := map[string][]byte{}

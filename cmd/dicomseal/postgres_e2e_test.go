@@ -285,7 +285,7 @@ func TestThreeReplicasOnePostgres(t *testing.T) {
 		body, _ := base64.StdEncoding.DecodeString(e.Entry)
 		var entry struct {
 			Kind string `json:"kind"`
-			UID  string `json:"sop_instance_uid"`
+			UID  string `json:"subject"`
 		}
 		json.Unmarshal(body, &entry)
 		perUID[entry.UID]++

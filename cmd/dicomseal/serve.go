@@ -286,6 +286,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
 	}
+	// Integrate once before the first request: a new log publishes its
+	// size-0 checkpoint, so /v1/log/checkpoint never answers 404 and a
+	// witness can follow it from the start. Failures (a halt included)
+	// are the background integrator's to report.
+	for _, l := range []*ledger.Log{m.ledger, m.auditLog} {
+		if _, _, err := l.Integrate(ctx); err != nil {
+			m.log.Debug("integration at start", "origin", l.Origin(), "err", err)
+		}
+	}
 	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Addr, err)
 	}

@@ -22,10 +22,22 @@ func runTree(t *testing.T, h Harness) {
 	t.Run("checkpoints are signed notes that extend each other", func(t *testing.T) {
 		f := newFixture(t, h)
 		if _, err := f.log.LatestCheckpoint(ctx); !errors.Is(err, ledger.ErrNotFound) {
-			t.Fatalf("empty log has a checkpoint: %v", err)
+			t.Fatalf("a log never integrated has a checkpoint: %v", err)
+		}
+		// A new log publishes its empty tree, once.
+		cp0 := integrate(t, f.log)
+		if parsed, _, _, err := log.ParseCheckpoint(cp0.Note, Origin, f.verifier); err != nil || parsed.Size != 0 ||
+			!bytes.Equal(parsed.Hash, hasher.EmptyRoot()) {
+			t.Fatalf("the new log's checkpoint: %v %+v", err, parsed)
+		}
+		if _, published, _ := f.log.Integrate(ctx); published {
+			t.Fatal("a second size-0 checkpoint was published")
 		}
 		appendN(t, f.log, 0, 5, 1)
 		cp1 := integrate(t, f.log)
+		if hashes, _, err := f.log.ConsistencyProof(ctx, 0, cp1.Size); err != nil || len(hashes) != 0 {
+			t.Fatalf("consistency 0→5: %v %v", hashes, err)
+		}
 		if _, published, _ := f.log.Integrate(ctx); published {
 			t.Fatal("a checkpoint was published with no new entries")
 		}
@@ -48,11 +60,16 @@ func runTree(t *testing.T, h Harness) {
 			t.Fatalf("consistency 5→17: %v", err)
 		}
 		// The database itself refuses a checkpoint that does not extend the latest.
-		err = f.Backend.Write(ctx, func(tx ledger.Tx) error {
-			return tx.InsertCheckpoint(ctx, ledger.Checkpoint{Size: cp1.Size, Root: cp1.Root, Note: cp1.Note})
-		})
-		if err == nil {
-			t.Fatal("a checkpoint smaller than the latest was stored")
+		for _, c := range []ledger.Checkpoint{cp1, cp0} {
+			err = f.Backend.Write(ctx, func(tx ledger.Tx) error {
+				return tx.InsertCheckpoint(ctx, ledger.Checkpoint{Size: c.Size, Root: c.Root, Note: c.Note})
+			})
+			if err == nil {
+				t.Fatalf("a checkpoint of size %d, smaller than the latest, was stored", c.Size)
+			}
+		}
+		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, nil, nil); err != nil || !rep.OK() || rep.Checkpoints != 3 {
+			t.Fatalf("audit of a log checkpointed from size 0: %v %+v", err, rep)
 		}
 		latest, err := f.log.LatestCheckpoint(ctx)
 		if err != nil || latest.Size != 17 {

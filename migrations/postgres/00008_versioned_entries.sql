@@ -6,12 +6,40 @@
 -- newest migration is below `requires` refuses to start. A later migration
 -- that older binaries can still use leaves it alone; one they would
 -- misread raises it.
+--
+-- A log publishes a signed checkpoint of size 0 when it is created (as
+-- C2SP logs do), so a witness can follow it from day one: a checkpoint
+-- must be larger than every stored one, not larger than 0.
 
 -- +goose Up
 ALTER TABLE entries RENAME COLUMN sop_instance_uid TO subject;
 CREATE TABLE compatibility (requires INTEGER NOT NULL);
 INSERT INTO compatibility (requires) VALUES (8);
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION checkpoint_extends() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM checkpoints WHERE size >= NEW.size) THEN
+        RAISE EXCEPTION 'checkpoint of size % does not extend the latest one', NEW.size
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- +goose StatementEnd
 
 -- +goose Down
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION checkpoint_extends() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NEW.size <= COALESCE((SELECT max(size) FROM checkpoints), 0) THEN
+        RAISE EXCEPTION 'checkpoint of size % does not extend the latest one', NEW.size
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- +goose StatementEnd
 DROP TABLE compatibility;
 ALTER TABLE entries RENAME COLUMN subject TO sop_instance_uid;
