@@ -120,6 +120,11 @@ type Node struct {
 	Hash []byte
 }
 
+// NodeKey packs a tree node's coordinates into the one integer every
+// backend keys tree_nodes by: level << 48 | index (a level below 64, an
+// index below 2^48: far beyond any log's size).
+func NodeKey(id compact.NodeID) int64 { return int64(id.Level)<<48 | int64(id.Index) }
+
 // Checkpoint is a signed statement of the tree: its size and root hash,
 // and the signed note (C2SP tlog-checkpoint) that says so.
 type Checkpoint struct {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/dicomseal/dicomseal/ledger"
@@ -107,8 +108,8 @@ func runAudit(t *testing.T, h Harness) {
 				40, cp.Root, forged, time.Now().UTC().Format(time.RFC3339Nano))
 		}, 39, "checkpoint at tree size 40"},
 		{"a stored tree node altered", func(t *testing.T, f *fixture) {
-			// Node (level 1, index 3) covers leaves 6 and 7; ids pack level << 48 | index.
-			f.Tamper(`UPDATE tree_nodes SET hash = ? WHERE id = ?`, make([]byte, 32), int64(1)<<48|3)
+			// Node (level 1, index 3) covers leaves 6 and 7.
+			f.Tamper(`UPDATE tree_nodes SET hash = ? WHERE id = ?`, make([]byte, 32), ledger.NodeKey(compact.NewNodeID(1, 3)))
 		}, 6, "tree node"},
 	}
 	for _, tc := range tamper {
@@ -149,7 +150,7 @@ func runAudit(t *testing.T, h Harness) {
 
 	t.Run("a tampered tree is not extended", func(t *testing.T) {
 		f := auditFixture(t, h)
-		f.Tamper(`UPDATE tree_nodes SET hash = ? WHERE id = ?`, make([]byte, 32), int64(5)<<48|0) // root of leaves 0..31
+		f.Tamper(`UPDATE tree_nodes SET hash = ? WHERE id = ?`, make([]byte, 32), ledger.NodeKey(compact.NewNodeID(5, 0))) // root of leaves 0..31
 		appendN(t, f.log, 100, 3, 1)
 		if _, published, err := f.log.Integrate(ctx); err == nil || published {
 			t.Fatalf("Integrate over altered nodes: published=%v err=%v", published, err)

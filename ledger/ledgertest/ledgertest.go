@@ -294,6 +294,27 @@ func runAppend(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("a claim after a revision names the claiming ingest", func(t *testing.T) {
+		f := newFixture(t, h)
+		first, err := f.log.AppendIngest(ctx, ingest("4.1", sha(40)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev := ingest("4.1", sha(41))
+		rev.Kind, rev.Revises = ledger.KindRevision, first.Index
+		if _, err := f.log.AppendIngest(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+		// Both backends answer the claim (InstanceEntries), not the
+		// instance's latest version.
+		_, err = f.log.AppendIngest(ctx, ingest("4.1", sha(42)))
+		var exists *ledger.InstanceExistsError
+		if !errors.As(err, &exists) || exists.Existing.Index != first.Index || exists.Existing.Kind != ledger.KindIngest ||
+			exists.Existing.FileSHA256 != sha(40) {
+			t.Fatalf("a claim after a revision: %v, want InstanceExistsError naming the ingest at %d", err, first.Index)
+		}
+	})
+
 	t.Run("the revision chain cannot fork", func(t *testing.T) {
 		f := newFixture(t, h)
 		first, err := f.log.AppendIngest(ctx, ingest("5.1", sha(50)))

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/auth/authtest"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
@@ -95,6 +97,14 @@ func harness(t testing.TB) ledgertest.Instance {
 func TestConformance(t *testing.T) {
 	pgtest.AdminURL(t)
 	ledgertest.Run(t, harness)
+}
+
+func TestTokenStoreConformance(t *testing.T) {
+	pgtest.AdminURL(t)
+	authtest.Run(t, func(t *testing.T) auth.Store {
+		_, service := newDatabase(t)
+		return open(t, service)
+	})
 }
 
 // The audit log lives in a schema of its own: every tamper case there is

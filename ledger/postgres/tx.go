@@ -214,13 +214,10 @@ func scanBatch(row pgx.Row) (ledger.Batch, error) {
 	return b, nil
 }
 
-// nodeID packs a tree node's coordinates into one integer key.
-func nodeID(id compact.NodeID) int64 { return int64(id.Level)<<48 | int64(id.Index) }
-
 func (t *Tx) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
 	keys := make([]int64, len(ids))
 	for i, id := range ids {
-		keys[i] = nodeID(id)
+		keys[i] = ledger.NodeKey(id)
 	}
 	rows, err := t.tx.Query(ctx, `SELECT id, hash FROM tree_nodes WHERE id = ANY($1)`, keys)
 	if err != nil {
@@ -254,7 +251,7 @@ func (t *Tx) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) 
 func (t *Tx) PutNodes(ctx context.Context, nodes []ledger.Node) error {
 	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"tree_nodes"}, []string{"id", "hash"},
 		pgx.CopyFromSlice(len(nodes), func(i int) ([]any, error) {
-			return []any{nodeID(nodes[i].ID), nodes[i].Hash}, nil
+			return []any{ledger.NodeKey(nodes[i].ID), nodes[i].Hash}, nil
 		}))
 	return err
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/auth/authtest"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
@@ -35,6 +37,10 @@ func harness(t testing.TB) ledgertest.Instance {
 
 func TestConformance(t *testing.T) {
 	ledgertest.Run(t, harness)
+}
+
+func TestTokenStoreConformance(t *testing.T) {
+	authtest.Run(t, func(t *testing.T) auth.Store { return open(t, filepath.Join(t.TempDir(), "ledger.db")) })
 }
 
 // The triggers refuse to rewrite history through an ordinary connection.

@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/dicomseal/dicomseal/auth"
 )
@@ -36,12 +38,18 @@ func parseTime(s sql.NullString) *time.Time {
 	return &t
 }
 
+// isUnique tells a unique-constraint violation by its extended result code.
+func isUnique(err error) bool {
+	var se *msqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
 // CreateToken stores a new token; auth.ErrNameTaken if an active token has its name.
 func (d *DB) CreateToken(ctx context.Context, t auth.Token) error {
 	_, err := d.write.ExecContext(ctx,
 		`INSERT INTO tokens (id, name, role, secret_hash, created_at, created_by, expires_at, max_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, string(t.Role), t.SecretHash, t.CreatedAt.UTC().Format(time.RFC3339Nano), t.CreatedBy, fmtTime(t.ExpiresAt), maxBody(t.MaxBody))
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+	if isUnique(err) {
 		return fmt.Errorf("%w: %s", auth.ErrNameTaken, t.Name)
 	}
 	return err

@@ -114,10 +114,13 @@ func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, erro
 	return t.entry(ctx, `file_sha256 = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx LIMIT 1`, sha)
 }
 
+// InstanceEntries reads the claims: the ingest entry that claimed each
+// UID, never a later revision of it.
 func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error) {
 	out := make(map[string]ledger.Entry, len(uids))
 	for _, uid := range uids {
-		e, err := t.InstanceEntry(ctx, uid)
+		e, err := scanEntry(t.queryRow(ctx, `SELECT e.idx, e.kind, e.subject, e.file_sha256, e.body, e.leaf_hash
+			FROM instances i JOIN entries e ON e.idx = i.entry_idx WHERE i.sop_instance_uid = ?`, uid))
 		switch {
 		case err == nil:
 			out[uid] = e
@@ -222,13 +225,10 @@ func scanBatch(row interface{ Scan(...any) error }) (ledger.Batch, error) {
 	return b, nil
 }
 
-// nodeID packs a tree node's coordinates into one integer key.
-func nodeID(id compact.NodeID) int64 { return int64(id.Level)<<48 | int64(id.Index) }
-
 func (t *Tx) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
 	args := make([]any, len(ids))
 	for i, id := range ids {
-		args[i] = nodeID(id)
+		args[i] = ledger.NodeKey(id)
 	}
 	rows, err := t.tx.QueryContext(ctx,
 		`SELECT id, hash FROM tree_nodes WHERE id IN (?`+strings.Repeat(",?", len(ids)-1)+`)`, args...)
@@ -266,7 +266,7 @@ func (t *Tx) PutNodes(ctx context.Context, nodes []ledger.Node) error {
 	}
 	defer stmt.Close()
 	for _, n := range nodes {
-		if _, err := stmt.ExecContext(ctx, nodeID(n.ID), n.Hash); err != nil {
+		if _, err := stmt.ExecContext(ctx, ledger.NodeKey(n.ID), n.Hash); err != nil {
 			return fmt.Errorf("tree node (level %d, index %d): %w", n.ID.Level, n.ID.Index, err)
 		}
 	}
