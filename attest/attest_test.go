@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
@@ -47,7 +48,7 @@ func newService(t testing.TB) fixtureService {
 		t.Fatal(err)
 	}
 	ls, lv := ledgertest.LogKey(t)
-	svc := attest.NewService(ledger.New(l, ledgertest.Origin, ls, lv), s, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := attest.NewService(custody.New(ledger.New(l, ledgertest.Origin, ls, lv)), s, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	svc.SpoolDir = dir
 	return fixtureService{svc: svc, ledgerDB: path, attestor: a}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/spool"
@@ -59,7 +60,7 @@ func (s *Service) CorrectIdentity(ctx context.Context, uid string, body io.Reade
 func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile.Analysis, sp *spool.Spool, reason, actor string, retry bool) (*IngestResult, error) {
 	sha := sp.SHA256Hex()
 	if same, err := s.ledger.IngestBySHA256(ctx, sha); err == nil {
-		if same.Index == latest.Index && same.Kind == ledger.KindIdentityCorrection {
+		if same.Index == latest.Index && same.Kind == custody.KindIdentityCorrection {
 			return s.again(ctx, same, sp) // a retried correction
 		}
 		return nil, Errorf(EConflict, ProblemIdentityCorrectionRefused,
@@ -91,9 +92,9 @@ func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile
 		before[k] = pred.Attributes[k]
 	}
 	idx := latest.Index
-	res, err := s.attest(ctx, ledger.KindIdentityCorrection, &idx, a, sp,
+	res, err := s.attest(ctx, custody.KindIdentityCorrection, &idx, a, sp,
 		&correction{actor: actor, reason: reason, corrects: latest, changed: changed, before: before})
-	if errors.Is(err, ledger.ErrStaleRevision) && retry {
+	if errors.Is(err, custody.ErrStaleRevision) && retry {
 		// Another version landed first: judge the correction against it.
 		next, err := s.instanceEntry(ctx, latest.Subject)
 		if err != nil {
@@ -101,7 +102,7 @@ func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile
 		}
 		return s.correct(ctx, next, a, sp, reason, actor, false)
 	}
-	if errors.Is(err, ledger.ErrStaleRevision) {
+	if errors.Is(err, custody.ErrStaleRevision) {
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
 	if err == nil {

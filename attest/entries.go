@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
 )
@@ -21,12 +22,12 @@ const entryVersion = 1
 // release reads: version 0 (no "v"; the subject is "sop_instance_uid")
 // from the first releases, version 1 since.
 var EntryFormats = ledger.Formats{
-	ledger.KindIngest:             {0, 1},
-	ledger.KindRevision:           {0, 1},
-	ledger.KindIdentityCorrection: {0, 1},
-	ledger.KindConflict:           {0, 1},
-	ledger.KindSecurityAlert:      {0, 1},
-	ledger.KindIntegrityFailure:   {0, 1},
+	custody.KindIngest:             {0, 1},
+	custody.KindRevision:           {0, 1},
+	custody.KindIdentityCorrection: {0, 1},
+	custody.KindConflict:           {0, 1},
+	custody.KindSecurityAlert:      {0, 1},
+	custody.KindIntegrityFailure:   {0, 1},
 }
 
 // entryHead starts every custody body: version, kind and the SOP Instance
@@ -117,13 +118,13 @@ func decodeIngestBody(e ledger.Entry) (identityCorrectionBody, error) {
 	if err := json.Unmarshal(e.Body, &b); err != nil {
 		return b, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
-	if !b.Kind.Attests() || b.Kind != e.Kind || !b.wellFormed() ||
+	if !custody.Attests(b.Kind) || b.Kind != e.Kind || !b.wellFormed() ||
 		b.uid() != e.Subject || b.FileSHA256 != e.FileSHA256 {
 		return b, fmt.Errorf("entry %d: body does not match its indexed columns", e.Index)
 	}
 	// Version 0 corrections carried their own layout number, 1.
-	if b.Kind == ledger.KindIdentityCorrection && b.V == 0 && b.Version != 1 ||
-		(b.V > 0 || b.Kind != ledger.KindIdentityCorrection) && b.Version != 0 {
+	if b.Kind == custody.KindIdentityCorrection && b.V == 0 && b.Version != 1 ||
+		(b.V > 0 || b.Kind != custody.KindIdentityCorrection) && b.Version != 0 {
 		return b, fmt.Errorf("entry %d: %s body of version %d has layout %d", e.Index, b.Kind, b.V, b.Version)
 	}
 	return b, nil
@@ -169,7 +170,7 @@ func decodeCorrection(e ledger.Entry) (*IdentityCorrection, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.Kind != ledger.KindIdentityCorrection {
+	if b.Kind != custody.KindIdentityCorrection {
 		return nil, fmt.Errorf("entry %d: a %s entry is not an identity correction", e.Index, b.Kind)
 	}
 	return &b.IdentityCorrection, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
@@ -117,8 +118,8 @@ func (s *Service) ingest(ctx context.Context, a *dicomfile.Analysis, sp *spool.S
 	case !errors.Is(err, ledger.ErrNotFound):
 		return nil, unavailable(ProblemLedgerUnavailable, err)
 	}
-	res, err := s.attest(ctx, ledger.KindIngest, nil, a, sp, nil)
-	var exists *ledger.InstanceExistsError
+	res, err := s.attest(ctx, custody.KindIngest, nil, a, sp, nil)
+	var exists *custody.InstanceExistsError
 	if errors.As(err, &exists) && retry {
 		// A concurrent first ingest of the same UID won the claim.
 		return s.ingest(ctx, a, sp, false)
@@ -189,7 +190,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 	if err != nil {
 		return nil, internal(err)
 	}
-	identity := &ledger.Identity{
+	identity := &custody.Identity{
 		Salt: salt, PatientName: inst.PatientName, PatientID: inst.PatientID, PatientBirthDate: inst.PatientBirthDate,
 	}
 	body := encodeBody(ingestBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env})
@@ -203,7 +204,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		body = encodeBody(identityCorrectionBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env, IdentityCorrection: *ic})
 		identity.CorrectionReason = corr.reason
 	}
-	entry, err := s.ledger.AppendIngest(ctx, ledger.Record{
+	entry, err := s.ledger.AppendIngest(ctx, custody.Record{
 		Kind:       kind,
 		Subject:    inst.SOPInstanceUID,
 		FileSHA256: sha,
@@ -211,9 +212,9 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		Identity:   identity,
 		Revises:    revisesIndex(revises),
 	})
-	var exists *ledger.InstanceExistsError
+	var exists *custody.InstanceExistsError
 	switch {
-	case errors.As(err, &exists), errors.Is(err, ledger.ErrStaleRevision):
+	case errors.As(err, &exists), errors.Is(err, custody.ErrStaleRevision):
 		return nil, err
 	case err != nil:
 		return nil, unavailable(ProblemLedgerUnavailable, err)
@@ -243,12 +244,12 @@ func (s *Service) revise(ctx context.Context, latest ledger.Entry, a *dicomfile.
 	}
 	if ok, _ := j.revisable(); ok {
 		idx := latest.Index
-		res, err := s.attest(ctx, ledger.KindRevision, &idx, a, sp, nil)
-		if errors.Is(err, ledger.ErrStaleRevision) && retry {
+		res, err := s.attest(ctx, custody.KindRevision, &idx, a, sp, nil)
+		if errors.Is(err, custody.ErrStaleRevision) && retry {
 			// Another revision landed first: judge against it instead.
 			return s.ingest(ctx, a, sp, false)
 		}
-		if errors.Is(err, ledger.ErrStaleRevision) {
+		if errors.Is(err, custody.ErrStaleRevision) {
 			return nil, unavailable(ProblemLedgerUnavailable, err)
 		}
 		return res, err
@@ -299,12 +300,12 @@ func (s *Service) refuse(ctx context.Context, existing ledger.Entry, j judgement
 
 // refuseFor records the refusal once per incidentKey (repeats counted).
 func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgement, problem, reason, incidentKey, sha string, size int64) error {
-	kind := ledger.KindSecurityAlert
+	kind := custody.KindSecurityAlert
 	if j.status == StatusPixelsUnverifiable && problem == ProblemInstanceConflict {
-		kind, problem = ledger.KindConflict, ProblemUnverifiableReencoding
+		kind, problem = custody.KindConflict, ProblemUnverifiableReencoding
 	}
 	now := s.Now().UTC()
-	incident, count, err := s.ledger.RecordIncident(ctx, ledger.Record{
+	incident, count, err := s.ledger.RecordIncident(ctx, custody.Record{
 		Kind:        kind,
 		Subject:     existing.Subject,
 		FileSHA256:  sha,
@@ -336,7 +337,7 @@ func (s *Service) refuseFor(ctx context.Context, existing ledger.Entry, j judgem
 			"verdict":               j.status,
 			"changes":               nonNil(j.changes),
 			"frames":                j.frames,
-			"security_alert":        kind == ledger.KindSecurityAlert,
+			"security_alert":        kind == custody.KindSecurityAlert,
 			"conflict_ledger_index": incident.Index,
 			"conflict_count":        count,
 		},
@@ -383,7 +384,7 @@ func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error)
 		return Predicate{}, nil, fmt.Errorf("entry %d: signed statement names other bytes or another instance", e.Index)
 	}
 	att := newAttestation(e, st.Predicate, body.Envelope)
-	if e.Kind == ledger.KindIdentityCorrection {
+	if e.Kind == custody.KindIdentityCorrection {
 		if att.IdentityCorrection, err = decodeCorrection(e); err != nil {
 			return Predicate{}, nil, err
 		}

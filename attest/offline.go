@@ -14,6 +14,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
 )
@@ -104,7 +105,7 @@ func VerifyInclusionOffline(att *Attestation, v note.Verifier, origin string) (*
 	}
 	// What the document says of a correction must be what the log holds.
 	var logged *IdentityCorrection
-	if body.Kind == ledger.KindIdentityCorrection {
+	if body.Kind == custody.KindIdentityCorrection {
 		logged = &body.IdentityCorrection
 	}
 	if a, b := jsonOf(logged), jsonOf(att.IdentityCorrection); a != b {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/spool"
@@ -60,7 +61,7 @@ func (s *Service) Attestation(ctx context.Context, sopInstanceUID string, revisi
 // must attest bytes of uid.
 func (s *Service) revisionAttestation(ctx context.Context, uid string, idx uint64) (*Attestation, error) {
 	e, err := s.ledger.Entry(ctx, idx)
-	if errors.Is(err, ledger.ErrNotFound) || (err == nil && (e.Subject != uid || !e.Kind.Attests())) {
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && (e.Subject != uid || !custody.Attests(e.Kind))) {
 		return nil, Errorf(ENotFound, ProblemNotFound, "no revision of SOP Instance UID %q at ledger index %d", uid, idx)
 	}
 	if err != nil {
@@ -174,13 +175,13 @@ func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reas
 	if observed != "" {
 		details["observed_sha256"] = observed
 	}
-	incident, count, err := s.ledger.RecordIncident(ctx, ledger.Record{
-		Kind:        ledger.KindIntegrityFailure,
+	incident, count, err := s.ledger.RecordIncident(ctx, custody.Record{
+		Kind:        custody.KindIntegrityFailure,
 		Subject:     entry.Subject,
 		FileSHA256:  observed,
 		IncidentKey: reason + ":" + observed,
 		Body: encodeBody(integrityFailureBody{
-			entryHead: head(ledger.KindIntegrityFailure, entry.Subject), Reason: reason,
+			entryHead: head(custody.KindIntegrityFailure, entry.Subject), Reason: reason,
 			ExpectedSHA256: entry.FileSHA256, ObservedSHA256: observed, IngestIndex: entry.Index, RecordedAt: now,
 		}),
 	}, now)

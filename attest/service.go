@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/diskspace"
 	"github.com/dicomseal/dicomseal/ledger"
@@ -24,18 +25,18 @@ const DigestFile = "file"
 // Ledger is the custody ledger as the service uses it.
 type Ledger interface {
 	// AppendIngest appends an ingest entry and claims its SOP Instance UID;
-	// *ledger.InstanceExistsError when the UID is already claimed.
-	AppendIngest(ctx context.Context, rec ledger.Record) (ledger.Entry, error)
+	// *custody.InstanceExistsError when the UID is already claimed.
+	AppendIngest(ctx context.Context, rec custody.Record) (ledger.Entry, error)
 	// RecordIncident appends a conflict or integrity failure once per kind,
 	// UID and observed digest, counting repeats.
-	RecordIncident(ctx context.Context, rec ledger.Record, seenAt time.Time) (ledger.Entry, int64, error)
+	RecordIncident(ctx context.Context, rec custody.Record, seenAt time.Time) (ledger.Entry, int64, error)
 	// InstanceBySOP and IngestBySHA256 return ledger.ErrNotFound when absent.
 	InstanceBySOP(ctx context.Context, uid string) (ledger.Entry, error)
 	IngestBySHA256(ctx context.Context, sha256Hex string) (ledger.Entry, error)
 	// IngestBySHA256WithLatest also returns the instance's latest version.
 	IngestBySHA256WithLatest(ctx context.Context, sha256Hex string) (e, latest ledger.Entry, err error)
 	// Identity returns the salt of attested bytes (ledger.ErrNotFound once erased).
-	Identity(ctx context.Context, sha256Hex string) (*ledger.Identity, error)
+	Identity(ctx context.Context, sha256Hex string) (*custody.Identity, error)
 	Ping(ctx context.Context) error
 	// Queued is how many appends wait for a commit.
 	Queued() int

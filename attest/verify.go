@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/spool"
 )
@@ -129,7 +130,7 @@ func (s *Service) verifyByDigest(ctx context.Context, sha string) (*Verification
 func (s *Service) correctionSince(ctx context.Context, entry, latest ledger.Entry) (*uint64, error) {
 	cur := latest
 	for cur.Index > entry.Index {
-		if cur.Kind == ledger.KindIdentityCorrection {
+		if cur.Kind == custody.KindIdentityCorrection {
 			idx := cur.Index
 			return &idx, nil
 		}

@@ -37,9 +37,13 @@ type Event struct {
 	Until *time.Time `json:"until,omitempty"`
 }
 
+// KindAudit is the audit log's one entry kind: plain appends (no claim,
+// no deduplication).
+const KindAudit ledger.Kind = "audit"
+
 // EntryFormats are the audit log's one kind and the body versions this
 // release reads (docs/entries.md).
-var EntryFormats = ledger.Formats{ledger.KindAudit: {0, 1}}
+var EntryFormats = ledger.Formats{KindAudit: {0, 1}}
 
 // bodyVersion is the version of the bodies this release writes.
 const bodyVersion = 1
@@ -120,12 +124,12 @@ func (a *Log) Pending() int {
 func (a *Log) Dropped() int64 { return a.droppedTotal.Load() }
 
 func record(ev Event) (ledger.Record, error) {
-	b, err := json.Marshal(body{V: bodyVersion, Kind: ledger.KindAudit, Subject: &ev.Actor, Event: ev})
+	b, err := json.Marshal(body{V: bodyVersion, Kind: KindAudit, Subject: &ev.Actor, Event: ev})
 	if err != nil {
 		return ledger.Record{}, fmt.Errorf("audit: encode event: %w", err)
 	}
 	// The subject column holds the actor, so queries by actor use an index.
-	return ledger.Record{Kind: ledger.KindAudit, Subject: ev.Actor, Body: b}, nil
+	return ledger.Record{Kind: KindAudit, Subject: ev.Actor, Body: b}, nil
 }
 
 // Record queues an event; it never blocks. If the queue is full (the

@@ -64,7 +64,7 @@ func TestDurableRecordAloneIsNotDelayed(t *testing.T) {
 	if got := b.writes.Load() - before; got != 1 {
 		t.Errorf("%d commits for one record, want 1", got)
 	}
-	if e, err := l.Entry(context.Background(), 0); err != nil || e.Kind != ledger.KindAudit {
+	if e, err := l.Entry(context.Background(), 0); err != nil || e.Kind != KindAudit {
 		t.Errorf("the record is not in the log: %v %v", e.Kind, err)
 	}
 }

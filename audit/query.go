@@ -116,7 +116,7 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 			}
 			next++
 		}
-		if e.Kind != ledger.KindAudit || (f.Actor != "" && e.Subject != f.Actor) {
+		if e.Kind != KindAudit || (f.Actor != "" && e.Subject != f.Actor) {
 			return nil
 		}
 		ev, err := Decode(e)

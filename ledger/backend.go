@@ -21,8 +21,11 @@ type Backend interface {
 	Close() error
 }
 
-// Tx is one backend transaction. Lookups return ErrNotFound when nothing
-// matches. Write methods are only called inside Backend.Write.
+// Tx is one backend transaction: the log's storage contract (entries,
+// batches, tree nodes, checkpoints) and nothing else. A backend's Tx may
+// also implement an index's contract (custody.Tx), written in the same
+// transaction. Lookups return ErrNotFound when nothing matches. Write
+// methods are only called inside Backend.Write.
 type Tx interface {
 	// NextIndex is the index the next entry gets: the log head, read
 	// inside the transaction, never from a cache.
@@ -31,27 +34,10 @@ type Tx interface {
 	EntryByLeafHash(ctx context.Context, leaf [32]byte) (Entry, error)
 	// ScanEntries calls fn for entries with from <= index < to, in index order.
 	ScanEntries(ctx context.Context, from, to uint64, fn func(Entry) error) error
-	// ScanSubject calls fn, in index order, for the entries whose subject
-	// (the SOP Instance UID column; the actor, for audit entries) is subject.
+	// ScanSubject calls fn, in index order, for the entries of one subject.
 	ScanSubject(ctx context.Context, subject string, fn func(Entry) error) error
-
-	// InstanceEntry is the latest ingest or revision entry of a UID.
-	InstanceEntry(ctx context.Context, sopInstanceUID string) (Entry, error)
-	// IngestBySHA256 is the ingest or revision entry of those bytes.
-	IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, error)
-	// Identity is the correctable identity row of an attested file.
-	Identity(ctx context.Context, sha256Hex string) (*Identity, error)
-
-	// The batch path works in bulk, so that a batch costs a few round
-	// trips whatever its size: look everything up, decide in Go, write.
-
-	// InstanceEntries returns the ingest entries that claimed any of uids.
-	InstanceEntries(ctx context.Context, uids []string) (map[string]Entry, error)
-	// Incidents returns the recorded incidents among keys.
-	Incidents(ctx context.Context, keys []IncidentKey) (map[IncidentKey]Incident, error)
-	// AppendRows writes a batch's new entries, instance claims, identity
-	// rows and incident updates (insert or update by key).
-	AppendRows(ctx context.Context, rows Rows) error
+	// AppendEntries writes a batch's new entries.
+	AppendEntries(ctx context.Context, entries []Entry) error
 
 	InsertBatch(ctx context.Context, b Batch) error
 	// ScanBatches calls fn for batches whose first index is >= from, in order.
@@ -67,42 +53,6 @@ type Tx interface {
 	InsertCheckpoint(ctx context.Context, c Checkpoint) error
 	// ScanCheckpoints calls fn for every stored checkpoint, smallest first.
 	ScanCheckpoints(ctx context.Context, fn func(Checkpoint) error) error
-}
-
-// IncidentKey identifies an incident: its kind, instance and key.
-type IncidentKey struct {
-	Kind    Kind
-	Subject string
-	Key     string
-}
-
-// Incident is an incident's entry, how often it was seen and when last.
-type Incident struct {
-	IncidentKey
-	Index    uint64
-	Count    int64
-	LastSeen time.Time
-}
-
-// Claim is the unique claim of a SOP Instance UID by an ingest entry.
-type Claim struct {
-	SOPInstanceUID string
-	Index          uint64
-	FileSHA256     string
-}
-
-// IdentityRow is the correctable identity of an ingested file.
-type IdentityRow struct {
-	FileSHA256 string
-	*Identity
-}
-
-// Rows are what one batch writes.
-type Rows struct {
-	Entries    []Entry
-	Claims     []Claim
-	Identities []IdentityRow
-	Incidents  []Incident
 }
 
 // Batch is one group commit: the leaf hashes of the entries it appended

@@ -23,9 +23,12 @@ type Log struct {
 	Now func() time.Time
 	// Timeout bounds each call on the backend (0: none).
 	Timeout time.Duration
+	// Indexer, if set before the first append, decides each batch's
+	// records in its transaction (see Indexer).
+	Indexer Indexer
 
 	mu      sync.Mutex
-	pending []*appendRequest
+	pending []*Pending
 	leading bool
 	// draining tracks the background leader, which Close waits for: it
 	// may be committing requests whose callers stopped waiting.
@@ -80,9 +83,17 @@ func (l *Log) read(ctx context.Context, fn func(Tx) error) error {
 
 // isDomainError tells the errors a caller branches on from backend faults.
 func isDomainError(err error) bool {
-	var exists *InstanceExistsError
 	var bad *BadParameterError
-	return errors.Is(err, ErrNotFound) || errors.As(err, &exists) || errors.As(err, &bad)
+	return errors.Is(err, ErrNotFound) || errors.As(err, &bad)
+}
+
+// View runs fn in a read transaction bounded by the log's Timeout: what an
+// index over the log reads its own tables with. Backend faults become
+// ErrUnavailable; ErrNotFound passes unchanged.
+func (l *Log) View(ctx context.Context, fn func(Tx) error) error {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
+	return l.read(ctx, fn)
 }
 
 // Entry returns the entry at idx.
@@ -92,51 +103,6 @@ func (l *Log) Entry(ctx context.Context, idx uint64) (Entry, error) {
 	var e Entry
 	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.Entry(ctx, idx); return })
 	return e, err
-}
-
-// InstanceBySOP returns the ingest entry that claimed uid.
-func (l *Log) InstanceBySOP(ctx context.Context, uid string) (Entry, error) {
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	var e Entry
-	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.InstanceEntry(ctx, uid); return })
-	return e, err
-}
-
-// IngestBySHA256 returns the ingest entry of the object with that digest.
-func (l *Log) IngestBySHA256(ctx context.Context, sha256Hex string) (Entry, error) {
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	var e Entry
-	err := l.read(ctx, func(tx Tx) (err error) { e, err = tx.IngestBySHA256(ctx, sha256Hex); return })
-	return e, err
-}
-
-// IngestBySHA256WithLatest is IngestBySHA256 together with the latest
-// attesting entry of the same instance, read in one transaction: what a
-// verification by digest needs to tell a current version from a
-// superseded one, at the cost of one read.
-func (l *Log) IngestBySHA256WithLatest(ctx context.Context, sha256Hex string) (e, latest Entry, err error) {
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	err = l.read(ctx, func(tx Tx) (err error) {
-		if e, err = tx.IngestBySHA256(ctx, sha256Hex); err != nil {
-			return err
-		}
-		latest, err = tx.InstanceEntry(ctx, e.Subject)
-		return err
-	})
-	return e, latest, err
-}
-
-// Identity returns the salt and identifiers recorded for attested bytes;
-// ErrNotFound when there are none (or they were erased).
-func (l *Log) Identity(ctx context.Context, sha256Hex string) (*Identity, error) {
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	var id *Identity
-	err := l.read(ctx, func(tx Tx) (err error) { id, err = tx.Identity(ctx, sha256Hex); return })
-	return id, err
 }
 
 // EntryByLeafHash returns the entry with that leaf hash.
@@ -156,8 +122,8 @@ func (l *Log) Scan(ctx context.Context, from uint64, fn func(Entry) error) error
 	})
 }
 
-// ScanSubject calls fn for the entries of one subject (an instance's UID;
-// an audit entry's actor), in order, through the subject index.
+// ScanSubject calls fn for the entries of one subject, in order, through
+// the subject index.
 func (l *Log) ScanSubject(ctx context.Context, subject string, fn func(Entry) error) error {
 	return l.scan(ctx, fn, func(ctx context.Context, tx Tx, fn func(Entry) error) error {
 		return tx.ScanSubject(ctx, subject, fn)

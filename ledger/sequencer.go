@@ -2,9 +2,7 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 )
 
 // Appends are sequenced by leader/follower group commit. The first caller
@@ -13,71 +11,78 @@ import (
 // up and form the next batch. There is no timer: a lone append is never
 // delayed waiting for company, and a crowd shares one commit.
 
-type appendRequest struct {
-	rec    Record
-	seenAt time.Time // incidents only
-
-	entry Entry
-	count int64
-	err   error
-	done  chan struct{}
+// Indexer decides a batch's records inside its append transaction, for an
+// index kept beside the log (custody's claims, revision chains and
+// incidents). Without one, every record is appended as it is.
+type Indexer interface {
+	// Decide is called once per commit with the batch's requests in order.
+	// For each it either calls add(p), which gives the record the next
+	// index and returns its entry (the indexer may first fill fields of
+	// p.Record.Body that depend on sequencing), or sets p.Err to refuse it,
+	// or sets p.Entry (and p.Value) to answer it with an entry already in
+	// the log. It returns what to write to its own storage once the
+	// batch's entries are written (nil: nothing). An error aborts the
+	// whole commit.
+	Decide(ctx context.Context, tx Tx, batch []*Pending, add func(*Pending) Entry) (write func() error, err error)
 }
 
-// AppendIngest appends an ingest entry and claims its SOP Instance UID in
-// the same transaction; *InstanceExistsError (and nothing appended) when the
-// UID is already claimed, including by an earlier record of the same batch.
-//
-// A KindRevision record appends new bytes for an already claimed UID; the
-// caller has judged them.
-func (l *Log) AppendIngest(ctx context.Context, rec Record) (Entry, error) {
-	if !rec.Kind.Attests() {
-		return Entry{}, fmt.Errorf("ledger: AppendIngest given a %s record", rec.Kind)
-	}
-	r, err := l.submit(ctx, &appendRequest{rec: rec})
-	return r.entry, err
+// Pending is one record waiting for its commit, and, once committed, its
+// outcome.
+type Pending struct {
+	Record Record
+	// Entry is the appended entry, or the existing one the indexer
+	// answered with; Value is anything else the indexer answers (custody:
+	// an incident's count); Err refuses this record alone.
+	Entry Entry
+	Value any
+	Err   error
+
+	done chan struct{}
 }
 
-// RecordIncident appends an incident entry (a conflict or an integrity
-// failure) the first time one is seen for its kind, SOP Instance UID and
-// incident key; repeats only raise its count. It returns the entry and how
-// often the incident has now been seen.
-func (l *Log) RecordIncident(ctx context.Context, rec Record, seenAt time.Time) (Entry, int64, error) {
-	if rec.Kind.Attests() {
-		return Entry{}, 0, errors.New("ledger: RecordIncident given an ingest record")
-	}
-	r, err := l.submit(ctx, &appendRequest{rec: rec, seenAt: seenAt})
-	return r.entry, r.count, err
-}
-
-// Append appends plain records (KindAudit) together: they join the next
-// group commit as one. The entries come back in order.
-func (l *Log) Append(ctx context.Context, recs []Record) ([]Entry, error) {
-	reqs := make([]*appendRequest, len(recs))
+// Submit queues records to be appended together, in order, with the next
+// group commit, and waits for it. Each record's outcome is in its Pending
+// (Err refuses that record alone); the error is the commit's or ctx's.
+// A caller that stops waiting leaves its records queued: they may still
+// commit.
+func (l *Log) Submit(ctx context.Context, recs []Record) ([]*Pending, error) {
+	ps := make([]*Pending, len(recs))
 	for i, rec := range recs {
-		if rec.Kind != KindAudit {
-			return nil, fmt.Errorf("ledger: Append given a %s record", rec.Kind)
-		}
-		reqs[i] = &appendRequest{rec: rec, done: make(chan struct{})}
+		ps[i] = &Pending{Record: rec, done: make(chan struct{})}
 	}
 	l.mu.Lock()
-	l.pending = append(l.pending, reqs...)
+	l.pending = append(l.pending, ps...)
 	if l.leading {
 		l.mu.Unlock()
 	} else {
 		l.leading = true
 		l.lead(ctx)
 	}
-	out := make([]Entry, len(reqs))
-	for i, r := range reqs {
+	out := make([]*Pending, len(ps))
+	for i, p := range ps {
 		select {
-		case <-r.done:
+		case <-p.done:
 		case <-ctx.Done():
 			return nil, ctx.Err() // without reading what the leader still writes
 		}
-		if r.err != nil {
-			return nil, r.err
+		out[i] = p
+	}
+	return out, nil
+}
+
+// Append appends records together and returns their entries in order;
+// it fails if any record is refused.
+func (l *Log) Append(ctx context.Context, recs []Record) ([]Entry, error) {
+	ps, err := l.Submit(ctx, recs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, len(ps))
+	for i, p := range ps {
+		if p.Err != nil {
+			return nil, p.Err
 		}
-		out[i] = r.entry
+		out[i] = p.Entry
 	}
 	return out, nil
 }
@@ -129,52 +134,34 @@ func (l *Log) commitPending(ctx context.Context) {
 	// The batch belongs to every caller in it: one caller's cancellation
 	// must not abort the others' commit.
 	l.commitSafely(context.WithoutCancel(ctx), batch)
-	for _, r := range batch {
-		close(r.done)
+	for _, p := range batch {
+		close(p.done)
 	}
 	l.mu.Lock()
-}
-
-func (l *Log) submit(ctx context.Context, req *appendRequest) (*appendRequest, error) {
-	req.done = make(chan struct{})
-	l.mu.Lock()
-	l.pending = append(l.pending, req)
-	if l.leading {
-		l.mu.Unlock()
-		select {
-		case <-req.done:
-			return req, req.err
-		case <-ctx.Done():
-			// The request stays queued and may still commit; the caller
-			// only stops waiting for it, and must not read what the
-			// leader is still writing.
-			return &appendRequest{}, ctx.Err()
-		}
-	}
-	l.leading = true
-	l.lead(ctx)
-	return req, req.err
 }
 
 // commitSafely is commit that turns a panic into an error for the batch,
 // so that a bug cannot leave the log with a leader that never returns.
-func (l *Log) commitSafely(ctx context.Context, batch []*appendRequest) {
+func (l *Log) commitSafely(ctx context.Context, batch []*Pending) {
 	defer func() {
-		if p := recover(); p != nil {
-			err := fmt.Errorf("%w: commit panicked: %v", ErrUnavailable, p)
-			for _, r := range batch {
-				r.entry, r.count, r.err = Entry{}, 0, err
-			}
+		if r := recover(); r != nil {
+			failAll(batch, fmt.Errorf("%w: commit panicked: %v", ErrUnavailable, r))
 		}
 	}()
 	l.commit(ctx, batch)
 }
 
+func failAll(batch []*Pending, err error) {
+	for _, p := range batch {
+		p.Entry, p.Value, p.Err = Entry{}, nil, err
+	}
+}
+
 // commit writes one batch in one transaction and sets each request's
-// outcome. It reads what the batch depends on in bulk, decides every
-// record in Go (seeing the records before it in the same batch), then
-// writes in bulk: a few round trips per batch, whatever its size.
-func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
+// outcome: the indexer decides the records (reading what it needs in
+// bulk), then the entries, the index's rows and the signed batch are
+// written: a few round trips per batch, whatever its size.
+func (l *Log) commit(ctx context.Context, batch []*Pending) {
 	ctx, cancel := l.bound(ctx)
 	defer cancel()
 	err := l.backend.Write(ctx, func(tx Tx) error {
@@ -182,92 +169,35 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 		if err != nil {
 			return err
 		}
-		var uids []string
-		var keys []IncidentKey
-		for _, r := range batch {
-			r.entry, r.count, r.err = Entry{}, 0, nil
-			switch {
-			case r.rec.Kind == KindIngest:
-				uids = append(uids, r.rec.Subject)
-			case r.rec.Kind != KindAudit && !r.rec.Kind.Attests():
-				keys = append(keys, incidentKey(r.rec))
-			}
-		}
-		claimed, err := tx.InstanceEntries(ctx, uids)
-		if err != nil {
-			return err
-		}
-		incidents, err := tx.Incidents(ctx, keys)
-		if err != nil {
-			return err
-		}
-
-		var rows Rows
+		var entries []Entry
 		b := Batch{First: next}
-		latest := map[string]uint64{} // revisions appended in this batch, by UID
-		touched := map[IncidentKey]bool{}
-		var repeats []*appendRequest // incidents seen before this batch: their entry is read back
-		for _, r := range batch {
-			rec := r.rec
-			if rec.Kind.Revises() {
-				head, ok := latest[rec.Subject]
-				if !ok {
-					e, err := tx.InstanceEntry(ctx, rec.Subject)
-					if err != nil && !errors.Is(err, ErrNotFound) {
-						return err
-					}
-					head = e.Index
-				}
-				if head != rec.Revises {
-					r.err = ErrStaleRevision
-					continue
-				}
-				latest[rec.Subject] = next
-			}
-			if rec.Kind == KindIngest {
-				if e, ok := claimed[rec.Subject]; ok {
-					r.err = &InstanceExistsError{Existing: e}
-					continue
-				}
-			} else if inc, ok := incidents[incidentKey(rec)]; ok && !rec.Kind.Attests() && rec.Kind != KindAudit {
-				inc.Count++
-				inc.LastSeen = r.seenAt
-				incidents[inc.IncidentKey], touched[inc.IncidentKey] = inc, true
-				r.count, r.entry.Index = inc.Count, inc.Index
-				repeats = append(repeats, r)
-				continue
-			}
-			e := Entry{Index: next, Kind: rec.Kind, Subject: rec.Subject, FileSHA256: rec.FileSHA256,
-				Body: rec.Body, LeafHash: LeafHash(rec.Body)}
+		add := func(p *Pending) Entry {
+			r := p.Record
+			e := Entry{Index: next, Kind: r.Kind, Subject: r.Subject, FileSHA256: r.FileSHA256, Body: r.Body, LeafHash: LeafHash(r.Body)}
 			next++
-			r.entry = e
-			rows.Entries = append(rows.Entries, e)
+			p.Entry = e
+			entries = append(entries, e)
 			b.Leaves = append(b.Leaves, e.LeafHash)
-			if rec.Kind.Attests() {
-				if rec.Kind == KindIngest {
-					claimed[rec.Subject] = e
-					rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.Subject, Index: e.Index, FileSHA256: rec.FileSHA256})
-				}
-				if rec.Identity != nil {
-					rows.Identities = append(rows.Identities, IdentityRow{FileSHA256: rec.FileSHA256, Identity: rec.Identity})
-				}
-				continue
+			return e
+		}
+		failAll(batch, nil)
+		var write func() error
+		if l.Indexer != nil {
+			if write, err = l.Indexer.Decide(ctx, tx, batch, add); err != nil {
+				return err
 			}
-			if rec.Kind == KindAudit {
-				continue
+		} else {
+			for _, p := range batch {
+				add(p)
 			}
-			k := incidentKey(rec)
-			incidents[k], touched[k] = Incident{IncidentKey: k, Index: e.Index, Count: 1, LastSeen: r.seenAt}, true
-			r.count = 1
 		}
-		for k := range touched {
-			rows.Incidents = append(rows.Incidents, incidents[k])
+		if len(entries) > 0 {
+			if err := tx.AppendEntries(ctx, entries); err != nil {
+				return err
+			}
 		}
-		if err := tx.AppendRows(ctx, rows); err != nil {
-			return err
-		}
-		for _, r := range repeats {
-			if r.entry, err = tx.Entry(ctx, r.entry.Index); err != nil {
+		if write != nil {
+			if err := write(); err != nil {
 				return err
 			}
 		}
@@ -280,13 +210,6 @@ func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
 		return tx.InsertBatch(ctx, b)
 	})
 	if err != nil {
-		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
-		for _, r := range batch {
-			r.entry, r.count, r.err = Entry{}, 0, err
-		}
+		failAll(batch, fmt.Errorf("%w: %v", ErrUnavailable, err))
 	}
-}
-
-func incidentKey(rec Record) IncidentKey {
-	return IncidentKey{Kind: rec.Kind, Subject: rec.Subject, Key: rec.IncidentKey}
 }

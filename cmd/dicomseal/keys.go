@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -193,7 +194,7 @@ func readLedgerState(ctx context.Context, b ledger.Backend) (ledgerState, error)
 					} `json:"signatures"`
 				} `json:"envelope"`
 			}
-			if e.Kind.Attests() && json.Unmarshal(e.Body, &body) == nil && len(body.Envelope.Signatures) > 0 {
+			if custody.Attests(e.Kind) && json.Unmarshal(e.Body, &body) == nil && len(body.Envelope.Signatures) > 0 {
 				st.keyID = body.Envelope.Signatures[0].KeyID
 			}
 			return nil

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
 	"github.com/dicomseal/dicomseal/migrations"
@@ -168,8 +169,8 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := ledger.New(db, defaultLogOrigin, key, key.Verifier())
-	e, err := l.AppendIngest(context.Background(), ledger.Record{Kind: ledger.KindRevision, Subject: uid, FileSHA256: sha, Body: newer, Revises: 8})
+	l := custody.New(ledger.New(db, defaultLogOrigin, key, key.Verifier()))
+	e, err := l.AppendIngest(context.Background(), custody.Record{Kind: custody.KindRevision, Subject: uid, FileSHA256: sha, Body: newer, Revises: 8})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
@@ -77,7 +78,7 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	referenced := map[string]version{}
 	err = backend.Read(ctx, func(tx ledger.Tx) error {
 		return tx.ScanEntries(ctx, 0, 1<<62, func(e ledger.Entry) error {
-			if e.Kind.Attests() {
+			if custody.Attests(e.Kind) {
 				referenced[e.FileSHA256] = version{e.Subject, e.Index}
 			}
 			return nil
@@ -98,7 +99,11 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	stillOrphan := func(sha string) (bool, error) {
 		var found bool
 		err := backend.Read(ctx, func(tx ledger.Tx) error {
-			_, err := tx.IngestBySHA256(ctx, sha)
+			ct, err := custody.TxOf(tx)
+			if err != nil {
+				return err
+			}
+			_, err = ct.IngestBySHA256(ctx, sha)
 			found = err == nil
 			if errors.Is(err, ledger.ErrNotFound) {
 				return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
@@ -84,7 +85,7 @@ type Main struct {
 	noAudit bool
 
 	log        *slog.Logger
-	ledger     *ledger.Log
+	ledger     *custody.Log
 	auditLog   *ledger.Log
 	audit      *audit.Log
 	tokens     auth.Store
@@ -234,7 +235,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	warnPrivileges(ctx, backend, m.log)
-	m.ledger = ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier())
+	m.ledger = custody.New(ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier()))
 	m.ledger.Timeout = m.DBTimeout
 	tokens, ok := backend.(auth.Store)
 	if !ok {
@@ -290,7 +291,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// size-0 checkpoint, so /v1/log/checkpoint never answers 404 and a
 	// witness can follow it from the start. Failures (a halt included)
 	// are the background integrator's to report.
-	for _, l := range []*ledger.Log{m.ledger, m.auditLog} {
+	for _, l := range []*ledger.Log{m.ledger.Log, m.auditLog} {
 		if _, _, err := l.Integrate(ctx); err != nil {
 			m.log.Debug("integration at start", "origin", l.Origin(), "err", err)
 		}

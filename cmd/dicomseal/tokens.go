@@ -5,12 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/dicomseal/dicomseal/signer"
 	"io"
 	"os/user"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
+
+	"github.com/dicomseal/dicomseal/signer"
 
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"

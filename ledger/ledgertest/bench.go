@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
@@ -39,7 +40,7 @@ func BenchAppend(b *testing.B, h Harness, writers int) {
 
 var (
 	bigOnce sync.Once
-	bigLog  *ledger.Log
+	bigLog  *custody.Log
 	bigErr  error
 )
 
@@ -56,7 +57,7 @@ func BenchInclusionProof(b *testing.B, open func() (ledger.Backend, error), size
 			return
 		}
 		s, v := LogKey(b)
-		bigLog = ledger.New(backend, Origin, s, v)
+		bigLog = custody.New(ledger.New(backend, Origin, s, v))
 		const chunk = 100_000
 		for done := 0; done < size && bigErr == nil; done += chunk {
 			if bigErr = tryAppendN(bigLog, done, min(chunk, size-done), 512); bigErr == nil {

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
@@ -55,7 +56,7 @@ func LogKey(t testing.TB) (note.Signer, note.Verifier) {
 // fixture is a log over a fresh backend with its keys.
 type fixture struct {
 	Instance
-	log      *ledger.Log
+	log      *custody.Log
 	signer   note.Signer
 	verifier note.Verifier
 }
@@ -64,14 +65,14 @@ func newFixture(t testing.TB, h Harness) *fixture {
 	t.Helper()
 	inst := h(t)
 	s, v := LogKey(t)
-	return &fixture{Instance: inst, log: ledger.New(inst.Backend, Origin, s, v), signer: s, verifier: v}
+	return &fixture{Instance: inst, log: custody.New(ledger.New(inst.Backend, Origin, s, v)), signer: s, verifier: v}
 }
 
-func ingest(uid, sha string) ledger.Record {
-	return ledger.Record{
-		Kind: ledger.KindIngest, Subject: uid, FileSHA256: sha,
-		Body:     []byte(fmt.Sprintf(`{"kind":"ingest","sop_instance_uid":%q,"file_sha256":%q}`, uid, sha)),
-		Identity: &ledger.Identity{Salt: []byte("0123456789abcdef0123456789abcdef"), PatientID: "P-" + uid},
+func ingest(uid, sha string) custody.Record {
+	return custody.Record{
+		Kind: custody.KindIngest, Subject: uid, FileSHA256: sha,
+		Body:     []byte(fmt.Sprintf(`{"v":1,"kind":"ingest","subject":%q,"file_sha256":%q}`, uid, sha)),
+		Identity: &custody.Identity{Salt: []byte("0123456789abcdef0123456789abcdef"), PatientID: "P-" + uid},
 	}
 }
 
@@ -79,14 +80,14 @@ func sha(n int) string { return fmt.Sprintf("%064x", n) }
 
 // appendN appends n ingest entries numbered from start, with up to
 // writers concurrent appenders (so that group commit forms real batches).
-func appendN(t testing.TB, l *ledger.Log, start, n, writers int) {
+func appendN(t testing.TB, l *custody.Log, start, n, writers int) {
 	t.Helper()
 	if err := tryAppendN(l, start, n, writers); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func tryAppendN(l *ledger.Log, start, n, writers int) error {
+func tryAppendN(l *custody.Log, start, n, writers int) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	work := make(chan int)
@@ -110,7 +111,7 @@ func tryAppendN(l *ledger.Log, start, n, writers int) error {
 	return <-errs // nil when the channel is empty
 }
 
-func integrate(t testing.TB, l *ledger.Log) ledger.Checkpoint {
+func integrate(t testing.TB, l *custody.Log) ledger.Checkpoint {
 	t.Helper()
 	cp, _, err := l.Integrate(context.Background())
 	if err != nil {
@@ -176,22 +177,29 @@ func runAppend(t *testing.T, h Harness) {
 
 	t.Run("scan one subject in index order", func(t *testing.T) {
 		f := newFixture(t, h)
+		// A plain log, without the custody index: the subject is the log's.
+		plain := ledger.New(f.Backend, Origin, f.signer, f.verifier)
+		const kindAudit ledger.Kind = "audit"
 		audit := func(actor string, n int) ledger.Record {
-			return ledger.Record{Kind: ledger.KindAudit, Subject: actor,
-				Body: []byte(fmt.Sprintf(`{"kind":"audit","actor":%q,"n":%d}`, actor, n))}
+			return ledger.Record{Kind: kindAudit, Subject: actor,
+				Body: []byte(fmt.Sprintf(`{"v":1,"kind":"audit","subject":%q,"n":%d}`, actor, n))}
 		}
 		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3.1", sha(1))); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.log.Append(ctx, []ledger.Record{audit("alice", 0), audit("bob", 1), audit("alice", 2)}); err != nil {
+		if _, err := plain.Append(ctx, []ledger.Record{audit("alice", 0), audit("bob", 1), audit("alice", 2)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.log.Append(ctx, []ledger.Record{audit("alice", 3)}); err != nil {
+		if _, err := plain.Append(ctx, []ledger.Record{audit("alice", 3)}); err != nil {
 			t.Fatal(err)
+		}
+		// The custody index decides custody records only.
+		if _, err := f.log.Append(ctx, []ledger.Record{audit("alice", 4)}); !errors.Is(err, custody.ErrNotCustody) {
+			t.Fatalf("an audit record appended to the custody log: %v", err)
 		}
 		var got []uint64
 		err := f.log.ScanSubject(ctx, "alice", func(e ledger.Entry) error {
-			if e.Subject != "alice" || e.Kind != ledger.KindAudit {
+			if e.Subject != "alice" || e.Kind != kindAudit {
 				t.Errorf("entry %d: subject %q kind %q", e.Index, e.Subject, e.Kind)
 			}
 			got = append(got, e.Index)
@@ -271,7 +279,7 @@ func runAppend(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		// Had Close not waited, the commit would have met a closed backend.
-		l2 := ledger.New(q.inst.Reopen(), Origin, q.signer, q.verifier)
+		l2 := custody.New(ledger.New(q.inst.Reopen(), Origin, q.signer, q.verifier))
 		defer l2.Close()
 		if e, err := l2.InstanceBySOP(ctx, "1.2.3.2"); err != nil || e.Index != 1 {
 			t.Fatalf("the queued request after Close: %+v, %v", e, err)
@@ -285,7 +293,7 @@ func runAppend(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		_, err = f.log.AppendIngest(ctx, ingest("1.2.3", sha(2)))
-		var exists *ledger.InstanceExistsError
+		var exists *custody.InstanceExistsError
 		if !errors.As(err, &exists) || exists.Existing.Index != first.Index || exists.Existing.FileSHA256 != sha(1) {
 			t.Fatalf("second claim error = %v, want InstanceExistsError naming entry %d", err, first.Index)
 		}
@@ -301,15 +309,15 @@ func runAppend(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		rev := ingest("4.1", sha(41))
-		rev.Kind, rev.Revises = ledger.KindRevision, first.Index
+		rev.Kind, rev.Revises = custody.KindRevision, first.Index
 		if _, err := f.log.AppendIngest(ctx, rev); err != nil {
 			t.Fatal(err)
 		}
 		// Both backends answer the claim (InstanceEntries), not the
 		// instance's latest version.
 		_, err = f.log.AppendIngest(ctx, ingest("4.1", sha(42)))
-		var exists *ledger.InstanceExistsError
-		if !errors.As(err, &exists) || exists.Existing.Index != first.Index || exists.Existing.Kind != ledger.KindIngest ||
+		var exists *custody.InstanceExistsError
+		if !errors.As(err, &exists) || exists.Existing.Index != first.Index || exists.Existing.Kind != custody.KindIngest ||
 			exists.Existing.FileSHA256 != sha(40) {
 			t.Fatalf("a claim after a revision: %v, want InstanceExistsError naming the ingest at %d", err, first.Index)
 		}
@@ -323,14 +331,14 @@ func runAppend(t *testing.T, h Harness) {
 		}
 		revision := func(n int, revises uint64) (ledger.Entry, error) {
 			rec := ingest("5.1", sha(n))
-			rec.Kind, rec.Revises = ledger.KindRevision, revises
+			rec.Kind, rec.Revises = custody.KindRevision, revises
 			return f.log.AppendIngest(ctx, rec)
 		}
 		a, err := revision(51, first.Index)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := revision(52, first.Index); !errors.Is(err, ledger.ErrStaleRevision) {
+		if _, err := revision(52, first.Index); !errors.Is(err, custody.ErrStaleRevision) {
 			t.Fatalf("a second revision of the same entry: %v, want ErrStaleRevision", err)
 		}
 		if _, err := revision(53, a.Index); err != nil {
@@ -350,7 +358,7 @@ func runAppend(t *testing.T, h Harness) {
 		}
 		correction := func(n int, revises uint64) (ledger.Entry, error) {
 			rec := ingest("6.1", sha(n))
-			rec.Kind, rec.Revises = ledger.KindIdentityCorrection, revises
+			rec.Kind, rec.Revises = custody.KindIdentityCorrection, revises
 			rec.Identity.CorrectionReason = "registered as Unknown in trauma bay 2"
 			return f.log.AppendIngest(ctx, rec)
 		}
@@ -358,11 +366,11 @@ func runAppend(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := correction(62, first.Index); !errors.Is(err, ledger.ErrStaleRevision) {
+		if _, err := correction(62, first.Index); !errors.Is(err, custody.ErrStaleRevision) {
 			t.Fatalf("a second correction of the same entry: %v, want ErrStaleRevision", err)
 		}
 		latest, err := f.log.InstanceBySOP(ctx, "6.1")
-		if err != nil || latest.Index != c.Index || latest.Kind != ledger.KindIdentityCorrection {
+		if err != nil || latest.Index != c.Index || latest.Kind != custody.KindIdentityCorrection {
 			t.Fatalf("latest: %+v, %v; want the correction at %d", latest, err, c.Index)
 		}
 		if e, err := f.log.IngestBySHA256(ctx, sha(61)); err != nil || e.Index != c.Index {
@@ -377,12 +385,30 @@ func runAppend(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("an incident repeated within one batch is appended once", func(t *testing.T) {
+		f := newFixture(t, h)
+		rec := ledger.Record{Kind: custody.KindSecurityAlert, Subject: "1.2.9", FileSHA256: sha(9),
+			Body: []byte(`{"v":1,"kind":"security-alert","subject":"1.2.9"}`), Meta: custody.Meta{IncidentKey: "k", SeenAt: time.Now()}}
+		ps, err := f.log.Submit(ctx, []ledger.Record{rec, rec, rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range ps {
+			if p.Err != nil || p.Entry.Index != 0 || p.Value != int64(i+1) || string(p.Entry.Body) != string(rec.Body) {
+				t.Fatalf("record %d: entry %d, count %v, %v", i, p.Entry.Index, p.Value, p.Err)
+			}
+		}
+		if _, err := f.log.Entry(ctx, 1); !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatalf("a repeat was appended: %v", err)
+		}
+	})
+
 	t.Run("incidents are recorded once and counted", func(t *testing.T) {
 		f := newFixture(t, h)
 		if _, err := f.log.AppendIngest(ctx, ingest("1.2.3", sha(1))); err != nil {
 			t.Fatal(err)
 		}
-		rec := ledger.Record{Kind: ledger.KindIntegrityFailure, Subject: "1.2.3", FileSHA256: sha(7),
+		rec := custody.Record{Kind: custody.KindIntegrityFailure, Subject: "1.2.3", FileSHA256: sha(7),
 			IncidentKey: "altered:" + sha(7), Body: []byte(`{"kind":"integrity-failure"}`)}
 		var first ledger.Entry
 		for i := 1; i <= 3; i++ {
@@ -451,7 +477,7 @@ func runAppend(t *testing.T, h Harness) {
 		close(results)
 		wins := 0
 		for err := range results {
-			var exists *ledger.InstanceExistsError
+			var exists *custody.InstanceExistsError
 			switch {
 			case err == nil:
 				wins++
@@ -466,10 +492,10 @@ func runAppend(t *testing.T, h Harness) {
 
 	t.Run("two logs on one storage stay gap-free", func(t *testing.T) {
 		f := newFixture(t, h)
-		other := ledger.New(f.Reopen(), Origin, f.signer, f.verifier)
+		other := custody.New(ledger.New(f.Reopen(), Origin, f.signer, f.verifier))
 		defer other.Close()
 		var wg sync.WaitGroup
-		for k, l := range []*ledger.Log{f.log, other} {
+		for k, l := range []*custody.Log{f.log, other} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -506,7 +532,7 @@ func runAppend(t *testing.T, h Harness) {
 		if err := f.log.Close(); err != nil {
 			t.Fatal(err)
 		}
-		l2 := ledger.New(f.Reopen(), Origin, f.signer, f.verifier)
+		l2 := custody.New(ledger.New(f.Reopen(), Origin, f.signer, f.verifier))
 		defer l2.Close()
 		got, err := l2.InstanceBySOP(ctx, "4.1")
 		if err != nil || got.LeafHash != e.LeafHash || got.Index != e.Index {
@@ -564,7 +590,7 @@ func (g *gatedBackend) next(t *testing.T) chan struct{} {
 type leaderAndQueue struct {
 	inst          Instance
 	gated         *gatedBackend
-	log           *ledger.Log
+	log           *custody.Log
 	signer        note.Signer
 	verifier      note.Verifier
 	releaseFirst  chan struct{}
@@ -577,7 +603,7 @@ func queueBehindLeader(ctx context.Context, t *testing.T, h Harness) *leaderAndQ
 	q := &leaderAndQueue{inst: h(t), first: make(chan error, 1), second: make(chan error, 1)}
 	q.signer, q.verifier = LogKey(t)
 	q.gated = &gatedBackend{Backend: q.inst.Backend, writes: make(chan chan struct{}), closing: make(chan struct{}, 1)}
-	q.log = ledger.New(q.gated, Origin, q.signer, q.verifier)
+	q.log = custody.New(ledger.New(q.gated, Origin, q.signer, q.verifier))
 	go func() { _, err := q.log.AppendIngest(context.Background(), ingest("1.2.3.1", sha(1))); q.first <- err }()
 	q.releaseFirst = q.gated.next(t)
 	go func() { _, err := q.log.AppendIngest(ctx, ingest("1.2.3.2", sha(2))); q.second <- err }()

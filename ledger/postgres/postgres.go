@@ -129,8 +129,12 @@ func (d *DB) run(ctx context.Context, opts pgx.TxOptions, lock bool, fn func(led
 			return fmt.Errorf("postgres ledger: write lock: %w", err)
 		}
 	}
-	if err := fn(&Tx{tx: tx}); err != nil {
+	t := &Tx{tx: tx}
+	if err := fn(t); err != nil {
 		return err
+	}
+	if err := t.flush(ctx); err != nil {
+		return fmt.Errorf("postgres ledger: write: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres ledger: commit: %w", err)

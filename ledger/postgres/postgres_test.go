@@ -14,6 +14,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/auth/authtest"
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
@@ -131,8 +132,8 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 	admin, service := newDatabase(t)
 	ctx := context.Background()
 	s, v := ledgertest.LogKey(t)
-	l := ledger.New(open(t, service), ledgertest.Origin, s, v)
-	if _, err := l.AppendIngest(ctx, ledger.Record{Kind: ledger.KindIngest, Subject: "1.2",
+	l := custody.New(ledger.New(open(t, service), ledgertest.Origin, s, v))
+	if _, err := l.AppendIngest(ctx, custody.Record{Kind: custody.KindIngest, Subject: "1.2",
 		FileSHA256: strings.Repeat("a", 64), Body: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}

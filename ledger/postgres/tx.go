@@ -11,12 +11,58 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
-// Tx implements ledger.Tx in SQL; it holds no logic of its own.
+// Tx implements ledger.Tx (here) and custody.Tx (custody.go) in SQL; it
+// holds no logic of its own. Writes of a batch are queued and sent
+// together (one round trip): by InsertBatch, by the commit, or by the next
+// statement that reads.
 type Tx struct {
-	tx pgx.Tx
+	tx      pgx.Tx
+	pending *pgx.Batch
 }
 
-var _ ledger.Tx = (*Tx)(nil)
+func (t *Tx) queue(query string, args ...any) {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	t.pending.Queue(query, args...)
+}
+
+// flush sends the queued writes.
+func (t *Tx) flush(ctx context.Context) error {
+	if t.pending == nil || t.pending.Len() == 0 {
+		return nil
+	}
+	b := t.pending
+	t.pending = nil
+	return t.tx.SendBatch(ctx, b).Close()
+}
+
+// errRow is a row whose query could not be sent.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+func (t *Tx) queryRow(ctx context.Context, query string, args ...any) pgx.Row {
+	if err := t.flush(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.tx.QueryRow(ctx, query, args...)
+}
+
+func (t *Tx) query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.tx.Query(ctx, query, args...)
+}
+
+func (t *Tx) exec(ctx context.Context, query string, args ...any) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
+	_, err := t.tx.Exec(ctx, query, args...)
+	return err
+}
 
 const entryColumns = `idx, kind, subject, file_sha256, body, leaf_hash`
 
@@ -41,12 +87,12 @@ func scanEntry(row pgx.Row) (ledger.Entry, error) {
 }
 
 func (t *Tx) entry(ctx context.Context, where string, args ...any) (ledger.Entry, error) {
-	return scanEntry(t.tx.QueryRow(ctx, `SELECT `+entryColumns+` FROM entries WHERE `+where, args...))
+	return scanEntry(t.queryRow(ctx, `SELECT `+entryColumns+` FROM entries WHERE `+where, args...))
 }
 
 func (t *Tx) NextIndex(ctx context.Context) (uint64, error) {
 	var next int64
-	err := t.tx.QueryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM entries`).Scan(&next)
+	err := t.queryRow(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM entries`).Scan(&next)
 	return uint64(next), err
 }
 
@@ -62,18 +108,18 @@ func (t *Tx) ScanEntries(ctx context.Context, from, to uint64, fn func(ledger.En
 	if to > 1<<62 {
 		to = 1 << 62
 	}
-	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+	return each(ctx, t, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
 }
 
 // ScanSubject scans one subject's entries through the subject index.
 func (t *Tx) ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error {
-	return each(ctx, t.tx, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE subject = $1 ORDER BY idx`, subject)
+	return each(ctx, t, scanEntry, fn, `SELECT `+entryColumns+` FROM entries WHERE subject = $1 ORDER BY idx`, subject)
 }
 
 // each runs a query and calls fn, in order, on every row read by scan;
 // fn's error stops it and is returned unchanged.
-func each[T any](ctx context.Context, tx pgx.Tx, scan func(pgx.Row) (T, error), fn func(T) error, query string, args ...any) error {
-	rows, err := tx.Query(ctx, query, args...)
+func each[T any](ctx context.Context, tx *Tx, scan func(pgx.Row) (T, error), fn func(T) error, query string, args ...any) error {
+	rows, err := tx.query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -90,113 +136,24 @@ func each[T any](ctx context.Context, tx pgx.Tx, scan func(pgx.Row) (T, error), 
 	return rows.Err()
 }
 
-// InstanceEntry returns the latest entry attesting bytes of uid (see Kind.Attests).
-func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	return t.entry(ctx, `subject = $1 AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
-}
-
-func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
-	var id ledger.Identity
-	err := t.tx.QueryRow(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date, correction_reason FROM identity WHERE file_sha256 = $1`, sha).
-		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate, &id.CorrectionReason)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ledger.ErrNotFound
-	}
-	return &id, err
-}
-
-func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, error) {
-	return t.entry(ctx, `file_sha256 = $1 AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx LIMIT 1`, sha)
-}
-
-func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error) {
-	out := make(map[string]ledger.Entry, len(uids))
-	if len(uids) == 0 {
-		return out, nil
-	}
-	rows, err := t.tx.Query(ctx,
-		`SELECT e.idx, e.kind, e.subject, e.file_sha256, e.body, e.leaf_hash
-		 FROM instances i JOIN entries e ON e.idx = i.entry_idx WHERE i.sop_instance_uid = ANY($1)`, uids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return nil, err
-		}
-		out[e.Subject] = e
-	}
-	return out, rows.Err()
-}
-
-func (t *Tx) Incidents(ctx context.Context, keys []ledger.IncidentKey) (map[ledger.IncidentKey]ledger.Incident, error) {
-	out := make(map[ledger.IncidentKey]ledger.Incident, len(keys))
-	if len(keys) == 0 {
-		return out, nil
-	}
-	kinds, uids, ks := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		kinds[i], uids[i], ks[i] = string(k.Kind), k.Subject, k.Key
-	}
-	rows, err := t.tx.Query(ctx,
-		`SELECT i.kind, i.sop_instance_uid, i.incident_key, i.entry_idx, i.count, i.last_seen
-		 FROM incidents i JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(kind, uid, key)
-		   ON i.kind = k.kind AND i.sop_instance_uid = k.uid AND i.incident_key = k.key`, kinds, uids, ks)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var in ledger.Incident
-		var kind string
-		var idx int64
-		if err := rows.Scan(&kind, &in.Subject, &in.Key, &idx, &in.Count, &in.LastSeen); err != nil {
-			return nil, err
-		}
-		in.Kind, in.Index = ledger.Kind(kind), uint64(idx)
-		out[in.IncidentKey] = in
-	}
-	return out, rows.Err()
-}
-
-// AppendRows sends every write of a batch in one pipelined round trip.
-func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
-	b := &pgx.Batch{}
-	for _, e := range rows.Entries {
-		b.Queue(`INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
+// AppendEntries queues the batch's entries: they go to the server with
+// the index's rows and the signed batch, in one pipelined round trip.
+func (t *Tx) AppendEntries(ctx context.Context, entries []ledger.Entry) error {
+	for _, e := range entries {
+		t.queue(`INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
 			int64(e.Index), string(e.Kind), e.Subject, e.FileSHA256, e.Body, e.LeafHash[:])
 	}
-	for _, c := range rows.Claims {
-		b.Queue(`INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES ($1, $2, $3)`,
-			c.SOPInstanceUID, int64(c.Index), c.FileSHA256)
-	}
-	for _, id := range rows.Identities {
-		b.Queue(`INSERT INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date, correction_reason) VALUES ($1, $2, $3, $4, $5, $6)
-		         ON CONFLICT (file_sha256) DO UPDATE SET salt = excluded.salt, patient_name = excluded.patient_name,
-		           patient_id = excluded.patient_id, patient_birth_date = excluded.patient_birth_date,
-		           correction_reason = excluded.correction_reason`,
-			id.FileSHA256, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate, id.CorrectionReason)
-	}
-	for _, in := range rows.Incidents {
-		b.Queue(`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES ($1, $2, $3, $4, $5, $6)
-		         ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
-			string(in.Kind), in.Subject, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC())
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	return t.tx.SendBatch(ctx, b).Close()
+	return nil
 }
 
+// InsertBatch sends the signed batch with every write queued before it.
 func (t *Tx) InsertBatch(ctx context.Context, b ledger.Batch) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO batches (first_idx, leaves, signature) VALUES ($1, $2, $3)`, int64(b.First), b.PackedLeaves(), b.Signature)
-	return err
+	t.queue(`INSERT INTO batches (first_idx, leaves, signature) VALUES ($1, $2, $3)`, int64(b.First), b.PackedLeaves(), b.Signature)
+	return t.flush(ctx)
 }
 
 func (t *Tx) ScanBatches(ctx context.Context, from uint64, fn func(ledger.Batch) error) error {
-	return each(ctx, t.tx, scanBatch, fn, `SELECT first_idx, leaves, signature FROM batches WHERE first_idx >= $1 ORDER BY first_idx`, int64(from))
+	return each(ctx, t, scanBatch, fn, `SELECT first_idx, leaves, signature FROM batches WHERE first_idx >= $1 ORDER BY first_idx`, int64(from))
 }
 
 func scanBatch(row pgx.Row) (ledger.Batch, error) {
@@ -219,7 +176,7 @@ func (t *Tx) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) 
 	for i, id := range ids {
 		keys[i] = ledger.NodeKey(id)
 	}
-	rows, err := t.tx.Query(ctx, `SELECT id, hash FROM tree_nodes WHERE id = ANY($1)`, keys)
+	rows, err := t.query(ctx, `SELECT id, hash FROM tree_nodes WHERE id = ANY($1)`, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +206,9 @@ func (t *Tx) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) 
 
 // PutNodes bulk-loads nodes with COPY.
 func (t *Tx) PutNodes(ctx context.Context, nodes []ledger.Node) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"tree_nodes"}, []string{"id", "hash"},
 		pgx.CopyFromSlice(len(nodes), func(i int) ([]any, error) {
 			return []any{ledger.NodeKey(nodes[i].ID), nodes[i].Hash}, nil
@@ -270,15 +230,14 @@ func scanCheckpoint(row pgx.Row) (ledger.Checkpoint, error) {
 }
 
 func (t *Tx) LatestCheckpoint(ctx context.Context) (ledger.Checkpoint, error) {
-	return scanCheckpoint(t.tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size DESC LIMIT 1`))
+	return scanCheckpoint(t.queryRow(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size DESC LIMIT 1`))
 }
 
 func (t *Tx) InsertCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)`,
+	return t.exec(ctx, `INSERT INTO checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)`,
 		int64(c.Size), c.Root, c.Note, c.CreatedAt.UTC())
-	return err
 }
 
 func (t *Tx) ScanCheckpoints(ctx context.Context, fn func(ledger.Checkpoint) error) error {
-	return each(ctx, t.tx, scanCheckpoint, fn, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size`)
+	return each(ctx, t, scanCheckpoint, fn, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size`)
 }

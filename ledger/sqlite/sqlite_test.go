@@ -10,6 +10,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/auth/authtest"
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
@@ -48,8 +49,8 @@ func TestTablesAreAppendOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	b := open(t, path)
 	s, v := ledgertest.LogKey(t)
-	l := ledger.New(b, ledgertest.Origin, s, v)
-	if _, err := l.AppendIngest(context.Background(), ledger.Record{Kind: ledger.KindIngest, Subject: "1.2",
+	l := custody.New(ledger.New(b, ledgertest.Origin, s, v))
+	if _, err := l.AppendIngest(context.Background(), custody.Record{Kind: custody.KindIngest, Subject: "1.2",
 		FileSHA256: strings.Repeat("a", 64), Body: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}

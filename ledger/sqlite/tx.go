@@ -13,13 +13,12 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
-// Tx implements ledger.Tx in SQL; it holds no logic of its own.
+// Tx implements ledger.Tx (here) and custody.Tx (custody.go) in SQL; it
+// holds no logic of its own.
 type Tx struct {
 	tx    *sql.Tx
 	stmts *stmts
 }
-
-var _ ledger.Tx = (*Tx)(nil)
 
 func errorsJoin(errs ...error) error { return errors.Join(errs...) }
 
@@ -95,110 +94,32 @@ func each[T any](ctx context.Context, tx *sql.Tx, scan func(interface{ Scan(...a
 	return rows.Err()
 }
 
-// InstanceEntry returns the latest entry attesting bytes of uid (see Kind.Attests).
-func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
-	return t.entry(ctx, `subject = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
+// AppendEntries writes through one prepared statement: in an embedded
+// database a statement is a function call, not a round trip.
+func (t *Tx) AppendEntries(ctx context.Context, entries []ledger.Entry) error {
+	return execEach(ctx, t.tx, `INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
+		len(entries), func(i int) []any {
+			e := entries[i]
+			return []any{int64(e.Index), string(e.Kind), e.Subject, e.FileSHA256, e.Body, e.LeafHash[:]}
+		})
 }
 
-func (t *Tx) Identity(ctx context.Context, sha string) (*ledger.Identity, error) {
-	var id ledger.Identity
-	err := t.queryRow(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date, correction_reason FROM identity WHERE file_sha256 = ?`, sha).
-		Scan(&id.Salt, &id.PatientName, &id.PatientID, &id.PatientBirthDate, &id.CorrectionReason)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ledger.ErrNotFound
+// execEach runs one prepared statement n times, with arg(i)'s arguments.
+func execEach(ctx context.Context, tx *sql.Tx, query string, n int, arg func(i int) []any) error {
+	if n == 0 {
+		return nil
 	}
-	return &id, err
-}
-
-func (t *Tx) IngestBySHA256(ctx context.Context, sha string) (ledger.Entry, error) {
-	return t.entry(ctx, `file_sha256 = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx LIMIT 1`, sha)
-}
-
-// InstanceEntries reads the claims: the ingest entry that claimed each
-// UID, never a later revision of it.
-func (t *Tx) InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error) {
-	out := make(map[string]ledger.Entry, len(uids))
-	for _, uid := range uids {
-		e, err := scanEntry(t.queryRow(ctx, `SELECT e.idx, e.kind, e.subject, e.file_sha256, e.body, e.leaf_hash
-			FROM instances i JOIN entries e ON e.idx = i.entry_idx WHERE i.sop_instance_uid = ?`, uid))
-		switch {
-		case err == nil:
-			out[uid] = e
-		case !errors.Is(err, ledger.ErrNotFound):
-			return nil, err
-		}
+	stmt, err := tx.PrepareContext(ctx, query)
+	if err != nil {
+		return err
 	}
-	return out, nil
-}
-
-func (t *Tx) Incidents(ctx context.Context, keys []ledger.IncidentKey) (map[ledger.IncidentKey]ledger.Incident, error) {
-	out := make(map[ledger.IncidentKey]ledger.Incident, len(keys))
-	for _, k := range keys {
-		var idx, count int64
-		var seen string
-		err := t.tx.QueryRowContext(ctx,
-			`SELECT entry_idx, count, last_seen FROM incidents WHERE kind = ? AND sop_instance_uid = ? AND incident_key = ?`,
-			string(k.Kind), k.Subject, k.Key).Scan(&idx, &count, &seen)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			continue
-		case err != nil:
-			return nil, err
-		}
-		last, _ := time.Parse(time.RFC3339Nano, seen)
-		out[k] = ledger.Incident{IncidentKey: k, Index: uint64(idx), Count: count, LastSeen: last}
-	}
-	return out, nil
-}
-
-// AppendRows writes through prepared statements: in an embedded database
-// a statement is a function call, not a round trip.
-func (t *Tx) AppendRows(ctx context.Context, rows ledger.Rows) error {
-	for _, w := range []struct {
-		sql string
-		n   int
-		arg func(i int) []any
-	}{
-		{`INSERT INTO entries (idx, kind, subject, file_sha256, body, leaf_hash) VALUES (?, ?, ?, ?, ?, ?)`,
-			len(rows.Entries), func(i int) []any {
-				e := rows.Entries[i]
-				return []any{int64(e.Index), string(e.Kind), e.Subject, e.FileSHA256, e.Body, e.LeafHash[:]}
-			}},
-		{`INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES (?, ?, ?)`,
-			len(rows.Claims), func(i int) []any {
-				c := rows.Claims[i]
-				return []any{c.SOPInstanceUID, int64(c.Index), c.FileSHA256}
-			}},
-		{`INSERT OR REPLACE INTO identity (file_sha256, salt, patient_name, patient_id, patient_birth_date, correction_reason) VALUES (?, ?, ?, ?, ?, ?)`,
-			len(rows.Identities), func(i int) []any {
-				id := rows.Identities[i]
-				return []any{id.FileSHA256, id.Salt, id.PatientName, id.PatientID, id.PatientBirthDate, id.CorrectionReason}
-			}},
-		{`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES (?, ?, ?, ?, ?, ?)
-		  ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
-			len(rows.Incidents), func(i int) []any {
-				in := rows.Incidents[i]
-				return []any{string(in.Kind), in.Subject, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC().Format(time.RFC3339Nano)}
-			}},
-	} {
-		if w.n == 0 {
-			continue
-		}
-		stmt, err := t.tx.PrepareContext(ctx, w.sql)
-		if err != nil {
-			return err
-		}
-		for i := 0; i < w.n; i++ {
-			if _, err := stmt.ExecContext(ctx, w.arg(i)...); err != nil {
-				stmt.Close()
-				return err
-			}
-		}
-		if err := stmt.Close(); err != nil {
+	defer stmt.Close()
+	for i := 0; i < n; i++ {
+		if _, err := stmt.ExecContext(ctx, arg(i)...); err != nil {
 			return err
 		}
 	}
-	return nil
+	return stmt.Close()
 }
 
 func (t *Tx) InsertBatch(ctx context.Context, b ledger.Batch) error {

@@ -1,0 +1,120 @@
+package custody
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dicomseal/dicomseal/ledger"
+)
+
+// Log is the custody log: the verifiable log with the custody index
+// deciding its appends, and the index's lookups.
+type Log struct {
+	*ledger.Log
+}
+
+// New makes l the custody log: its appends are decided by the index.
+func New(l *ledger.Log) *Log {
+	l.Indexer = Index{}
+	return &Log{Log: l}
+}
+
+// Record is a custody entry to append.
+type Record struct {
+	Kind    ledger.Kind
+	Subject string // the SOP Instance UID
+	// FileSHA256 is the digest the entry is about: the stored object for
+	// an attesting entry, the attempted bytes for a conflict, the observed
+	// bytes for an integrity failure ("" when the object was missing).
+	FileSHA256 string
+	Body       []byte
+	// Identity, Revises and IncidentKey: see Meta.
+	Identity    *Identity
+	Revises     uint64
+	IncidentKey string
+}
+
+func (r Record) ledger(seenAt time.Time) ledger.Record {
+	return ledger.Record{Kind: r.Kind, Subject: r.Subject, FileSHA256: r.FileSHA256, Body: r.Body,
+		Meta: Meta{Identity: r.Identity, Revises: r.Revises, IncidentKey: r.IncidentKey, SeenAt: seenAt}}
+}
+
+// AppendIngest appends an attesting entry: an ingest claims its SOP
+// Instance UID in the same transaction (*InstanceExistsError, and nothing
+// appended, when it is already claimed, including by an earlier record of
+// the same batch); a revision or identity correction must follow the
+// instance's latest entry (ErrStaleRevision otherwise).
+func (c *Log) AppendIngest(ctx context.Context, rec Record) (ledger.Entry, error) {
+	if !Attests(rec.Kind) {
+		return ledger.Entry{}, fmt.Errorf("custody: AppendIngest given a %s record", rec.Kind)
+	}
+	ps, err := c.Submit(ctx, []ledger.Record{rec.ledger(time.Time{})})
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	return ps[0].Entry, ps[0].Err
+}
+
+// RecordIncident appends an incident entry (a conflict, security alert or
+// integrity failure) the first time one is seen for its kind, SOP Instance
+// UID and incident key; repeats only raise its count. It returns the entry
+// and how often the incident has now been seen.
+func (c *Log) RecordIncident(ctx context.Context, rec Record, seenAt time.Time) (ledger.Entry, int64, error) {
+	if !incident(rec.Kind) {
+		return ledger.Entry{}, 0, fmt.Errorf("custody: RecordIncident given a %s record", rec.Kind)
+	}
+	ps, err := c.Submit(ctx, []ledger.Record{rec.ledger(seenAt)})
+	if err != nil {
+		return ledger.Entry{}, 0, err
+	}
+	if ps[0].Err != nil {
+		return ledger.Entry{}, 0, ps[0].Err
+	}
+	count, _ := ps[0].Value.(int64)
+	return ps[0].Entry, count, nil
+}
+
+func (c *Log) view(ctx context.Context, fn func(Tx) error) error {
+	return c.View(ctx, func(ltx ledger.Tx) error {
+		tx, err := TxOf(ltx)
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// InstanceBySOP returns the latest attesting entry of uid.
+func (c *Log) InstanceBySOP(ctx context.Context, uid string) (e ledger.Entry, err error) {
+	err = c.view(ctx, func(tx Tx) error { e, err = tx.InstanceEntry(ctx, uid); return err })
+	return e, err
+}
+
+// IngestBySHA256 returns the attesting entry of the object with that digest.
+func (c *Log) IngestBySHA256(ctx context.Context, sha256Hex string) (e ledger.Entry, err error) {
+	err = c.view(ctx, func(tx Tx) error { e, err = tx.IngestBySHA256(ctx, sha256Hex); return err })
+	return e, err
+}
+
+// IngestBySHA256WithLatest is IngestBySHA256 together with the latest
+// attesting entry of the same instance, read in one transaction: what a
+// verification by digest needs to tell a current version from a
+// superseded one, at the cost of one read.
+func (c *Log) IngestBySHA256WithLatest(ctx context.Context, sha256Hex string) (e, latest ledger.Entry, err error) {
+	err = c.view(ctx, func(tx Tx) error {
+		if e, err = tx.IngestBySHA256(ctx, sha256Hex); err != nil {
+			return err
+		}
+		latest, err = tx.InstanceEntry(ctx, e.Subject)
+		return err
+	})
+	return e, latest, err
+}
+
+// Identity returns the salt and identifiers recorded for attested bytes;
+// ledger.ErrNotFound when there are none (or they were erased).
+func (c *Log) Identity(ctx context.Context, sha256Hex string) (id *Identity, err error) {
+	err = c.view(ctx, func(tx Tx) error { id, err = tx.Identity(ctx, sha256Hex); return err })
+	return id, err
+}
