@@ -9,6 +9,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/audit"
+	"github.com/dicomseal/dicomseal/problem"
 )
 
 // AuditQuerier reads the audit trail.
@@ -19,7 +20,7 @@ type AuditQuerier interface {
 // auditQuery answers GET /v1/audit?actor=&since=&until=&limit= for auditors.
 func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 	if s.AuditLog == nil {
-		writeProblem(w, http.StatusNotFound, problemRouteNotFound, "no audit log is configured", nil)
+		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log", nil)
 		return
 	}
 	q := r.URL.Query()
@@ -54,12 +55,12 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 	var tampered *audit.TamperedError
 	if errors.As(err, &tampered) {
 		s.log.ErrorContext(r.Context(), "audit log fails verification; nothing served", "index", tampered.Index, "reason", tampered.Reason)
-		writeProblem(w, http.StatusBadGateway, problemAuditTampered, tampered.Error()+"; nothing is served from it (run dicomseal log verify)",
+		writeProblem(w, problem.AuditTampered, tampered.Error()+"; nothing is served from it (run dicomseal log verify)",
 			map[string]any{"index": tampered.Index})
 		return
 	}
 	if err != nil {
-		s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: attest.ProblemLedgerUnavailable, Message: "the audit log is unavailable", Err: err})
+		s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: problem.AuditUnavailable, Message: "the audit log is unavailable", Err: err})
 		return
 	}
 	if found == nil {

@@ -17,17 +17,7 @@ import (
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
-)
-
-// Problem slugs of authentication and authorization.
-const (
-	problemUnauthenticated = "unauthenticated"
-	problemForbidden       = "forbidden"
-	problemRateLimited     = "rate-limited"
-	problemAuthLimited     = "authentication-rate-limited"
-	// problemCredentialsUnavailable: the token store could not be read, so
-	// the request was neither authenticated nor refused as unauthenticated.
-	problemCredentialsUnavailable = "credentials-unavailable"
+	"github.com/dicomseal/dicomseal/problem"
 )
 
 // ActionAuthLockout is the audit action of a source locked out for failing
@@ -106,7 +96,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 				if s.Audit != nil {
 					s.Audit.Unchecked(source, now)
 				}
-				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: problemCredentialsUnavailable,
+				s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: problem.CredentialsUnavailable,
 					Message: "cannot check credentials now; retry later", Err: err})
 				return
 			}
@@ -129,7 +119,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 				s.Audit.Unauthenticated(source, now)
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dicomseal"`)
-			writeProblem(w, http.StatusUnauthorized, problemUnauthenticated,
+			writeProblem(w, problem.Unauthenticated,
 				"a valid API token is required: Authorization: Bearer <token>", nil)
 			return
 		}
@@ -138,7 +128,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		if !slices.Contains(rt.roles, id.Role) {
 			ev.Outcome, ev.Status = "denied", http.StatusForbidden
 			s.record(ev)
-			writeProblem(w, http.StatusForbidden, problemForbidden,
+			writeProblem(w, problem.Forbidden,
 				"role "+string(id.Role)+" may not "+rt.action+" (allowed: "+rolesList(rt.roles)+")", nil)
 			return
 		}
@@ -146,7 +136,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			ev.Outcome, ev.Status = "denied", http.StatusTooManyRequests
 			s.record(ev)
 			w.Header().Set("Retry-After", "1")
-			writeProblem(w, http.StatusTooManyRequests, problemRateLimited,
+			writeProblem(w, problem.RateLimited,
 				"too many requests for "+id.Name+": retry after a second", nil)
 			return
 		}
@@ -186,7 +176,7 @@ func (s *Server) refuseLockedOut(w http.ResponseWriter, source string, wait time
 		s.Audit.Unauthenticated(source, now)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-	writeProblem(w, http.StatusTooManyRequests, problemAuthLimited,
+	writeProblem(w, problem.AuthRateLimited,
 		"too many failed authentications from "+source+"; retry after the Retry-After seconds", nil)
 }
 
@@ -327,7 +317,7 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	a, err := netip.ParseAddr(s.clientAddr(r))
 	if err != nil || !containsAddr(s.MetricsAllow, a) {
-		writeProblem(w, http.StatusForbidden, problemForbidden, "metrics are served only to addresses in --metrics-allow", nil)
+		writeProblem(w, problem.Forbidden, "metrics are served only to addresses in --metrics-allow", nil)
 		return
 	}
 	s.metrics.handler().ServeHTTP(w, r)

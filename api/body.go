@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/problem"
 )
 
 // drainGrace is how long a refused request's unread body may still be
@@ -165,7 +166,7 @@ func (s *Server) limitBehindProxies(next http.Handler) http.Handler {
 		s.inflightMu.Unlock()
 		if over {
 			w.Header().Set("Retry-After", "1")
-			writeProblem(w, http.StatusTooManyRequests, problemRateLimited,
+			writeProblem(w, problem.RateLimited,
 				fmt.Sprintf("more than %d requests in flight from %s (--max-conns-per-source)", s.MaxPerSource, client), nil)
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/dicomseal/dicomseal/audit"
+	"github.com/dicomseal/dicomseal/problem"
 )
 
 // durableActions are the routes that hand out an image or a verdict: their
@@ -22,13 +23,6 @@ var durableActions = map[string]bool{
 	"instance.ingest":              true,
 	"instance.identity-correction": true,
 }
-
-// problemAuditUnavailable: the audit record of a request could not be
-// written; problemAuditTampered: the audit log fails verification.
-const (
-	problemAuditUnavailable = "audit-unavailable"
-	problemAuditTampered    = "audit-log-tampered"
-)
 
 // durableWriter holds a handler's answer until its audit event, with the
 // status about to be sent, is durable.
@@ -80,7 +74,7 @@ func (w *durableWriter) WriteHeader(code int) {
 			h.Del(k)
 		}
 		w.ResponseWriter.Header().Set("Retry-After", retryAfterSeconds)
-		writeProblem(w.ResponseWriter, http.StatusServiceUnavailable, problemAuditUnavailable,
+		writeProblem(w.ResponseWriter, problem.AuditUnavailable,
 			"the audit log cannot record this access now; nothing was sent; retry later", nil)
 		return
 	}

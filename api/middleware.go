@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/dicomseal/dicomseal/problem"
 	"github.com/go-chi/chi/v5/middleware"
 )
 
@@ -23,7 +24,7 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 					// would pass for its end. Cut the connection instead.
 					panic(http.ErrAbortHandler)
 				}
-				writeProblem(w, http.StatusInternalServerError, "internal-error", "internal error", nil)
+				writeProblem(w, problem.Internal, "internal error", nil)
 			}
 		}()
 		next.ServeHTTP(w, r)

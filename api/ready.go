@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/problem"
 )
 
 // Probe is one readiness check of a dependency, run in the background.
@@ -142,10 +143,10 @@ func (s *Server) snapshot(now time.Time) (map[string]probeResult, error, []strin
 		res, ok := rd.results[p.Name]
 		switch {
 		case !ok:
-			res = probeResult{Error: "not probed yet", err: attest.Errorf(attest.EUnavailable, problemNotReady, "%s not probed yet", p.Name)}
+			res = probeResult{Error: "not probed yet", err: attest.Errorf(attest.EUnavailable, problem.NotReady, "%s not probed yet", p.Name)}
 		case now.Sub(res.checked) > staleAfter:
 			res = probeResult{Error: "probe hung: no result for " + now.Sub(res.checked).Round(time.Second).String(),
-				err: attest.Errorf(attest.EUnavailable, problemNotReady, "%s probe hung", p.Name)}
+				err: attest.Errorf(attest.EUnavailable, problem.NotReady, "%s probe hung", p.Name)}
 		}
 		if res.err != nil && first == nil {
 			first = res.err
@@ -158,9 +159,6 @@ func (s *Server) snapshot(now time.Time) (map[string]probeResult, error, []strin
 	return out, first, warnings
 }
 
-// problemNotReady: a readiness probe has no fresh result.
-const problemNotReady = "not-ready"
-
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks, failed, warnings := s.snapshot(time.Now())
 	if failed == nil {
@@ -169,9 +167,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *attest.Error
 	if !errors.As(failed, &e) {
-		e = &attest.Error{Problem: problemNotReady, Message: "a dependency failed its probe"}
+		e = &attest.Error{Problem: problem.NotReady, Message: "a dependency failed its probe"}
 	}
 	w.Header().Set("Retry-After", retryAfterSeconds)
-	writeProblem(w, http.StatusServiceUnavailable, e.Problem, "not ready: "+e.Message,
+	writeProblemStatus(w, http.StatusServiceUnavailable, problem.Of(e.Problem), "not ready: "+e.Message,
 		map[string]any{"checks": checks, "warnings": warnings})
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/problem"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -77,9 +78,6 @@ type Server struct {
 // error (an *attest.Error) that makes the service not ready.
 type ReadinessCheck func(ctx context.Context) (warning string, err error)
 
-// ProblemNoSyncReplica: readiness requires a synchronous standby and there is none.
-const ProblemNoSyncReplica = "sync-replica-missing"
-
 // SetAuthFailLimit locks a source out for the rest of a window once it has
 // failed authentication limit times in it (0: no limit).
 func (s *Server) SetAuthFailLimit(limit int, window time.Duration) {
@@ -129,10 +127,10 @@ func (s *Server) Handler() http.Handler {
 	r.Use(closeUnreadBodies, middleware.RequestID, s.securityHeaders, s.logRequests, s.metrics.instrument, s.recoverPanics,
 		s.limitBehindProxies)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, http.StatusNotFound, problemRouteNotFound, "no route for "+r.URL.Path, nil)
+		writeProblem(w, problem.RouteNotFound, "no route for "+r.URL.Path, nil)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, http.StatusMethodNotAllowed, problemMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path, nil)
+		writeProblem(w, problem.MethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path, nil)
 	})
 
 	for _, rt := range routes {
@@ -276,7 +274,7 @@ func (s *Server) dicomBody(w http.ResponseWriter, r *http.Request) (io.Reader, e
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/dicom" {
-		return nil, &attest.Error{Code: attest.EInvalid, Problem: problemUnsupportedMediaType,
+		return nil, &attest.Error{Code: problem.EUnsupported, Problem: problem.UnsupportedMediaType,
 			Message: fmt.Sprintf("Content-Type must be application/dicom (a DICOM Part 10 file), got %q", ct)}
 	}
 	limit, whose := s.bodyLimit(r)

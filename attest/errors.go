@@ -4,23 +4,25 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/dicomseal/dicomseal/problem"
 )
 
-// Code classifies an error for callers; the HTTP layer maps each code to
-// one status.
-type Code string
+// Code classifies an error for callers (package problem holds the one
+// table of codes, statuses and titles).
+type Code = problem.Code
 
 // Error codes.
 const (
-	EInvalid     Code = "invalid"     // the request or its DICOM content is unacceptable
-	ETooLarge    Code = "too-large"   // the body exceeds the configured limit
-	ENotFound    Code = "not-found"   // no attestation for that instance or digest
-	EConflict    Code = "conflict"    // different bytes under an attested SOP Instance UID
-	EIntegrity   Code = "integrity"   // stored bytes or records fail verification
-	EUnavailable Code = "unavailable" // the ledger or object store cannot be reached
-	ENoSpace     Code = "no-space"    // the data directory is (nearly) full: nothing was recorded
-	ETimeout     Code = "timeout"     // the client sent its request body too slowly
-	EInternal    Code = "internal"    // a bug
+	EInvalid     = problem.EInvalid
+	ETooLarge    = problem.ETooLarge
+	ENotFound    = problem.ENotFound
+	EConflict    = problem.EConflict
+	EIntegrity   = problem.EIntegrity
+	EUnavailable = problem.EUnavailable
+	ENoSpace     = problem.ENoSpace
+	ETimeout     = problem.ETimeout
+	EInternal    = problem.EInternal
 )
 
 // Error is the domain's error: a code, a stable problem slug (the last
@@ -57,33 +59,24 @@ func ErrorCode(err error) Code {
 	return EInternal
 }
 
-// Problem slugs: stable, part of the API contract (see openapi.yaml).
+// Problem slugs of the domain (see package problem).
 const (
-	ProblemInvalidDICOM     = "invalid-dicom"
-	ProblemInvalidRequest   = "invalid-request"
-	ProblemBodyTooLarge     = "body-too-large"
-	ProblemNotFound         = "not-found"
-	ProblemInstanceConflict = "instance-conflict"
-	// ProblemIdentityChangeRefused: ingest of bytes that change an attested
-	// instance's patient or study identity (only a correction may).
-	ProblemIdentityChangeRefused = "identity-change-refused"
-	// ProblemIdentityCorrectionRefused: a correction that is not one (other
-	// attributes or pixels changed, or previous values that do not match).
-	ProblemIdentityCorrectionRefused = "identity-correction-refused"
-	// ProblemUnverifiableReencoding: same UID, a pixel encoding dicomseal cannot compare.
-	ProblemUnverifiableReencoding = "unverifiable-reencoding"
-	ProblemIntegrity              = "integrity-violation"
-	ProblemStorageUnavailable     = "storage-unavailable"
-	ProblemLedgerUnavailable      = "ledger-unavailable"
-	ProblemInsufficientStorage    = "insufficient-storage"
-	ProblemBodyTimeout            = "request-body-timeout"
-	// ProblemKeyUnavailable: an attestation is signed by a key the server
-	// was not configured with.
-	ProblemKeyUnavailable = "attestation-key-unavailable"
-	// ProblemEntryFormatUnknown: a genuine log entry of a kind or body
-	// version this release does not read (a newer writer): upgrade.
-	ProblemEntryFormatUnknown = "entry-format-unknown"
-	ProblemInternal           = "internal-error"
+	ProblemInvalidDICOM              = problem.InvalidDICOM
+	ProblemInvalidRequest            = problem.InvalidRequest
+	ProblemBodyTooLarge              = problem.BodyTooLarge
+	ProblemNotFound                  = problem.NotFound
+	ProblemInstanceConflict          = problem.InstanceConflict
+	ProblemIdentityChangeRefused     = problem.IdentityChangeRefused
+	ProblemIdentityCorrectionRefused = problem.IdentityCorrectionRefused
+	ProblemUnverifiableReencoding    = problem.UnverifiableReencoding
+	ProblemIntegrity                 = problem.Integrity
+	ProblemStorageUnavailable        = problem.StorageUnavailable
+	ProblemLedgerUnavailable         = problem.LedgerUnavailable
+	ProblemInsufficientStorage       = problem.InsufficientStorage
+	ProblemBodyTimeout               = problem.BodyTimeout
+	ProblemKeyUnavailable            = problem.KeyUnavailable
+	ProblemEntryFormatUnknown        = problem.EntryFormatUnknown
+	ProblemInternal                  = problem.Internal
 )
 
 func unavailable(problem string, err error) *Error {

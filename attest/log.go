@@ -8,12 +8,13 @@ import (
 	"fmt"
 
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/problem"
 )
 
 // Problem slugs of the log endpoints.
 const (
-	ProblemNoCheckpoint = "no-checkpoint"
-	ProblemBadProof     = "invalid-proof-request"
+	ProblemNoCheckpoint = problem.NoCheckpoint
+	ProblemBadProof     = problem.BadProof
 )
 
 // LogEntry is an entry as the log serves it: the canonical bytes its leaf

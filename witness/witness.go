@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/dicomseal/dicomseal/problem"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -63,7 +64,7 @@ func (c *Client) get(ctx context.Context, path string, q url.Values) ([]byte, er
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %.200s", path, resp.Status, body)
+		return nil, fmt.Errorf("GET %s: %w", path, problem.Decode(resp.StatusCode, resp.Header.Get("Content-Type"), body))
 	}
 	return body, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/problem"
 )
 
 // ledgerConfig selects the ledger backend, the same way on serve, migrate
@@ -86,7 +87,7 @@ func syncReplicaCheck(b ledger.Backend, require bool) api.ReadinessCheck {
 		}
 		msg := "no synchronous standby is configured (synchronous_standby_names is empty): a failover can lose entries that a published checkpoint already covers"
 		if require {
-			return "", attest.Errorf(attest.EUnavailable, api.ProblemNoSyncReplica, "%s (--require-sync-replica)", msg)
+			return "", attest.Errorf(attest.EUnavailable, problem.NoSyncReplica, "%s (--require-sync-replica)", msg)
 		}
 		return msg, nil
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/problem"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -233,6 +234,7 @@ func validateResponse(t testing.TB, req *http.Request, resp *http.Response, body
 	if specErr != nil {
 		t.Fatalf("openapi.yaml: %v", specErr)
 	}
+	checkProblem(t, req, resp, body)
 	route, params, err := specRouter.FindRoute(req)
 	if err != nil {
 		if (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed) &&
@@ -257,6 +259,32 @@ func validateResponse(t testing.TB, req *http.Request, resp *http.Response, body
 	}
 	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
 		t.Fatalf("%s %s → %d does not match openapi.yaml: %v\nbody: %.500s", req.Method, req.URL.Path, resp.StatusCode, err, body)
+	}
+}
+
+// checkProblem holds every problem answer to the one table: a type it
+// has, with its title and status (/readyz answers 503 whatever dependency
+// it names).
+func checkProblem(t testing.TB, req *http.Request, resp *http.Response, body []byte) {
+	t.Helper()
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+		return
+	}
+	var p struct {
+		Type   string `json:"type"`
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatalf("%s %s: a problem that is not JSON: %v", req.Method, req.URL.Path, err)
+	}
+	ty, ok := problem.Lookup(strings.TrimPrefix(p.Type, problem.Base))
+	want := ty.Status
+	if req.URL.Path == "/readyz" {
+		want = http.StatusServiceUnavailable
+	}
+	if !ok || p.Title == "" || p.Title != ty.Title || p.Status != want || resp.StatusCode != want {
+		t.Fatalf("%s %s → %d: problem %+v is not the table's (%+v)", req.Method, req.URL.Path, resp.StatusCode, p, ty)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
+	"github.com/dicomseal/dicomseal/problem"
 	"github.com/dicomseal/dicomseal/store"
 )
 
@@ -272,7 +273,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	auditLog := m.auditLog // Close clears the field; a late probe keeps its own
 	srv.Probes = append(srv.Probes, api.Probe{Name: "audit", Check: func(ctx context.Context) (string, error) {
 		if err := auditLog.Ping(ctx); err != nil {
-			return "", attest.Errorf(attest.EUnavailable, attest.ProblemLedgerUnavailable, "the audit log is unavailable")
+			return "", attest.Errorf(attest.EUnavailable, problem.AuditUnavailable, "the audit log is unavailable")
 		}
 		return "", nil
 	}})
