@@ -25,6 +25,7 @@ var (
 	ingest  = []auth.Role{auth.RoleIngest}
 	viewer  = []auth.Role{auth.RoleViewer}
 	auditor = []auth.Role{auth.RoleAuditor}
+	admin   = []auth.Role{auth.RoleAdmin}
 	// reconciler alone corrects identity, and does nothing else.
 	reconciler = []auth.Role{auth.RoleReconciler}
 	// anyRole: every role but the reconciler, which does nothing but
@@ -34,7 +35,7 @@ var (
 
 // routes is the route table. Separation of duties: ingest only stores;
 // viewers retrieve and verify; auditors read the log, proofs and the audit
-// trail but never pixel data; admins manage tokens (CLI) and keys;
+// trail but never pixel data; admins manage tokens and read the keys;
 // reconcilers correct patient and study identity, and nothing else.
 var routes = []route{
 	{"GET", "/healthz", "health", nil, always, func(s *Server) http.HandlerFunc { return s.healthz }},
@@ -55,6 +56,9 @@ var routes = []route{
 		func(s *Server) http.HandlerFunc { return s.inclusionProof }},
 	{"GET", "/v1/log/proof/consistency", "log.proof.consistency", anyRole, publicLog, func(s *Server) http.HandlerFunc { return s.consistencyProof }},
 	{"GET", "/v1/audit", "audit.query", auditor, nil, func(s *Server) http.HandlerFunc { return s.auditQuery }},
+	{"POST", "/v1/tokens", "token.create", admin, nil, func(s *Server) http.HandlerFunc { return s.createToken }},
+	{"GET", "/v1/tokens", "token.list", admin, nil, func(s *Server) http.HandlerFunc { return s.listTokens }},
+	{"DELETE", "/v1/tokens/{name}", "token.revoke", admin, nil, func(s *Server) http.HandlerFunc { return s.revokeToken }},
 }
 
 // Routes describes the route table for tests and documentation: method,

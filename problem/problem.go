@@ -25,20 +25,20 @@ type Code string
 
 // Error codes.
 const (
-	EInvalid         Code = "invalid"          // the request or its DICOM content is unacceptable
-	ETooLarge        Code = "too-large"        // the body exceeds the configured limit
-	EUnsupported     Code = "unsupported"      // a content type the route does not take
-	ENotFound        Code = "not-found"        // no such thing (attestation, entry, route)
-	EMethod          Code = "method"           // a method the route does not allow
-	EConflict        Code = "conflict"         // different bytes under an attested SOP Instance UID
-	EIntegrity       Code = "integrity"        // stored bytes or records fail verification
-	EUnavailable     Code = "unavailable"      // a dependency cannot be reached, or is not ready
-	ENoSpace         Code = "no-space"         // the data directory is (nearly) full: nothing was recorded
-	ETimeout         Code = "timeout"          // the client sent its request body too slowly
-	EUnauthenticated Code = "unauthenticated"  // no valid credentials
-	EForbidden       Code = "forbidden"        // valid credentials, not allowed
-	ERateLimited     Code = "rate-limited"     // too many requests
-	EInternal        Code = "internal"         // a bug
+	EInvalid         Code = "invalid"         // the request or its DICOM content is unacceptable
+	ETooLarge        Code = "too-large"       // the body exceeds the configured limit
+	EUnsupported     Code = "unsupported"     // a content type the route does not take
+	ENotFound        Code = "not-found"       // no such thing (attestation, entry, route)
+	EMethod          Code = "method"          // a method the route does not allow
+	EConflict        Code = "conflict"        // different bytes under an attested SOP Instance UID
+	EIntegrity       Code = "integrity"       // stored bytes or records fail verification
+	EUnavailable     Code = "unavailable"     // a dependency cannot be reached, or is not ready
+	ENoSpace         Code = "no-space"        // the data directory is (nearly) full: nothing was recorded
+	ETimeout         Code = "timeout"         // the client sent its request body too slowly
+	EUnauthenticated Code = "unauthenticated" // no valid credentials
+	EForbidden       Code = "forbidden"       // valid credentials, not allowed
+	ERateLimited     Code = "rate-limited"    // too many requests
+	EInternal        Code = "internal"        // a bug
 )
 
 // statusOf is the one status of each code.
@@ -89,6 +89,8 @@ const (
 	Forbidden                 = "forbidden"
 	RateLimited               = "rate-limited"
 	AuthRateLimited           = "authentication-rate-limited"
+	TokenNameTaken            = "token-name-taken"
+	TokenNotFound             = "token-not-found"
 	NotReady                  = "not-ready"
 	NoSyncReplica             = "sync-replica-missing"
 	Internal                  = "internal-error"
@@ -121,7 +123,9 @@ var table = []Type{
 	entry(RouteNotFound, ENotFound, "No such route"),
 	entry(NoCheckpoint, ENotFound, "No checkpoint yet"),
 	entry(AuditNotConfigured, ENotFound, "No audit log configured"),
+	entry(TokenNotFound, ENotFound, "No such token"),
 	entry(MethodNotAllowed, EMethod, "Method not allowed"),
+	entry(TokenNameTaken, EConflict, "Token name taken"),
 	entry(InstanceConflict, EConflict, "Conflicting instance"),
 	entry(IdentityChangeRefused, EConflict, "Identity change refused"),
 	entry(IdentityCorrectionRefused, EConflict, "Identity correction refused"),

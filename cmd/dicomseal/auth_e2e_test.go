@@ -27,6 +27,7 @@ import (
 func samplePath(pattern, uid string) string {
 	p := strings.ReplaceAll(pattern, "{sopInstanceUID}", uid)
 	p = strings.ReplaceAll(p, "{index}", "0")
+	p = strings.ReplaceAll(p, "{name}", "no-such-token")
 	switch p {
 	case "/v1/verify":
 		return p + "?sha256=" + strings.Repeat("0", 64)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -63,6 +64,14 @@ const anonymous auth.Role = "anonymous"
 func (s *testServer) as(role auth.Role) *testServer {
 	c := *s
 	c.asRole = role
+	return &c
+}
+
+// withToken returns the same server, sending requests with token.
+func (s *testServer) withToken(token string) *testServer {
+	c := *s
+	c.tokens = maps.Clone(s.tokens)
+	c.tokens["custom"], c.asRole = token, "custom"
 	return &c
 }
 

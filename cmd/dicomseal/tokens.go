@@ -18,13 +18,21 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
-const tokensUsage = `Usage: dicomseal tokens <command> [flags]
+const tokensUsage = `Usage: dicomseal tokens <command> [--server URL --token-file FILE] [flags]
 
 Commands:
   create --role ROLE --name NAME [--expires 720h] [--max-body 64MiB]
                                                     make a token; it is printed once, alone on the last line
   list                                              list tokens (never their secrets)
   revoke NAME                                       revoke a token, at once, in every running server
+
+With --server, the command is a client of the server's admin API
+(POST/GET /v1/tokens, DELETE /v1/tokens/{name}) and needs an admin token
+(--token-file, or DICOMSEAL_TOKEN) and nothing else: the server writes the
+audit record, signed with its log key. Without --server it works on the data
+directory or database directly and needs the log key file at hand
+(--log-key-file); it never creates a key, and where the keys are missing it
+fails and changes nothing.
 
 Roles: ingest (store only), viewer (retrieve and verify), auditor (log, proofs,
 audit trail; no pixel data), admin (tokens, keys; no images), reconciler
@@ -61,9 +69,14 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	expires := fs.Duration("expires", 0, "create: lifetime, e.g. 720h (0: no expiry)")
 	var maxBody byteSize
 	fs.Var(&maxBody, "max-body", "create: largest request body this token may send (e.g. 64MiB); default: the server's --max-body, which it can only lower")
+	server := fs.String("server", "", "a running server's URL (https://dicomseal.example:8443): use its admin API instead of the data directory")
+	tokenFile := fs.String("token-file", "", "with --server: file holding an admin token (default: $DICOMSEAL_TOKEN)")
 	fs.Usage = func() { fmt.Fprint(stderr, tokensUsage); fs.PrintDefaults() }
 	if err := parseWithEnv(fs, args[1:]); err != nil {
 		return exitUsage(err)
+	}
+	if *server != "" {
+		return tokensRemote(ctx, cmd, *server, *tokenFile, *role, *name, *expires, int64(maxBody), fs.Args(), stdout, stderr)
 	}
 	if *actor == "" {
 		*actor = "cli:unknown"
@@ -107,8 +120,10 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 				if logFile == "" {
 					logFile = filepath.Join(*dataDir, "keys", "log.key")
 				}
+				// Only serve generates keys: a command that made one here,
+				// beside a log another key signs, would halt its integration.
 				var key *signer.LogKey
-				if key, err = openLogKey(logFile, defaultLogOrigin, nil, as.entries == 0 && *logKey == "", as); err == nil {
+				if key, err = openLogKey(logFile, defaultLogOrigin, nil, false, as); err == nil {
 					// Written under another origin than the log's, the event
 					// would halt the audit log's integration for ever.
 					if as.origin != "" && as.origin != *auditOrigin {
@@ -174,25 +189,7 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			fmt.Fprintln(stderr, "dicomseal tokens list:", err)
 			return 1
 		}
-		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tBY\tEXPIRES\tMAX BODY\tSTATE")
-		for _, t := range tokens {
-			exp, state, limit := "never", "active", "server's"
-			if t.MaxBody > 0 {
-				limit = (*byteSize)(&t.MaxBody).String()
-			}
-			if t.ExpiresAt != nil {
-				exp = t.ExpiresAt.Format(time.RFC3339)
-				if !time.Now().Before(*t.ExpiresAt) {
-					state = "expired"
-				}
-			}
-			if t.RevokedAt != nil {
-				state = "revoked " + t.RevokedAt.Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, t.CreatedAt.Format(time.RFC3339), t.CreatedBy, exp, limit, state)
-		}
-		tw.Flush()
+		printTokens(stdout, tokens)
 		return 0
 	case "revoke":
 		if fs.NArg() != 1 {
@@ -212,6 +209,74 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return 1
 		}
 		fmt.Fprintf(stdout, "token %s revoked\n", fs.Arg(0))
+		return 0
+	}
+	fmt.Fprintf(stderr, "dicomseal tokens: unknown command %q\n\n%s", cmd, tokensUsage)
+	return 2
+}
+
+func printTokens(stdout io.Writer, tokens []auth.Token) {
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tBY\tEXPIRES\tMAX BODY\tSTATE")
+	for _, t := range tokens {
+		exp, state, limit := "never", "active", "server's"
+		if t.MaxBody > 0 {
+			limit = (*byteSize)(&t.MaxBody).String()
+		}
+		if t.ExpiresAt != nil {
+			exp = t.ExpiresAt.Format(time.RFC3339)
+			if !time.Now().Before(*t.ExpiresAt) {
+				state = "expired"
+			}
+		}
+		if t.RevokedAt != nil {
+			state = "revoked " + t.RevokedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, t.CreatedAt.Format(time.RFC3339), t.CreatedBy, exp, limit, state)
+	}
+	tw.Flush()
+}
+
+// tokensRemote runs a tokens command against a server's admin API.
+func tokensRemote(ctx context.Context, cmd, server, tokenFile, role, name string, expires time.Duration, maxBody int64,
+	args []string, stdout, stderr io.Writer) int {
+	c, err := newTokensClient(server, tokenFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "dicomseal tokens:", err)
+		return 2
+	}
+	switch cmd {
+	case "create":
+		r, err := auth.ParseRole(role)
+		if err != nil || name == "" {
+			fmt.Fprintln(stderr, "dicomseal tokens create: --role (ingest, viewer, auditor, admin or reconciler) and --name are required")
+			return 2
+		}
+		t, err := c.create(ctx, r, name, expires, maxBody)
+		if err != nil {
+			fmt.Fprintln(stderr, "dicomseal tokens create:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "token %s (role %s) created; it is shown once, below:\n%s\n", t.Name, t.Role, t.Token)
+		return 0
+	case "list":
+		tokens, err := c.list(ctx)
+		if err != nil {
+			fmt.Fprintln(stderr, "dicomseal tokens list:", err)
+			return 1
+		}
+		printTokens(stdout, tokens)
+		return 0
+	case "revoke":
+		if len(args) != 1 {
+			fmt.Fprintln(stderr, "dicomseal tokens revoke: give the token's name")
+			return 2
+		}
+		if err := c.revoke(ctx, args[0]); err != nil {
+			fmt.Fprintln(stderr, "dicomseal tokens revoke:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "token %s revoked\n", args[0])
 		return 0
 	}
 	fmt.Fprintf(stderr, "dicomseal tokens: unknown command %q\n\n%s", cmd, tokensUsage)
