@@ -22,10 +22,10 @@ type Backend interface {
 }
 
 // Tx is one backend transaction: the log's storage contract (entries,
-// batches, tree nodes, checkpoints) and nothing else. A backend's Tx may
-// also implement an index's contract (custody.Tx), written in the same
-// transaction. Lookups return ErrNotFound when nothing matches. Write
-// methods are only called inside Backend.Write.
+// batches, tree nodes, checkpoints, followers' cursors) and nothing else.
+// A backend's Tx may also implement an index's contract (custody.Tx),
+// written in the same transaction. Lookups return ErrNotFound when nothing
+// matches. Write methods are only called inside Backend.Write.
 type Tx interface {
 	// NextIndex is the index the next entry gets: the log head, read
 	// inside the transaction, never from a cache.
@@ -53,6 +53,13 @@ type Tx interface {
 	InsertCheckpoint(ctx context.Context, c Checkpoint) error
 	// ScanCheckpoints calls fn for every stored checkpoint, smallest first.
 	ScanCheckpoints(ctx context.Context, fn func(Checkpoint) error) error
+
+	// Cursor is the position a follower saved under name (see Follower):
+	// the index of the next entry it will handle; ErrNotFound if never saved.
+	Cursor(ctx context.Context, name string) (uint64, error)
+	// SaveCursor inserts or updates the position saved under name (cursors
+	// are the one part of the log's storage updated in place).
+	SaveCursor(ctx context.Context, name string, position uint64) error
 }
 
 // Batch is one group commit: the leaf hashes of the entries it appended

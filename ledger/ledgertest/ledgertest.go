@@ -125,6 +125,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("append", func(t *testing.T) { runAppend(t, h) })
 	t.Run("tree", func(t *testing.T) { runTree(t, h) })
 	t.Run("audit", func(t *testing.T) { runAudit(t, h) })
+	t.Run("follow", func(t *testing.T) { runFollow(t, h) })
 }
 
 // RunTamperMatrix runs only the whole-log audit against every tamper case:

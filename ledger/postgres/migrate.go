@@ -31,10 +31,11 @@ var DefaultRoles = Roles{Owner: "dicomseal_owner", Service: "dicomseal_service"}
 
 var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// history tables: INSERT and SELECT only; the rest may also be updated.
+// history tables: INSERT and SELECT only; the rest may also be updated
+// (cursors: a follower's position moves on, it is not history).
 var (
 	historyTables = []string{"entries", "instances", "batches", "tree_nodes", "checkpoints"}
-	mutableTables = []string{"incidents", "identity", "tokens"}
+	mutableTables = []string{"incidents", "identity", "tokens", "cursors"}
 )
 
 var migrateLock = lockKey("dicomseal.migrate")

@@ -241,3 +241,17 @@ func (t *Tx) InsertCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
 func (t *Tx) ScanCheckpoints(ctx context.Context, fn func(ledger.Checkpoint) error) error {
 	return each(ctx, t, scanCheckpoint, fn, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size`)
 }
+
+func (t *Tx) Cursor(ctx context.Context, name string) (uint64, error) {
+	var pos int64
+	err := t.queryRow(ctx, `SELECT position FROM cursors WHERE name = $1`, name).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ledger.ErrNotFound
+	}
+	return uint64(pos), err
+}
+
+func (t *Tx) SaveCursor(ctx context.Context, name string, position uint64) error {
+	return t.exec(ctx, `INSERT INTO cursors (name, position, updated_at) VALUES ($1, $2, now())
+		ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`, name, int64(position))
+}

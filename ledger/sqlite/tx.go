@@ -225,3 +225,20 @@ func (t *Tx) InsertCheckpoint(ctx context.Context, c ledger.Checkpoint) error {
 func (t *Tx) ScanCheckpoints(ctx context.Context, fn func(ledger.Checkpoint) error) error {
 	return each(ctx, t.tx, scanCheckpoint, fn, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY size`)
 }
+
+func (t *Tx) Cursor(ctx context.Context, name string) (uint64, error) {
+	var pos int64
+	err := t.queryRow(ctx, `SELECT position FROM cursors WHERE name = ?`, name).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ledger.ErrNotFound
+	}
+	return uint64(pos), err
+}
+
+// SaveCursor stamps updated_at with SQLite's clock, as RFC 3339 UTC like
+// the other timestamps of the file.
+func (t *Tx) SaveCursor(ctx context.Context, name string, position uint64) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO cursors (name, position, updated_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+		ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`, name, int64(position))
+	return err
+}
