@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strconv"
@@ -9,12 +10,73 @@ import (
 
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/audit"
+	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/problem"
 )
 
-// AuditQuerier reads the audit trail.
+// AuditQuerier reads the audit trail, and the audit log as a log: its
+// checkpoints and consistency proofs, public like the custody log's, so a
+// witness can follow it. Errors: ledger.ErrNotFound before the first
+// checkpoint, *ledger.BadParameterError for sizes the tree does not have.
 type AuditQuerier interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Found, error)
+	Checkpoint(ctx context.Context) ([]byte, error)
+	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, uint64, error)
+}
+
+// auditLogError names what failed on the audit log.
+func auditLogError(err error) error {
+	var bad *ledger.BadParameterError
+	switch {
+	case errors.As(err, &bad):
+		return &attest.Error{Code: attest.EInvalid, Problem: attest.ProblemBadProof, Message: bad.Msg, Err: err}
+	case errors.Is(err, ledger.ErrNotFound):
+		return attest.Errorf(attest.ENotFound, attest.ProblemNoCheckpoint, "the audit log has published no checkpoint yet")
+	}
+	return &attest.Error{Code: attest.EUnavailable, Problem: problem.AuditUnavailable, Message: "the audit log is unavailable", Err: err}
+}
+
+func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	if s.AuditLog == nil {
+		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log", nil)
+		return
+	}
+	note, err := s.AuditLog.Checkpoint(r.Context())
+	if err != nil {
+		s.writeError(w, r, auditLogError(err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(note)
+}
+
+func (s *Server) auditConsistencyProof(w http.ResponseWriter, r *http.Request) {
+	if s.AuditLog == nil {
+		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log", nil)
+		return
+	}
+	q := r.URL.Query()
+	from, err := uintParam(q.Get("from"), "from", true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	to, err := uintParam(q.Get("to"), "to", false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	hashes, size, err := s.AuditLog.ConsistencyProof(r.Context(), from, to)
+	if err != nil {
+		s.writeError(w, r, auditLogError(err))
+		return
+	}
+	out := make([]string, len(hashes))
+	for i, h := range hashes {
+		out[i] = hex.EncodeToString(h)
+	}
+	writeJSON(w, http.StatusOK, attest.Proof{From: &from, TreeSize: size, Hashes: out})
 }
 
 // auditQuery answers GET /v1/audit?actor=&since=&until=&limit= for auditors.

@@ -84,6 +84,8 @@ type Service struct {
 	// LogKey describes the key that signs checkpoints, published beside the
 	// attestation key (zero when there is none).
 	LogKey Key
+	// AuditLogKey is the audit log's own key ("use": "audit-log").
+	AuditLogKey Key
 
 	// SpoolDir and SpoolMemory bound how request and object bytes are
 	// buffered: up to SpoolMemory bytes in memory, the rest in 0600
@@ -135,8 +137,10 @@ func (s *Service) Keys() []Key {
 		Use:       "attestation",
 		PublicKey: string(s.attestor.PublicKeyPEM()),
 	}}
-	if s.LogKey.KeyID != "" {
-		keys = append(keys, s.LogKey)
+	for _, k := range []Key{s.LogKey, s.AuditLogKey} {
+		if k.KeyID != "" {
+			keys = append(keys, k)
+		}
 	}
 	return keys
 }

@@ -176,3 +176,16 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	}
 	return out, nil
 }
+
+// Checkpoint is the audit log's latest signed checkpoint (a C2SP signed
+// note, signed by the audit log's own key): what a witness follows.
+func (a *Log) Checkpoint(ctx context.Context) ([]byte, error) {
+	cp, err := a.ledger.LatestCheckpoint(ctx)
+	return cp.Note, err
+}
+
+// ConsistencyProof proves that the audit log's tree of size to (0: the
+// latest checkpoint's) extends the one of size from, and returns to.
+func (a *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, uint64, error) {
+	return a.ledger.ConsistencyProof(ctx, from, to)
+}

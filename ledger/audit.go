@@ -41,18 +41,17 @@ func (r *AuditReport) OK() bool { return len(r.Findings) == 0 }
 // the database), every batch's signature, every entry against its stored
 // leaf hash and its signed batch, the tree recomputed from the entries
 // against every checkpoint's root, and the stored tree nodes proofs are
-// served from, and every entry's body format against formats (the kinds and
-// versions the auditor reads; nil checks none). progress, if not nil, is
-// called as entries are checked.
+// served from, and every entry's body format (see AuditOptions).
 //
 // It catches edits made behind the service's back by anyone without the
 // log key. A holder of the log key can rewrite entries, batches and
 // checkpoints consistently; only a party holding an older checkpoint
 // (`log watch`, a witness) can catch that.
-func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier, formats Formats, progress func(done, total uint64)) (*AuditReport, error) {
+func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier, opts AuditOptions) (*AuditReport, error) {
 	rep := &AuditReport{}
 	err := b.Read(ctx, func(tx Tx) error {
-		a := &auditor{origin: origin, verifier: verifier, formats: formats, rep: rep}
+		a := &auditor{origin: origin, verifier: verifier, formats: opts.Formats, previous: opts.Previous, rep: rep}
+		progress := opts.Progress
 		if err := a.checkpoints(ctx, tx); err != nil {
 			return err
 		}
@@ -71,6 +70,20 @@ func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier
 	return rep, nil
 }
 
+// AuditOptions are what an audit checks beyond signatures and the tree.
+type AuditOptions struct {
+	// Formats are the kinds and versions the auditor reads (nil: bodies
+	// are not checked).
+	Formats Formats
+	// Previous is the log's previous key, from before its own (the audit
+	// log's, once signed with the custody key): batches and checkpoints it
+	// signed are accepted up to the first checkpoint the log's own key
+	// signed, and never after.
+	Previous note.Verifier
+	// Progress, if not nil, is called as entries are checked.
+	Progress func(done, total uint64)
+}
+
 type signedCheckpoint struct {
 	size uint64
 	root []byte
@@ -80,6 +93,10 @@ type auditor struct {
 	origin   string
 	verifier note.Verifier
 	formats  Formats
+	previous note.Verifier
+	// handover is the size of the first checkpoint the log's own key
+	// signed (set once seen): what the previous key may have signed ends there.
+	handover *uint64
 	rep      *AuditReport
 
 	verified []signedCheckpoint // signature verified, ascending
@@ -100,6 +117,14 @@ func (a *auditor) checkpoints(ctx context.Context, tx Tx) error {
 			last = 0
 		}
 		cp, _, _, err := log.ParseCheckpoint(c.Note, a.origin, a.verifier)
+		switch {
+		case err == nil && a.handover == nil:
+			size := c.Size
+			a.handover = &size
+		case err != nil && a.previous != nil && a.handover == nil:
+			// Before the log had its own key, the previous one signed it.
+			cp, _, _, err = log.ParseCheckpoint(c.Note, a.origin, a.previous)
+		}
 		switch {
 		case err != nil:
 			a.find(last, "checkpoint at tree size %d: %v", c.Size, err)
@@ -126,7 +151,7 @@ func (a *auditor) batches(ctx context.Context, tx Tx) error {
 				return nil
 			}
 		}
-		if !a.verifier.Verify(batchMessage(a.origin, b.First, b.Leaves), b.Signature) {
+		if !a.batchSigned(b) {
 			a.find(b.First, "batch of %d entries: signature does not verify with the log key", len(b.Leaves))
 			return nil
 		}
@@ -136,6 +161,17 @@ func (a *auditor) batches(ctx context.Context, tx Tx) error {
 		a.signed = append(a.signed, b.Leaves...)
 		return nil
 	})
+}
+
+// batchSigned tells whether the log's key signed b, or the previous key
+// did while it still signed the log (up to the handover checkpoint).
+func (a *auditor) batchSigned(b Batch) bool {
+	msg := batchMessage(a.origin, b.First, b.Leaves)
+	if a.verifier.Verify(msg, b.Signature) {
+		return true
+	}
+	return a.previous != nil && (a.handover == nil || b.First+uint64(len(b.Leaves)) <= *a.handover) &&
+		a.previous.Verify(msg, b.Signature)
 }
 
 func (a *auditor) entries(ctx context.Context, tx Tx, progress func(done, total uint64)) error {

@@ -90,7 +90,7 @@ func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err
 		if next == 0 {
 			root = rfc6962.DefaultHasher.EmptyRoot()
 		}
-		if cp, err = l.signCheckpoint(next, root); err != nil {
+		if cp, err = l.signCheckpoint(next, root, prev.Note); err != nil {
 			return err
 		}
 		if err := tx.PutNodes(ctx, nodes); err != nil {
@@ -165,9 +165,17 @@ func (l *Log) storedRange(ctx context.Context, tx Tx, prev Checkpoint) (*compact
 	return rng, nil
 }
 
-func (l *Log) signCheckpoint(size uint64, root []byte) (Checkpoint, error) {
+// signCheckpoint signs with the log key, and also with the Handover key
+// while the previous checkpoint (if any) is not the log key's.
+func (l *Log) signCheckpoint(size uint64, root, prev []byte) (Checkpoint, error) {
 	body := log.Checkpoint{Origin: l.origin, Size: size, Hash: root}.Marshal()
-	signed, err := note.Sign(&note.Note{Text: string(body)}, l.key)
+	signers := []note.Signer{l.key}
+	if l.Handover != nil && prev != nil {
+		if _, err := note.Open(prev, note.VerifierList(l.verify)); err != nil {
+			signers = append(signers, l.Handover)
+		}
+	}
+	signed, err := note.Sign(&note.Note{Text: string(body)}, signers...)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint: %w", err)
 	}

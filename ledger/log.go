@@ -26,6 +26,12 @@ type Log struct {
 	// Indexer, if set before the first append, decides each batch's
 	// records in its transaction (see Indexer).
 	Indexer Indexer
+	// Handover, when a log's key is replaced (the audit log's, which the
+	// custody key signed before it had a key of its own): the previous
+	// key. Checkpoints are co-signed with it until the latest one verifies
+	// with the log's own key, so that a witness holding the old key can
+	// follow the log across the change.
+	Handover note.Signer
 
 	mu      sync.Mutex
 	pending []*Pending

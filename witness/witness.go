@@ -39,6 +39,16 @@ var (
 type Client struct {
 	BaseURL string
 	HTTP    *http.Client
+	// Log is the path of the log's endpoints: "/v1/log" (the custody
+	// log, the default) or "/v1/audit" (the audit log).
+	Log string
+}
+
+func (c *Client) logPath() string {
+	if c.Log == "" {
+		return "/v1/log"
+	}
+	return c.Log
 }
 
 func (c *Client) get(ctx context.Context, path string, q url.Values) ([]byte, error) {
@@ -71,12 +81,12 @@ func (c *Client) get(ctx context.Context, path string, q url.Values) ([]byte, er
 
 // Checkpoint fetches the latest signed checkpoint.
 func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
-	return c.get(ctx, "/v1/log/checkpoint", nil)
+	return c.get(ctx, c.logPath()+"/checkpoint", nil)
 }
 
 // Consistency fetches the consistency proof between two tree sizes.
 func (c *Client) Consistency(ctx context.Context, from, to uint64) ([][]byte, error) {
-	body, err := c.get(ctx, "/v1/log/proof/consistency", url.Values{
+	body, err := c.get(ctx, c.logPath()+"/proof/consistency", url.Values{
 		"from": {strconv.FormatUint(from, 10)}, "to": {strconv.FormatUint(to, 10)}})
 	if err != nil {
 		return nil, err

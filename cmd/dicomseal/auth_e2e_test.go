@@ -224,8 +224,9 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatalf("the denied retrieval is not audited: %v", deniedOne)
 	}
 
-	// Inclusion proofs verify against the audit log's signed checkpoint.
-	v, _ := srv.logVerifier()
+	// Inclusion proofs verify against the audit log's checkpoint, signed
+	// by its own key.
+	v, _ := srv.auditLogVerifier()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		entries := auditEntries(t, srv, "actor="+viewerName, 1)

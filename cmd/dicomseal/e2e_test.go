@@ -52,9 +52,10 @@ func TestIngestRetrieveVerify(t *testing.T) {
 			VerifierKey string `json:"verifier_key"`
 		} `json:"keys"`
 	}
-	if err := json.Unmarshal(keys.body, &keyDoc); err != nil || len(keyDoc.Keys) != 2 ||
-		keyDoc.Keys[0].Use != "attestation" || keyDoc.Keys[1].Use != "log" || keyDoc.Keys[1].VerifierKey == "" {
-		t.Fatalf("keys: want the attestation key and the log key: %v %s", err, keys.body)
+	if err := json.Unmarshal(keys.body, &keyDoc); err != nil || len(keyDoc.Keys) != 3 ||
+		keyDoc.Keys[0].Use != "attestation" || keyDoc.Keys[1].Use != "log" || keyDoc.Keys[1].VerifierKey == "" ||
+		keyDoc.Keys[2].Use != "audit-log" || !strings.HasPrefix(keyDoc.Keys[2].VerifierKey, defaultAuditOrigin+"+") {
+		t.Fatalf("keys: want the attestation key, the log key and the audit log's key, named for its origin: %v %s", err, keys.body)
 	}
 	pubPath := filepath.Join(t.TempDir(), "pub.pem")
 	os.WriteFile(pubPath, []byte(keyDoc.Keys[0].PublicKey), 0o644)

@@ -29,13 +29,16 @@ import (
 const (
 	defaultLogOrigin   = "dicomseal.local/custody"
 	defaultAuditOrigin = "dicomseal.local/audit"
+	// auditKeyFile, under <data-dir>/keys, is the audit log's own key.
+	auditKeyFile = "audit-log.key"
 )
 
-// serviceKeys are the two keys with two jobs: the attestation key signs
-// DSSE envelopes, the log key signs checkpoints and batches.
+// serviceKeys are the keys with their jobs: the attestation key signs
+// DSSE envelopes, each log key its log's checkpoints and batches.
 type serviceKeys struct {
 	attestation *signer.Attestor
-	log         *signer.LogKey
+	log         *signer.LogKey // the custody log's
+	audit       *signer.LogKey // the audit log's own (openAuditKey)
 }
 
 // openKeys loads both keys; paths default to <dataDir>/keys/. A missing
@@ -220,17 +223,97 @@ func noteSigner(msg []byte) (origin, signer string) {
 	return origin, ""
 }
 
-// logKeyInfo describes the log key for /v1/keys.
-func (k *serviceKeys) logKeyInfo() attest.Key {
-	pub := k.log.PublicKey()
+// logKeyInfo describes a log key for /v1/keys: use "log" (the custody
+// log's) or "audit-log".
+func logKeyInfo(k *signer.LogKey, use string) attest.Key {
+	pub := k.PublicKey()
 	der, _ := cryptoutils.MarshalPublicKeyToDER(pub)
 	pemBytes, _ := cryptoutils.MarshalPublicKeyToPEM(pub)
 	sum := sha256.Sum256(der)
 	return attest.Key{
 		KeyID:       hex.EncodeToString(sum[:]),
 		Algorithm:   "ed25519",
-		Use:         "log",
+		Use:         use,
 		PublicKey:   string(pemBytes),
-		VerifierKey: k.log.VerifierKey(),
+		VerifierKey: k.VerifierKey(),
 	}
+}
+
+// verifiesNote tells whether k signed the note msg.
+func verifiesNote(msg []byte, k *signer.LogKey) bool {
+	_, err := note.Open(msg, note.VerifierList(k.Verifier()))
+	return err == nil
+}
+
+// signedByKeyNamed tells whether a signed note's first signature is by a
+// key named name.
+func signedByKeyNamed(msg []byte, name string) bool {
+	_, signer := noteSigner(msg)
+	keyName, _, _ := strings.Cut(signer, "+")
+	return msg != nil && keyName == name
+}
+
+// openAuditKey opens the audit log's own key, named for its origin. The
+// release that gave the audit log a key of its own found audit logs the
+// custody log key signed: for such a log (and for a new one) serve creates
+// the key once, after folding every batch the custody key signed into a
+// checkpoint of that key; the next audit checkpoint is co-signed by both
+// (ledger.Log.Handover), and log verify accepts the custody key's up to it.
+// Once an audit checkpoint is the audit key's, a missing key file is an
+// error, never a new key.
+func (m *Main) openAuditKey(ctx context.Context, auditBackend ledger.Backend, logKey *signer.LogKey) (*signer.LogKey, error) {
+	path := m.AuditLogKeyFile
+	defaulted := path == ""
+	if defaulted {
+		path = filepath.Join(m.DataDir, "keys", auditKeyFile)
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		as, err := readLedgerState(ctx, auditBackend)
+		if err != nil {
+			return nil, fmt.Errorf("read the audit log: %w", err)
+		}
+		legacy := as.checkpoint == nil || signedByKeyNamed(as.checkpoint, m.LogOrigin)
+		if !legacy || !defaulted {
+			return nil, &configError{fmt.Sprintf("the audit log key %s is missing, and the audit log's checkpoints are signed by %s: "+
+				"restore the file, or name it with --audit-log-key-file", path, orUnknown(as.logSigner))}
+		}
+		if as.entries > 0 {
+			old := ledger.New(auditBackend, m.AuditOrigin, logKey, logKey.Verifier())
+			if _, _, err := old.Integrate(ctx); err != nil {
+				return nil, fmt.Errorf("integrate the audit log under the custody log key before it gets its own: %w", err)
+			}
+		}
+		k, created, err := signer.LoadOrCreateLogKey(path, m.AuditOrigin)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case created && as.checkpoint != nil:
+			m.log.Info("generated the audit log's own key: the custody log key signed it until now, and co-signs its next checkpoint",
+				"path", path, "verifier_key", k.VerifierKey(), "audit_entries", as.entries)
+		case created:
+			m.log.Info("generated the audit log key", "path", path, "verifier_key", k.VerifierKey())
+		}
+		return k, nil
+	}
+	k, _, err := signer.LoadOrCreateLogKey(path, m.AuditOrigin)
+	if err != nil {
+		return nil, err
+	}
+	as, err := readLedgerState(ctx, auditBackend)
+	if err != nil {
+		return nil, fmt.Errorf("read the audit log: %w", err)
+	}
+	// The latest checkpoint is the audit key's, or the custody key's from
+	// before the handover; the next batch to integrate is the audit key's.
+	if as.checkpoint != nil && !signedByKeyNamed(as.checkpoint, m.LogOrigin) {
+		if !verifiesNote(as.checkpoint, k) {
+			return nil, &configError{fmt.Sprintf("the audit log key in %s does not verify the audit log's latest checkpoint, signed by %s: "+
+				"restore the key it was signed with", path, orUnknown(as.logSigner))}
+		}
+	}
+	if err := checkFirstBatch("audit", m.AuditOrigin, "--audit-origin", as, k); err != nil {
+		return nil, err
+	}
+	return k, nil
 }

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/ledger/sqlite"
 	"github.com/dicomseal/dicomseal/ledger/sqlite/sqlitetest"
 	"github.com/dicomseal/dicomseal/signer"
 )
@@ -159,11 +161,32 @@ func TestDeletedAuditLogIsNoticed(t *testing.T) {
 	}
 }
 
-// Before any checkpoint, the first signed batch tells the origin and key a
-// log was written with: a mistyped origin is refused even then.
+// Before any checkpoint (a log a crash left without one), the first signed
+// batch tells the origin and key a log was written with: a mistyped origin
+// is refused even then.
 func TestOriginCheckedBeforeTheFirstCheckpoint(t *testing.T) {
 	dataDir := t.TempDir()
-	cliToken(t, "ingest", "--data-dir", dataDir) // one audit event, signed, not yet integrated
+	keys := filepath.Join(dataDir, "keys")
+	if _, _, err := signer.LoadOrCreate(filepath.Join(keys, "attestation.pem")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := signer.LoadOrCreateLogKey(filepath.Join(keys, "log.key"), defaultLogOrigin); err != nil {
+		t.Fatal(err)
+	}
+	ak, _, err := signer.LoadOrCreateLogKey(filepath.Join(keys, auditKeyFile), defaultAuditOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(context.Background(), filepath.Join(dataDir, "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := audit.New(ledger.New(db, defaultAuditOrigin, ak, ak.Verifier()), nil)
+	if err := a.RecordDurable(context.Background(), audit.Event{Time: time.Now(), Actor: "cli:test", Action: "token.create", Outcome: "allowed"}); err != nil {
+		t.Fatal(err) // one audit event, signed, not integrated
+	}
+	a.Close()
+	db.Close()
 	if code, out := serveOnce("--data-dir", dataDir, "--audit-origin", "hospital/audit"); code != 2 ||
 		!strings.Contains(out, "first batch") {
 		t.Fatalf("serve with another audit origin before the first checkpoint: exit %d\n%s", code, out)

@@ -27,7 +27,12 @@ import (
 
 // logVerifier fetches the log's verifier key from /v1/keys, as an auditor
 // would once, out of band, and writes it to a file for the CLI.
-func (s *testServer) logVerifier() (note.Verifier, string) {
+func (s *testServer) logVerifier() (note.Verifier, string) { return s.verifierOf("log") }
+
+// auditLogVerifier is the audit log's own key, from /v1/keys.
+func (s *testServer) auditLogVerifier() (note.Verifier, string) { return s.verifierOf("audit-log") }
+
+func (s *testServer) verifierOf(use string) (note.Verifier, string) {
 	s.t.Helper()
 	var doc struct {
 		Keys []struct {
@@ -37,7 +42,7 @@ func (s *testServer) logVerifier() (note.Verifier, string) {
 	}
 	json.Unmarshal(s.do(http.MethodGet, "/v1/keys", "", nil).body, &doc)
 	for _, k := range doc.Keys {
-		if k.Use == "log" {
+		if k.Use == use {
 			v, err := note.NewVerifier(k.VerifierKey)
 			if err != nil {
 				s.t.Fatal(err)
@@ -47,7 +52,7 @@ func (s *testServer) logVerifier() (note.Verifier, string) {
 			return v, path
 		}
 	}
-	s.t.Fatal("no log key in /v1/keys")
+	s.t.Fatalf("no %s key in /v1/keys", use)
 	return nil, ""
 }
 

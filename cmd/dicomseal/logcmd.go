@@ -69,7 +69,9 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	dataDir := fs.String("data-dir", "./dicomseal-data", "data directory of the embedded ledger (and of the key files)")
 	var lc ledgerConfig
 	lc.flags(fs)
-	keyPath := fs.String("log-key", "", "the log's verifier key (as in /v1/keys `verifier_key`) or its key file; default <data-dir>/keys/log.key")
+	keyPath := fs.String("log-key", "", "the custody log's verifier key (as in /v1/keys `verifier_key`) or its key file; default <data-dir>/keys/log.key")
+	auditKeyPath := fs.String("audit-log-key", "", "the audit log's verifier key (/v1/keys, `use: audit-log`) or its key file; default <data-dir>/keys/audit-log.key. "+
+		"Audit checkpoints the custody log key signed before the audit log had a key of its own are accepted up to the first one its own key signed")
 	origin := fs.String("log-origin", defaultLogOrigin, "the custody log's origin line")
 	auditOrigin := fs.String("audit-origin", defaultAuditOrigin, "the audit log's origin line")
 	which := fs.String("log", "all", "which log to audit: custody, audit or all")
@@ -81,15 +83,17 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		name, origin string
 		open         func(context.Context, string) (ledger.Backend, error)
 		formats      ledger.Formats
+		// key and previous verify the log's signatures (see AuditOptions).
+		key, previous note.Verifier
 	}
 	var targets []target
 	switch *which {
 	case "custody", "audit", "all":
 		if *which != "audit" {
-			targets = append(targets, target{"custody", *origin, lc.open, attest.EntryFormats})
+			targets = append(targets, target{name: "custody", origin: *origin, open: lc.open, formats: attest.EntryFormats})
 		}
 		if *which != "custody" {
-			targets = append(targets, target{"audit", *auditOrigin, lc.openAudit, audit.EntryFormats})
+			targets = append(targets, target{name: "audit", origin: *auditOrigin, open: lc.openAudit, formats: audit.EntryFormats})
 		}
 	default:
 		fmt.Fprintf(stderr, "dicomseal log verify: --log must be custody, audit or all, got %q\n", *which)
@@ -103,6 +107,25 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "dicomseal log verify:", err)
 		return 2
 	}
+	for i := range targets {
+		targets[i].key = v
+		if targets[i].name != "audit" {
+			continue
+		}
+		path := *auditKeyPath
+		if path == "" {
+			path = filepath.Join(*dataDir, "keys", auditKeyFile)
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				continue // a log from before the audit log's own key: the custody key signed it all
+			}
+		}
+		av, err := signer.LoadLogVerifier(path)
+		if err != nil {
+			fmt.Fprintln(stderr, "dicomseal log verify:", err)
+			return 2
+		}
+		targets[i].key, targets[i].previous = av, v
+	}
 	findings, unreadable := false, false
 	for _, tg := range targets {
 		if tg.name == "audit" && lc.DatabaseURL == "" {
@@ -114,7 +137,7 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				continue
 			}
 		}
-		switch verifyOneLog(ctx, tg.name, tg.origin, v, tg.formats, func(ctx context.Context) (ledger.Backend, error) { return tg.open(ctx, *dataDir) },
+		switch verifyOneLog(ctx, tg.name, tg.origin, tg.key, tg.previous, tg.formats, func(ctx context.Context) (ledger.Backend, error) { return tg.open(ctx, *dataDir) },
 			stdout, stderr) {
 		case 1:
 			findings = true
@@ -133,7 +156,7 @@ func logVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // verifyOneLog audits one log and prints its result line: "NAME: OK, …" or
 // "NAME: FAILED at index N: …" with every finding after it.
-func verifyOneLog(ctx context.Context, name, origin string, v note.Verifier, formats ledger.Formats,
+func verifyOneLog(ctx context.Context, name, origin string, v, previous note.Verifier, formats ledger.Formats,
 	open func(context.Context) (ledger.Backend, error), stdout, stderr io.Writer) int {
 	backend, err := open(ctx)
 	if err != nil {
@@ -149,7 +172,7 @@ func verifyOneLog(ctx context.Context, name, origin string, v note.Verifier, for
 		}
 		fmt.Fprintf(stderr, "log verify: %s: %d/%d entries checked (%.0f%%)\n", name, done, total, pct)
 	}
-	rep, err := ledger.Audit(ctx, backend, origin, v, formats, progress)
+	rep, err := ledger.Audit(ctx, backend, origin, v, ledger.AuditOptions{Formats: formats, Previous: previous, Progress: progress})
 	if err != nil {
 		fmt.Fprintf(stdout, "%s: UNREADABLE: %v\n", name, err)
 		return 2
@@ -183,8 +206,9 @@ func logWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	server := fs.String("server", "", "base URL of the dicomseal server, e.g. https://dicomseal.example:8080")
 	state := fs.String("state", "", "file holding the last checkpoint seen (created on the first run)")
-	keyPath := fs.String("log-key", "", "file with the log's verifier key (`verifier_key` in /v1/keys), pinned out of band")
-	origin := fs.String("log-origin", defaultLogOrigin, "the log's origin line")
+	keyPath := fs.String("log-key", "", "file with the log's verifier key (`verifier_key` in /v1/keys: `use` log, or audit-log for --log audit), pinned out of band")
+	which := fs.String("log", "custody", "which log to watch: custody (/v1/log) or audit (/v1/audit)")
+	origin := fs.String("log-origin", "", "the log's origin line (default: "+defaultLogOrigin+", or "+defaultAuditOrigin+" with --log audit)")
 	every := fs.Duration("every", 0, "check again at this interval until interrupted (0: once)")
 	fs.Usage = usage(fs, stderr, "dicomseal log watch --server URL --state FILE --log-key FILE", logWatchDescription)
 	if err := parseWithEnv(fs, args); err != nil {
@@ -194,12 +218,26 @@ func logWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return 2
 	}
+	client := &witness.Client{BaseURL: *server, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	switch *which {
+	case "custody":
+		if *origin == "" {
+			*origin = defaultLogOrigin
+		}
+	case "audit":
+		client.Log = "/v1/audit"
+		if *origin == "" {
+			*origin = defaultAuditOrigin
+		}
+	default:
+		fmt.Fprintf(stderr, "dicomseal log watch: --log must be custody or audit, got %q\n", *which)
+		return 2
+	}
 	v, err := signer.LoadLogVerifier(*keyPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "dicomseal log watch:", err)
 		return 2
 	}
-	client := &witness.Client{BaseURL: *server, HTTP: &http.Client{Timeout: 30 * time.Second}}
 	for {
 		if code := watchOnce(ctx, client, v, *origin, *state, stdout, stderr); code != 0 || *every == 0 {
 			return code

@@ -154,6 +154,7 @@ func startReplica(t testing.TB, bin string, args ...string) *replica {
 // last line of its output).
 func cliToken(t testing.TB, role auth.Role, storeArgs ...string) string {
 	t.Helper()
+	initKeys(t, storeArgs...)
 	var stdout, stderr bytes.Buffer
 	args := append([]string{"tokens", "create", "--role", string(role), "--name", string(role) + "-" + randomSuffix()}, storeArgs...)
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
@@ -161,6 +162,31 @@ func cliToken(t testing.TB, role auth.Role, storeArgs ...string) string {
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	return lines[len(lines)-1]
+}
+
+// initKeys starts serve once over storeArgs (--data-dir, --database-url),
+// unless its keys are there already: only serve generates keys, and the
+// tokens command needs them at hand.
+func initKeys(t testing.TB, storeArgs ...string) {
+	t.Helper()
+	var dataDir string
+	for i, a := range storeArgs {
+		if a == "--data-dir" && i+1 < len(storeArgs) {
+			dataDir = storeArgs[i+1]
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "keys", auditKeyFile)); err == nil {
+		return
+	}
+	m := NewMain()
+	m.Stderr = io.Discard
+	if err := m.ParseFlags(append([]string{"--addr", "127.0.0.1:0"}, storeArgs...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatalf("serve, to make the keys: %v", err)
+	}
+	m.Close()
 }
 
 type ingestAnswer struct {

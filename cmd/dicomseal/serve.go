@@ -40,30 +40,32 @@ integrated into the Merkle tree and a signed checkpoint is published.`
 // Main is the dicomseal server: ParseFlags, Run, then Close. Tests run the
 // real Main on 127.0.0.1:0 with a temporary data directory.
 type Main struct {
-	Addr         string
-	DataDir      string
-	KeyFile      string
-	LogKeyFile   string
-	LogOrigin    string
-	Checkpoint   time.Duration
-	MaxBody      byteSize
-	SpoolMemory  byteSize
-	Ledger       ledgerConfig
-	Objects      storeConfig
-	AuditOrigin  string
-	AuditWindow  time.Duration
-	PublicLog    bool
-	MetricsAllow prefixList
-	Proxies      prefixList
-	RateLimit    float64
-	RateBurst    int
-	MigrateURL   string
-	RequireSync  bool
-	TLSCert      string
-	TLSKey       string
-	LogLevel     string
-	LogFormat    string
-	ShutdownWait time.Duration
+	Addr       string
+	DataDir    string
+	KeyFile    string
+	LogKeyFile string
+	// AuditLogKeyFile is the audit log's own key (default <data-dir>/keys/audit-log.key).
+	AuditLogKeyFile string
+	LogOrigin       string
+	Checkpoint      time.Duration
+	MaxBody         byteSize
+	SpoolMemory     byteSize
+	Ledger          ledgerConfig
+	Objects         storeConfig
+	AuditOrigin     string
+	AuditWindow     time.Duration
+	PublicLog       bool
+	MetricsAllow    prefixList
+	Proxies         prefixList
+	RateLimit       float64
+	RateBurst       int
+	MigrateURL      string
+	RequireSync     bool
+	TLSCert         string
+	TLSKey          string
+	LogLevel        string
+	LogFormat       string
+	ShutdownWait    time.Duration
 
 	// Hostile input and hanging dependencies (see `serve --help`).
 	MaxInflated     byteSize
@@ -146,7 +148,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Addr, "addr", m.Addr, "address to listen on, HOST:PORT (port 0 picks a free port)")
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the embedded ledger, object store, keys and spool")
 	fs.StringVar(&m.KeyFile, "key-file", m.KeyFile, "attestation private key (PEM, ECDSA P-256); default <data-dir>/keys/attestation.pem, created if missing")
-	fs.StringVar(&m.LogKeyFile, "log-key-file", m.LogKeyFile, "log signing key (Ed25519 signed-note key) for checkpoints and batches; default <data-dir>/keys/log.key, created if missing")
+	fs.StringVar(&m.LogKeyFile, "log-key-file", m.LogKeyFile, "the custody log's signing key (Ed25519 signed-note key) for checkpoints and batches; default <data-dir>/keys/log.key, created while both logs are empty")
+	fs.StringVar(&m.AuditLogKeyFile, "audit-log-key-file", m.AuditLogKeyFile, "the audit log's own signing key, named for --audit-origin; default <data-dir>/keys/audit-log.key, created once for an audit log that has none yet")
 	fs.StringVar(&m.LogOrigin, "log-origin", m.LogOrigin, "origin line of the custody log's checkpoints: a name unique to this deployment")
 	fs.DurationVar(&m.Checkpoint, "checkpoint-interval", m.Checkpoint, "how often new entries are integrated into the tree and a checkpoint is published")
 	m.Ledger.flags(fs)
@@ -246,7 +249,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.firstAdminToken(ctx); err != nil {
 		return err
 	}
-	m.auditLog = ledger.New(auditBackend, m.AuditOrigin, keys.log, keys.log.Verifier())
+	m.auditLog = ledger.New(auditBackend, m.AuditOrigin, keys.audit, keys.audit.Verifier())
+	m.auditLog.Handover = keys.log
 	m.auditLog.Timeout = m.DBTimeout
 	m.audit = audit.NewWithWindow(m.auditLog, m.log, m.AuditWindow)
 	objects, err := m.Objects.open(ctx, m.DataDir)
@@ -258,7 +262,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	svc.SpoolDir, svc.SpoolMemory = spoolDir, int64(m.SpoolMemory)
 	svc.Limits = dicomfile.Limits{MaxInflated: int64(m.MaxInflated), MaxInflateRatio: m.MaxInflateRatio, MaxElements: m.MaxElements}
 	svc.MinFreeSpace = int64(m.MinFreeSpace)
-	svc.LogKey = keys.logKeyInfo()
+	svc.LogKey = logKeyInfo(keys.log, "log")
+	svc.AuditLogKey = logKeyInfo(keys.audit, "audit-log")
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
 	srv.Tokens, srv.Audit, srv.AuditLog = m.tokens, m.audit, m.audit
@@ -374,11 +379,15 @@ func (m *Main) checkedKeys(ctx context.Context, custody, auditBackend ledger.Bac
 				o.flag, o.given, o.stored)}
 		}
 	}
+	// The custody log key also verifies audit checkpoints from before the
+	// audit log had a key of its own (openAuditKey).
 	expect := cs
-	if expect.checkpoint == nil {
-		expect.checkpoint, expect.logSigner = as.checkpoint, as.logSigner
-	} else {
-		expect.others = [][]byte{as.checkpoint}
+	if signedByKeyNamed(as.checkpoint, m.LogOrigin) {
+		if expect.checkpoint == nil {
+			expect.checkpoint, expect.logSigner = as.checkpoint, as.logSigner
+		} else {
+			expect.others = [][]byte{as.checkpoint}
+		}
 	}
 	expect.entries = cs.entries + as.entries
 	keys, err := openKeys(m.DataDir, m.KeyFile, m.LogKeyFile, m.LogOrigin, m.log, cs.entries == 0, expect.entries == 0, expect)
@@ -388,7 +397,7 @@ func (m *Main) checkedKeys(ctx context.Context, custody, auditBackend ledger.Bac
 	if err := checkFirstBatch("custody", m.LogOrigin, "--log-origin", cs, keys.log); err != nil {
 		return nil, err
 	}
-	if err := checkFirstBatch("audit", m.AuditOrigin, "--audit-origin", as, keys.log); err != nil {
+	if keys.audit, err = m.openAuditKey(ctx, auditBackend, keys.log); err != nil {
 		return nil, err
 	}
 	return keys, nil

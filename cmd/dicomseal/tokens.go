@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/user"
 	"path/filepath"
 	"text/tabwriter"
@@ -61,7 +62,7 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	dataDir := fs.String("data-dir", "./dicomseal-data", "data directory (embedded database and key files)")
 	var lc ledgerConfig
 	lc.flags(fs)
-	logKey := fs.String("log-key-file", "", "log key that signs the audit entries; default <data-dir>/keys/log.key")
+	auditKey := fs.String("audit-log-key-file", "", "without --server: the audit log's key, which signs the audit entries; default <data-dir>/keys/audit-log.key")
 	auditOrigin := fs.String("audit-origin", defaultAuditOrigin, "origin of the audit log")
 	actor := fs.String("actor", "", "who is doing this, for the audit log (default: cli:<operating-system user>)")
 	role := fs.String("role", "", "create: ingest, viewer, auditor, admin or reconciler")
@@ -104,34 +105,37 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
-		// The same rule as serve's: a key is generated only for ledgers
-		// that hold nothing yet, never beside a log it did not sign.
-		cs, err := readLedgerState(ctx, backend)
-		if err == nil {
-			var as ledgerState
-			if as, err = readLedgerState(ctx, ab); err == nil {
-				if as.checkpoint == nil {
-					as.checkpoint, as.logSigner = cs.checkpoint, cs.logSigner
-				} else {
-					as.others = [][]byte{cs.checkpoint}
-				}
-				as.entries += cs.entries
-				logFile := *logKey
-				if logFile == "" {
-					logFile = filepath.Join(*dataDir, "keys", "log.key")
-				}
-				// Only serve generates keys: a command that made one here,
-				// beside a log another key signs, would halt its integration.
-				var key *signer.LogKey
-				if key, err = openLogKey(logFile, defaultLogOrigin, nil, false, as); err == nil {
-					// Written under another origin than the log's, the event
-					// would halt the audit log's integration for ever.
-					if as.origin != "" && as.origin != *auditOrigin {
-						err = &configError{fmt.Sprintf("--audit-origin is %q but the audit log's checkpoints say %q", *auditOrigin, as.origin)}
-					} else if err = checkFirstBatch("audit", *auditOrigin, "--audit-origin", as, key); err == nil {
-						trail, trailBackend = audit.New(ledger.New(ab, *auditOrigin, key, key.Verifier()), nil), ab
-						return nil
-					}
+		// Only serve generates keys: a command that made one here, beside
+		// a log another key signs, would halt its integration for ever.
+		keyFile := *auditKey
+		if keyFile == "" {
+			keyFile = filepath.Join(*dataDir, "keys", auditKeyFile)
+		}
+		as, err := readLedgerState(ctx, ab)
+		switch {
+		case err != nil:
+		case signedByKeyNamed(as.checkpoint, defaultLogOrigin):
+			err = &configError{"the audit log has no key of its own yet: start this release's serve once (it creates it), or use --server"}
+		default:
+			if _, serr := os.Stat(keyFile); serr != nil {
+				err = &configError{fmt.Sprintf("the audit log key %s is missing: run where serve's keys are (--audit-log-key-file), or use --server", keyFile)}
+				break
+			}
+			var key *signer.LogKey
+			if key, _, err = signer.LoadOrCreateLogKey(keyFile, *auditOrigin); err != nil {
+				break
+			}
+			switch {
+			// Written under another origin, or a key that did not sign
+			// the log, the event would halt its integration.
+			case as.origin != "" && as.origin != *auditOrigin:
+				err = &configError{fmt.Sprintf("--audit-origin is %q but the audit log's checkpoints say %q", *auditOrigin, as.origin)}
+			case as.checkpoint != nil && !verifiesNote(as.checkpoint, key):
+				err = &configError{fmt.Sprintf("the audit log key in %s does not verify the audit log's latest checkpoint", keyFile)}
+			default:
+				if err = checkFirstBatch("audit", *auditOrigin, "--audit-origin", as, key); err == nil {
+					trail, trailBackend = audit.New(ledger.New(ab, *auditOrigin, key, key.Verifier()), nil), ab
+					return nil
 				}
 			}
 		}

@@ -39,7 +39,7 @@ func (f *fixture) entry(t *testing.T, idx uint64) ledger.Entry {
 
 func (f *fixture) audit(t *testing.T) *ledger.AuditReport {
 	t.Helper()
-	rep, err := ledger.Audit(context.Background(), f.Backend, Origin, f.verifier, nil, nil)
+	rep, err := ledger.Audit(context.Background(), f.Backend, Origin, f.verifier, ledger.AuditOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -519,7 +519,7 @@ func runAppend(t *testing.T, h Harness) {
 		if next != 200 {
 			t.Fatalf("%d entries, want 200", next)
 		}
-		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, nil, nil); err != nil || !rep.OK() {
+		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, ledger.AuditOptions{}); err != nil || !rep.OK() {
 			t.Fatalf("audit after two writers: %v %v", err, rep)
 		}
 	})

@@ -68,7 +68,7 @@ func runTree(t *testing.T, h Harness) {
 				t.Fatalf("a checkpoint of size %d, smaller than the latest, was stored", c.Size)
 			}
 		}
-		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, nil, nil); err != nil || !rep.OK() || rep.Checkpoints != 3 {
+		if rep, err := ledger.Audit(ctx, f.Backend, Origin, f.verifier, ledger.AuditOptions{}); err != nil || !rep.OK() || rep.Checkpoints != 3 {
 			t.Fatalf("audit of a log checkpointed from size 0: %v %+v", err, rep)
 		}
 		latest, err := f.log.LatestCheckpoint(ctx)

@@ -176,7 +176,7 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 			}
 		}
 	}
-	if rep, err := ledger.Audit(ctx, open(t, service), ledgertest.Origin, v, nil, nil); err != nil || !rep.OK() || rep.Entries != 1 {
+	if rep, err := ledger.Audit(ctx, open(t, service), ledgertest.Origin, v, ledger.AuditOptions{}); err != nil || !rep.OK() || rep.Entries != 1 {
 		t.Fatalf("history changed: %v %+v", err, rep)
 	}
 }
