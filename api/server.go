@@ -1,6 +1,10 @@
-// Package api is dicomseal's HTTP edge: routing, content negotiation, body
-// limits and problem+json errors. Handlers decode, call the attest service
-// and encode; no business logic lives here.
+// Package api is dicomseal's HTTP edge: the route table with its roles and
+// audit actions, authentication and its lockout, the durable audit of
+// answers, content types, body pace and size limits, connection caps,
+// readiness, token administration and problem+json answers (package
+// problem). Handlers decode, call the domain service (Service, which
+// *attest.Service implements and package mock fakes) and encode; no
+// business logic lives here.
 package api
 
 import (
@@ -32,7 +36,7 @@ import (
 
 // Server serves the dicomseal API.
 type Server struct {
-	svc     *attest.Service
+	svc     Service
 	log     *slog.Logger
 	metrics *metrics
 	// MaxBody is the largest request body accepted, in bytes.
@@ -85,7 +89,7 @@ func (s *Server) SetAuthFailLimit(limit int, window time.Duration) {
 }
 
 // New returns a server for svc with the default 2 GiB body limit.
-func New(svc *attest.Service, log *slog.Logger) *Server {
+func New(svc Service, log *slog.Logger) *Server {
 	m := newMetrics()
 	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dicomseal_ledger_append_queue",

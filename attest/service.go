@@ -1,6 +1,8 @@
 // Package attest is dicomseal's domain: it turns DICOM instances into
 // signed, logged attestations and refuses to hand out bytes that no longer
-// match them. It declares the small interfaces it needs from the ledger, the
+// match them: ingest and its verdicts, revisions and identity corrections,
+// retrieval and verification, the offline checks, and the log's read side.
+// It declares the small interfaces it needs from the custody log, the
 // object store and the signer, and knows nothing of HTTP.
 package attest
 

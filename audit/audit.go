@@ -1,8 +1,8 @@
 // Package audit is dicomseal's audit trail: who accessed what, allowed or
-// denied. Events are appended in batches, off the response path, to a
-// verifiable log of their own (the custody ledger's Merkle machinery under
-// its own origin and checkpoints), so an auditor can prove an entry is in
-// it. Requests without valid credentials are counted per source address
+// denied. Events are appended to a verifiable log of their own (a plain
+// ledger.Log: its own origin, key and checkpoints), in batches off the
+// response path or durably before an answer (RecordDurable), so an auditor
+// can prove an entry is in it and a witness can follow it. Requests without valid credentials are counted per source address
 // and interval, not logged one by one: a flood cannot grow a log that is
 // never pruned.
 package audit

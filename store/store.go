@@ -1,6 +1,6 @@
 // Package store names what every object store backend shares: the
-// content-addressed key layout and the errors callers branch on. Backends
-// live in store/fs and (later) store/s3.
+// content-addressed key layout, the errors callers branch on and the
+// per-call deadline (Timeout). Backends live in store/fs and store/s3.
 package store
 
 import (

@@ -4,6 +4,8 @@
 // SQLite's write lock before the log head is read, so another process
 // appending to the same file (a CLI, a second server) can never make two
 // entries share an index. Reads use a separate pool and never block writes.
+// It implements the log's contract (ledger.Tx, tx.go), the custody index's
+// (custody.Tx, custody.go) and the token store (auth.Store, tokens.go).
 package sqlite
 
 import (

@@ -1,0 +1,49 @@
+package api
+
+import (
+	"context"
+	"io"
+
+	"github.com/dicomseal/dicomseal/attest"
+)
+
+// The domain service as the HTTP edge uses it, in three small parts:
+// *attest.Service implements them all, and handlers are tested against
+// the fakes of package mock.
+
+// Custody is what happens to instances: attest, correct, retrieve, verify.
+type Custody interface {
+	Ingest(ctx context.Context, body io.Reader) (*attest.IngestResult, error)
+	CorrectIdentity(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error)
+	Retrieve(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
+	Attestation(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)
+	VerifyFile(ctx context.Context, body io.Reader) (*attest.Verification, error)
+	VerifyDigest(ctx context.Context, sha string) (*attest.Verification, error)
+}
+
+// LogReader is the custody log as its public endpoints serve it.
+type LogReader interface {
+	Keys() []attest.Key
+	Checkpoint(ctx context.Context) ([]byte, error)
+	LogEntry(ctx context.Context, index uint64) (*attest.LogEntry, error)
+	InclusionProof(ctx context.Context, index, size uint64) (*attest.Proof, error)
+	InclusionProofByLeaf(ctx context.Context, leafHex string, size uint64) (*attest.Proof, error)
+	ConsistencyProof(ctx context.Context, from, to uint64) (*attest.Proof, error)
+}
+
+// Health is what readiness and metrics ask of the service.
+type Health interface {
+	PingLedger(ctx context.Context) error
+	PingStore(ctx context.Context) error
+	CheckSpace() error
+	AppendQueue() int
+}
+
+// Service is all three.
+type Service interface {
+	Custody
+	LogReader
+	Health
+}
+
+var _ Service = (*attest.Service)(nil)
