@@ -11,6 +11,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -124,7 +125,7 @@ func compatible(ctx context.Context, db *sql.DB) error {
 // Close closes both pools.
 func (d *DB) Close() error {
 	d.readStmts.close()
-	return errorsJoin(d.write.Close(), d.read.Close())
+	return errors.Join(d.write.Close(), d.read.Close())
 }
 
 // Ping checks that the database answers.

@@ -59,10 +59,3 @@ func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	}
 	return t.tx.QueryRowContext(ctx, q, args...)
 }
-
-func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	if st := t.stmts.get(ctx, q); st != nil {
-		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-	}
-	return t.tx.QueryContext(ctx, q, args...)
-}

@@ -20,8 +20,6 @@ type Tx struct {
 	stmts *stmts
 }
 
-func errorsJoin(errs ...error) error { return errors.Join(errs...) }
-
 const entryColumns = `idx, kind, subject, file_sha256, body, leaf_hash`
 
 func scanEntry(sc interface{ Scan(...any) error }) (ledger.Entry, error) {
