@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -86,7 +87,7 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := audit.Filter{Actor: q.Get("actor")}
+	f := audit.Filter{Actor: q.Get("actor"), Object: q.Get("object")}
 	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
@@ -119,6 +120,11 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 		s.log.ErrorContext(r.Context(), "audit log fails verification; nothing served", "index", tampered.Index, "reason", tampered.Reason)
 		writeProblem(w, problem.AuditTampered, tampered.Error()+"; nothing is served from it (run dicomseal log verify)",
 			map[string]any{"index": tampered.Index})
+		return
+	}
+	if errors.Is(err, ledger.ErrUnknownFormat) {
+		s.writeError(w, r, &attest.Error{Code: attest.EUnavailable, Problem: problem.EntryFormatUnknown,
+			Message: fmt.Sprintf("the audit log holds an entry this dicomseal does not read (%v): upgrade it; nothing is served meanwhile", err), Err: err})
 		return
 	}
 	if err != nil {

@@ -144,6 +144,13 @@ func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, 
 	return entry, nil
 }
 
+// provenOrPending tells whether the signed tree proves entry, or does not
+// cover it yet.
+func (s *Service) provenOrPending(ctx context.Context, entry ledger.Entry) bool {
+	err := s.ledger.ProveIncluded(ctx, entry.Index, entry.LeafHash)
+	return err == nil || errors.Is(err, ledger.ErrNotFound)
+}
+
 // integrityFailure records a failed verification (once per object and
 // observed digest; repeats are counted) and returns the EIntegrity error.
 // The verdict stands even when recording it fails: bytes are never served.
@@ -157,9 +164,12 @@ func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reas
 				"nothing is wrong with the image: configure the key (see /v1/keys and the server log)", entry.Index),
 			Details: map[string]any{"sop_instance_uid": entry.Subject, "ledger_index": entry.Index}, Err: cause}
 	}
-	// So is an entry this release cannot read: the signed tree proves a
-	// newer writer put it there; misreading or condemning it would be wrong.
-	if errors.Is(cause, ledger.ErrUnknownFormat) && s.ledger.ProveIncluded(ctx, entry.Index, entry.LeafHash) == nil {
+	// So is an entry this release cannot read: a newer writer put it there
+	// (the signed tree proves it, or it is too new to be integrated yet);
+	// misreading or condemning it would be wrong. A body at odds with its
+	// own indexed kind is an edit, and recorded.
+	var fe *ledger.FormatError
+	if errors.As(cause, &fe) && !fe.Mismatch && s.provenOrPending(ctx, entry) {
 		return &Error{Code: EUnavailable, Problem: ProblemEntryFormatUnknown,
 			Message: fmt.Sprintf("the log entry at index %d has a format this dicomseal does not read (%v): upgrade it; nothing is served meanwhile",
 				entry.Index, cause),

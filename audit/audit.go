@@ -103,6 +103,7 @@ func NewWithWindow(l *ledger.Log, logger *slog.Logger, window time.Duration) *Lo
 	if logger == nil {
 		logger = slog.Default()
 	}
+	l.Indexer = Index{}
 	a := &Log{ledger: l, log: logger, Window: window, events: make(chan Event, 1<<16),
 		unauth: map[string]int64{}, unchecked: map[string]int64{}, since: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	a.durable.start(a)
@@ -129,7 +130,7 @@ func record(ev Event) (ledger.Record, error) {
 		return ledger.Record{}, fmt.Errorf("audit: encode event: %w", err)
 	}
 	// The subject column holds the actor, so queries by actor use an index.
-	return ledger.Record{Kind: KindAudit, Subject: ev.Actor, Body: b}, nil
+	return ledger.Record{Kind: KindAudit, Subject: ev.Actor, Body: b, Meta: ev}, nil
 }
 
 // Record queues an event; it never blocks. If the queue is full (the

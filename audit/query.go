@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -59,7 +60,10 @@ func checkpointRoot(msg []byte) ([]byte, error) {
 
 // Filter selects audit entries; zero fields match everything.
 type Filter struct {
-	Actor        string
+	Actor string
+	// Object is what the request named (a SOP Instance UID, a token's
+	// name), read through the index of objects.
+	Object       string
 	Since, Until time.Time
 	// From is the first log index considered: a cursor (the last index
 	// served, plus one). Times order requests by when they began, the log
@@ -97,11 +101,17 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	var out []Found
 	errFull := errors.New("full")
 	scan := func(fn func(ledger.Entry) error) error { return a.ledger.Scan(ctx, f.From, fn) }
-	if f.Actor != "" {
+	indexed := f.Object != "" || !f.Since.IsZero() || !f.Until.IsZero()
+	switch {
+	case indexed:
+		// Objects and times are in the audit log's index of events.
+		scan = func(fn func(ledger.Entry) error) error { return a.scanIndexed(ctx, f, fn) }
+	case f.Actor != "":
 		// The actor is the entries' indexed subject: no full scan.
 		scan = func(fn func(ledger.Entry) error) error { return a.ledger.ScanSubject(ctx, f.Actor, fn) }
 	}
-	next := f.From // a full scan sees every index in turn
+	full := f.Actor == "" && !indexed // a full scan sees every index in turn
+	next := f.From
 	err = scan(func(e ledger.Entry) error {
 		if e.Index < f.From {
 			return nil
@@ -110,7 +120,7 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 			// An entry edited behind the log's back: serve nothing.
 			return &TamperedError{Index: e.Index, Reason: "its body does not hash to its leaf hash"}
 		}
-		if f.Actor == "" {
+		if full {
 			if e.Index != next {
 				return &TamperedError{Index: next, Reason: "the entry is missing"}
 			}
@@ -121,6 +131,11 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 		}
 		ev, err := Decode(e)
 		if err != nil {
+			// Never a silent gap in the trail: an entry this release
+			// cannot read stops the answer, by name.
+			return err
+		}
+		if (f.Object != "" && ev.Object != f.Object) || (f.Actor != "" && ev.Actor != f.Actor) {
 			return nil
 		}
 		if (!f.Since.IsZero() && ev.Time.Before(f.Since)) || (!f.Until.IsZero() && ev.Time.After(f.Until)) {
@@ -142,7 +157,7 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	if !haveCP {
 		return out, nil
 	}
-	if f.Actor == "" && len(out) < f.Limit && next < cp.Size {
+	if full && len(out) < f.Limit && next < cp.Size {
 		// The scan ended before the signed size: the tail is gone.
 		return nil, &TamperedError{Index: next, Reason: fmt.Sprintf("the log ends before its checkpoint's size %d", cp.Size)}
 	}
@@ -175,6 +190,51 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 		out[i].Inclusion = inc
 	}
 	return out, nil
+}
+
+// scanIndexed calls fn, in index order, for the entries the index of
+// events names for f's actor, object and times (at millisecond precision:
+// the events themselves are then filtered exactly), a page at a time.
+func (a *Log) scanIndexed(ctx context.Context, f Filter, fn func(ledger.Entry) error) error {
+	sinceMs, untilMs := int64(math.MinInt64), int64(math.MaxInt64)
+	if !f.Since.IsZero() {
+		sinceMs = f.Since.UnixMilli()
+	}
+	if !f.Until.IsZero() {
+		untilMs = f.Until.UnixMilli() + 1
+	}
+	const page = 1000
+	from := f.From
+	for {
+		var idxs []uint64
+		err := a.ledger.View(ctx, func(ltx ledger.Tx) error {
+			tx, err := txOf(ltx)
+			if err != nil {
+				return err
+			}
+			idxs, err = tx.AuditEventIndexes(ctx, f.Actor, f.Object, sinceMs, untilMs, from, page)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, idx := range idxs {
+			e, err := a.ledger.Entry(ctx, idx)
+			if errors.Is(err, ledger.ErrNotFound) {
+				return &TamperedError{Index: idx, Reason: "the entry its index names is missing"}
+			}
+			if err != nil {
+				return err
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(idxs) < page {
+			return nil
+		}
+		from = idxs[len(idxs)-1] + 1
+	}
 }
 
 // Checkpoint is the audit log's latest signed checkpoint (a C2SP signed

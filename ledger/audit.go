@@ -58,6 +58,7 @@ func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier
 		if err := a.batches(ctx, tx); err != nil {
 			return err
 		}
+		a.legacyCheckpoints()
 		if err := a.entries(ctx, tx, progress); err != nil {
 			return err
 		}
@@ -95,8 +96,11 @@ type auditor struct {
 	formats  Formats
 	previous note.Verifier
 	// handover is the size of the first checkpoint the log's own key
-	// signed (set once seen): what the previous key may have signed ends there.
-	handover *uint64
+	// signed, ownFrom the first index of the first batch it signed (each
+	// set once seen): the previous key's authority ends at the earlier.
+	handover, ownFrom *uint64
+	// legacy are the sizes of the checkpoints the previous key alone signed.
+	legacy []uint64
 	rep      *AuditReport
 
 	verified []signedCheckpoint // signature verified, ascending
@@ -123,7 +127,9 @@ func (a *auditor) checkpoints(ctx context.Context, tx Tx) error {
 			a.handover = &size
 		case err != nil && a.previous != nil && a.handover == nil:
 			// Before the log had its own key, the previous one signed it.
-			cp, _, _, err = log.ParseCheckpoint(c.Note, a.origin, a.previous)
+			if cp, _, _, err = log.ParseCheckpoint(c.Note, a.origin, a.previous); err == nil {
+				a.legacy = append(a.legacy, c.Size)
+			}
 		}
 		switch {
 		case err != nil:
@@ -164,14 +170,30 @@ func (a *auditor) batches(ctx context.Context, tx Tx) error {
 }
 
 // batchSigned tells whether the log's key signed b, or the previous key
-// did while it still signed the log (up to the handover checkpoint).
+// did while it still signed the log: before the first checkpoint and the
+// first batch the log's own key signed.
 func (a *auditor) batchSigned(b Batch) bool {
 	msg := batchMessage(a.origin, b.First, b.Leaves)
 	if a.verifier.Verify(msg, b.Signature) {
+		if a.ownFrom == nil {
+			first := b.First
+			a.ownFrom = &first
+		}
 		return true
 	}
-	return a.previous != nil && (a.handover == nil || b.First+uint64(len(b.Leaves)) <= *a.handover) &&
+	return a.previous != nil && a.ownFrom == nil && (a.handover == nil || b.First+uint64(len(b.Leaves)) <= *a.handover) &&
 		a.previous.Verify(msg, b.Signature)
+}
+
+// legacyCheckpoints reports a checkpoint the previous key alone signed
+// that covers entries the log's own key had begun to sign.
+func (a *auditor) legacyCheckpoints() {
+	for _, size := range a.legacy {
+		if a.ownFrom != nil && size > *a.ownFrom {
+			a.find(size-1, "checkpoint at tree size %d is signed by the previous log key alone, past index %d from which the log's own key signs",
+				size, *a.ownFrom)
+		}
+	}
 }
 
 func (a *auditor) entries(ctx context.Context, tx Tx, progress func(done, total uint64)) error {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/transparency-dev/formats/log"
 )
 
 // ErrCursorMoved: another follower of the same name saved a position while
@@ -18,9 +20,9 @@ var ErrCursorMoved = errors.New("ledger: the cursor was moved by another followe
 //
 // A follower only hands out integrated entries: those below the latest
 // signed checkpoint's size, never one a checkpoint does not cover yet.
-// Whatever it passes on can therefore be proven included in a tree the
-// log signed, and it never changes afterwards (integrated entries are
-// append-only and verified), so a follower sees what an auditor sees.
+// The checkpoint's signature is verified with the log key and each entry's
+// body against its leaf hash; whatever it passes on is covered by a tree
+// the log signed (log verify is what proves each entry in it).
 //
 // Delivery is exactly once after commit. Next reads a batch, calls fn for
 // each entry in index order outside any transaction (fn may be slow: an
@@ -111,7 +113,7 @@ func (f *Follower) fetch(ctx context.Context, max int) (from uint64, batch []Ent
 		if from, err = cursor(ctx, tx, f.name); err != nil {
 			return err
 		}
-		size, err := integratedSize(ctx, tx)
+		size, err := f.signedSize(ctx, tx)
 		if err != nil || from >= size {
 			return err
 		}
@@ -119,6 +121,9 @@ func (f *Follower) fetch(ctx context.Context, max int) (from uint64, batch []Ent
 		err = tx.ScanEntries(ctx, from, to, func(e Entry) error {
 			if want := from + uint64(len(batch)); e.Index != want {
 				return fmt.Errorf("integrated entry %d is missing", want)
+			}
+			if LeafHash(e.Body) != e.LeafHash {
+				return fmt.Errorf("integrated entry %d does not hash to its leaf hash", e.Index)
 			}
 			batch = append(batch, e)
 			return nil
@@ -129,6 +134,24 @@ func (f *Follower) fetch(ctx context.Context, max int) (from uint64, batch []Ent
 		return err
 	})
 	return from, batch, err
+}
+
+// signedSize is the size of the latest checkpoint whose signature verifies
+// with the log key: a row the database holds is not enough (the service's
+// role may insert one), the log key's signature is.
+func (f *Follower) signedSize(ctx context.Context, tx Tx) (uint64, error) {
+	cp, err := tx.LatestCheckpoint(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	parsed, _, _, err := log.ParseCheckpoint(cp.Note, f.log.origin, f.log.verify)
+	if err != nil || parsed.Size != cp.Size {
+		return 0, fmt.Errorf("the latest checkpoint (size %d) does not verify with the log key: %v", cp.Size, err)
+	}
+	return cp.Size, nil
 }
 
 // save moves the cursor from from to to, unless another follower of the

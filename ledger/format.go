@@ -33,6 +33,10 @@ type FormatError struct {
 	Kind    Kind
 	Version int
 	Reason  string
+	// Mismatch: the body's kind is not the one the entry is indexed
+	// under. A genuine entry never disagrees with itself: that is
+	// evidence of an edit, not of a newer writer.
+	Mismatch bool
 }
 
 func (e *FormatError) Error() string {
@@ -72,7 +76,7 @@ func (f Formats) Check(e Entry) (Header, error) {
 		return hd, &FormatError{Index: e.Index, Kind: hd.Kind, Version: hd.Version,
 			Reason: fmt.Sprintf("kind %q version %d is unknown to this dicomseal, which reads versions %v (written by a newer release?)", hd.Kind, hd.Version, versions)}
 	case e.Kind != "" && e.Kind != hd.Kind:
-		return hd, &FormatError{Index: e.Index, Kind: hd.Kind, Version: hd.Version,
+		return hd, &FormatError{Index: e.Index, Kind: hd.Kind, Version: hd.Version, Mismatch: true,
 			Reason: fmt.Sprintf("the body is kind %q but the entry is indexed as %q", hd.Kind, e.Kind)}
 	}
 	return hd, nil

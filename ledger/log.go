@@ -28,9 +28,9 @@ type Log struct {
 	Indexer Indexer
 	// Handover, when a log's key is replaced (the audit log's, which the
 	// custody key signed before it had a key of its own): the previous
-	// key. Checkpoints are co-signed with it until the latest one verifies
-	// with the log's own key, so that a witness holding the old key can
-	// follow the log across the change.
+	// key. A checkpoint is co-signed with it while the previous one does not
+	// verify with the log's own key: the one checkpoint that hands over,
+	// which a witness holding the old key verifies before it pins the new.
 	Handover note.Signer
 
 	mu      sync.Mutex

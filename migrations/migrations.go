@@ -8,11 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"testing/fstest"
 	"strconv"
 	"strings"
 )
 
-//go:embed sqlite/*.sql postgres/*.sql
+//go:embed sqlite/*.sql postgres/*.sql audit-sqlite/*.sql audit-postgres/*.sql
 var files embed.FS
 
 // SQLite returns the SQLite migrations as a filesystem rooted at their directory.
@@ -21,16 +22,55 @@ func SQLite() fs.FS { return sub("sqlite") }
 // Postgres returns the PostgreSQL migrations, for schema dicomseal.
 func Postgres() fs.FS { return sub("postgres") }
 
+// The audit log's schema shares the custody log's history up to the
+// migration that gave it its own (audit.db and schema dicomseal_audit were
+// made with the custody migrations until then), and goes its own way after.
+var (
+	auditSQLite   = overlay(sub("sqlite"), 7, sub("audit-sqlite"))
+	auditPostgres = overlay(sub("postgres"), 9, sub("audit-postgres"))
+)
+
+// AuditSQLite returns the migrations of the embedded audit log (audit.db).
+func AuditSQLite() fs.FS { return auditSQLite }
+
+// AuditPostgres returns the migrations of schema dicomseal_audit.
+func AuditPostgres() fs.FS { return auditPostgres }
+
+// overlay is shared's migrations up to version upTo, then own's: one
+// directory as goose reads it.
+func overlay(shared fs.FS, upTo int64, own fs.FS) fs.FS {
+	m := fstest.MapFS{} // a map-backed fs.FS; nothing of package testing
+	add := func(fsys fs.FS, keep func(int64) bool) {
+		names, _ := fs.Glob(fsys, "*.sql")
+		for _, name := range names {
+			if !keep(version(name)) {
+				continue
+			}
+			b, err := fs.ReadFile(fsys, name)
+			if err != nil {
+				panic(err) // embedded at build time
+			}
+			m[name] = &fstest.MapFile{Data: b, Mode: 0o444}
+		}
+	}
+	add(shared, func(v int64) bool { return v <= upTo })
+	add(own, func(v int64) bool { return v > upTo })
+	return m
+}
+
+func version(name string) int64 {
+	digits, _, _ := strings.Cut(name, "_")
+	v, _ := strconv.ParseInt(digits, 10, 64)
+	return v
+}
+
 // Latest is the highest migration version in fsys: the schema version a
 // binary needs.
 func Latest(fsys fs.FS) int64 {
 	var latest int64
 	names, _ := fs.Glob(fsys, "*.sql")
 	for _, name := range names {
-		digits, _, _ := strings.Cut(name, "_")
-		if v, err := strconv.ParseInt(digits, 10, 64); err == nil && v > latest {
-			latest = v
-		}
+		latest = max(latest, version(name))
 	}
 	return latest
 }

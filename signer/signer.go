@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -92,7 +93,9 @@ func (a *Attestor) Sign(ctx context.Context, payload []byte) (Envelope, error) {
 }
 
 // writeFileAtomic writes data to path through a synced temporary file, so
-// that a crash never leaves a half-written key behind.
+// that a crash never leaves a half-written key behind, and never replaces
+// a file already there: two processes creating the same key at once (on a
+// shared key directory) end with the one key both then load.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
@@ -114,7 +117,9 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("signer: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return nil // another process made it first: its key is the key
+	} else if err != nil {
 		return fmt.Errorf("signer: %w", err)
 	}
 	return nil

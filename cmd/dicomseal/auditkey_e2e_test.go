@@ -61,9 +61,16 @@ func TestAuditLogGetsAKeyOfItsOwn(t *testing.T) {
 	if strings.Split(auditKeyPathContents(t, auditKeyPath), "+")[0] != defaultAuditOrigin {
 		t.Fatal("the audit log key is not named for its origin")
 	}
-	// The first checkpoint after the change: both keys sign it.
-	srv.as(auth.RoleAuditor).do(http.MethodGet, "/v1/log/entries/0", "", nil)
+	// The checkpoint of the change, published before the first request:
+	// both keys sign it, and the audit log records its new key.
 	handover, note1 := srv.waitForAuditCheckpoint(auditV, 13)
+	if handover.Size != 13 {
+		t.Fatalf("the handover checkpoint is at size %d, want 13 (12 entries and the key's)", handover.Size)
+	}
+	if keyEvents := auditEntries(t, srv, "actor=serve", 1); keyEvents[0]["action"] != "audit-log.key" ||
+		!strings.HasPrefix(keyEvents[0]["object"].(string), defaultAuditOrigin+"+") {
+		t.Fatalf("the key change in the audit log: %v", keyEvents[0])
+	}
 	if _, _, _, err := log.ParseCheckpoint(note1, defaultAuditOrigin, custodyKey.Verifier()); err != nil {
 		t.Fatalf("the handover checkpoint is not co-signed by the custody log key: %v\n%s", err, note1)
 	}
@@ -94,7 +101,7 @@ func TestAuditLogGetsAKeyOfItsOwn(t *testing.T) {
 
 	// A checkpoint the custody key alone signs after the handover is not
 	// the audit log's: log verify names it.
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "audit.db"))
+	db, err := sqlite.OpenAudit(context.Background(), filepath.Join(dir, "audit.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +117,8 @@ func TestAuditLogGetsAKeyOfItsOwn(t *testing.T) {
 	}
 	db.Close()
 	code, out := runCLI("log", "verify", "--data-dir", dir, "--log", "audit")
-	if code != 1 || !strings.Contains(out, "audit: FAILED") || !strings.Contains(out, "signature does not verify") {
+	if code != 1 || !strings.Contains(out, "audit: FAILED") || !strings.Contains(out, "batch of 1 entries: signature does not verify") ||
+		!strings.Contains(out, fmt.Sprintf("checkpoint at tree size %d: failed to verify", cp.Size)) {
 		t.Fatalf("log verify of a post-handover custody-key checkpoint (size %d): exit %d\n%s", cp.Size, code, out)
 	}
 }
@@ -127,7 +135,7 @@ func auditKeyPathContents(t *testing.T, path string) string {
 // rawCheckpoint reads the stored checkpoint of a size from a log file.
 func rawCheckpoint(t *testing.T, path string, size uint64) ledger.Checkpoint {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), path)
+	db, err := openLogFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func (c *ledgerConfig) open(ctx context.Context, dataDir string) (ledger.Backend
 // dicomseal_audit schema of the same PostgreSQL database.
 func (c *ledgerConfig) openAudit(ctx context.Context, dataDir string) (ledger.Backend, error) {
 	if c.DatabaseURL == "" {
-		return sqlite.Open(ctx, filepath.Join(dataDir, "audit.db"))
+		return sqlite.OpenAudit(ctx, filepath.Join(dataDir, "audit.db"))
 	}
 	return postgres.OpenSchema(ctx, c.DatabaseURL, postgres.AuditSchema)
 }

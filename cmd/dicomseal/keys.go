@@ -13,9 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 
@@ -48,8 +50,9 @@ type serviceKeys struct {
 // expect describes what the ledger was signed with, for the error.
 //
 // The attestation key signs custody entries only: it may be generated while
-// the custody log is empty (attestationFresh). The log key signs both logs'
-// batches and checkpoints: only while both are empty (logFresh).
+// the custody log is empty (attestationFresh). The log key signs the custody
+// log's batches and checkpoints (and signed the audit log's before it had a
+// key of its own, see openAuditKey): only while both are empty (logFresh).
 func openKeys(dataDir, attestationFile, logFile, origin string, log *slog.Logger, attestationFresh, logFresh bool, expect ledgerState) (*serviceKeys, error) {
 	defaulted := attestationFile == "" && logFile == ""
 	if attestationFile == "" {
@@ -239,6 +242,26 @@ func logKeyInfo(k *signer.LogKey, use string) attest.Key {
 	}
 }
 
+// handOver records the audit log's new key in the audit log itself and
+// publishes at once the checkpoint both keys sign, so that nothing reads
+// the log between two keys (a witness holding the custody key follows it
+// across, and audit queries verify from the first request).
+func handOver(ctx context.Context, auditBackend ledger.Backend, origin string, key, previous *signer.LogKey, logger *slog.Logger) error {
+	l := ledger.New(auditBackend, origin, key, key.Verifier())
+	l.Handover = previous
+	a := audit.New(l, logger)
+	err := a.RecordDurable(ctx, audit.Event{Time: time.Now().UTC(), Actor: "serve", Action: "audit-log.key",
+		Object: key.VerifierKey(), Outcome: "allowed"})
+	a.Close()
+	if err != nil {
+		return fmt.Errorf("record the audit log's new key: %w", err)
+	}
+	if _, _, err := l.Integrate(ctx); err != nil {
+		return fmt.Errorf("publish the audit log's handover checkpoint: %w", err)
+	}
+	return nil
+}
+
 // verifiesNote tells whether k signed the note msg.
 func verifiesNote(msg []byte, k *signer.LogKey) bool {
 	_, err := note.Open(msg, note.VerifierList(k.Verifier()))
@@ -263,8 +286,12 @@ func signedByKeyNamed(msg []byte, name string) bool {
 // error, never a new key.
 func (m *Main) openAuditKey(ctx context.Context, auditBackend ledger.Backend, logKey *signer.LogKey) (*signer.LogKey, error) {
 	path := m.AuditLogKeyFile
-	defaulted := path == ""
-	if defaulted {
+	if path == "" {
+		if m.LogKeyFile != "" {
+			// Replicas sharing named key files would each make their own
+			// audit key in their own data directory, and split the log.
+			return nil, &configError{"--log-key-file is given, so give --audit-log-key-file too (the audit log's key, shared by every replica like the log key)"}
+		}
 		path = filepath.Join(m.DataDir, "keys", auditKeyFile)
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -273,7 +300,7 @@ func (m *Main) openAuditKey(ctx context.Context, auditBackend ledger.Backend, lo
 			return nil, fmt.Errorf("read the audit log: %w", err)
 		}
 		legacy := as.checkpoint == nil || signedByKeyNamed(as.checkpoint, m.LogOrigin)
-		if !legacy || !defaulted {
+		if !legacy {
 			return nil, &configError{fmt.Sprintf("the audit log key %s is missing, and the audit log's checkpoints are signed by %s: "+
 				"restore the file, or name it with --audit-log-key-file", path, orUnknown(as.logSigner))}
 		}
@@ -289,8 +316,11 @@ func (m *Main) openAuditKey(ctx context.Context, auditBackend ledger.Backend, lo
 		}
 		switch {
 		case created && as.checkpoint != nil:
-			m.log.Info("generated the audit log's own key: the custody log key signed it until now, and co-signs its next checkpoint",
+			m.log.Info("generated the audit log's own key: the custody log key signed it until now, and co-signs the checkpoint that hands over",
 				"path", path, "verifier_key", k.VerifierKey(), "audit_entries", as.entries)
+			if err := handOver(ctx, auditBackend, m.AuditOrigin, k, logKey, m.log); err != nil {
+				return nil, err
+			}
 		case created:
 			m.log.Info("generated the audit log key", "path", path, "verifier_key", k.VerifierKey())
 		}

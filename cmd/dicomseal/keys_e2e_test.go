@@ -177,7 +177,7 @@ func TestOriginCheckedBeforeTheFirstCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqlite.Open(context.Background(), filepath.Join(dataDir, "audit.db"))
+	db, err := sqlite.OpenAudit(context.Background(), filepath.Join(dataDir, "audit.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

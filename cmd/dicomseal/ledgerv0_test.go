@@ -57,10 +57,18 @@ func copyV0(t *testing.T) string {
 	return dst
 }
 
+// openLogFile opens a data directory's ledger.db or audit.db.
+func openLogFile(path string) (*sqlite.DB, error) {
+	if filepath.Base(path) == "audit.db" {
+		return sqlite.OpenAudit(context.Background(), path)
+	}
+	return sqlite.Open(context.Background(), path)
+}
+
 // rawEntries reads a stopped server's log file directly.
 func rawEntries(t *testing.T, path string) []ledger.Entry {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), path)
+	db, err := openLogFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +120,12 @@ func TestLedgerOfThePreviousReleaseStillVerifies(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the version-0 audit events lost their actor")
+	}
+	// The migration indexed them by object and time.
+	byObject := srv.as("auditor").do(http.MethodGet, "/v1/audit?object="+v0CT, "", nil).json(t)["entries"].([]any)
+	byTime := srv.as("auditor").do(http.MethodGet, "/v1/audit?since=2026-12-01T23:28:41Z&until=2026-12-01T23:28:42Z", "", nil).json(t)["entries"].([]any)
+	if len(byObject) < 3 || len(byTime) != 12 {
+		t.Fatalf("the version-0 audit events through the index: %d by object, %d by time", len(byObject), len(byTime))
 	}
 
 	// New entries are version 1, after the version-0 ones, in both logs.

@@ -30,10 +30,10 @@ Commands:
 With --server, the command is a client of the server's admin API
 (POST/GET /v1/tokens, DELETE /v1/tokens/{name}) and needs an admin token
 (--token-file, or DICOMSEAL_TOKEN) and nothing else: the server writes the
-audit record, signed with its log key. Without --server it works on the data
-directory or database directly and needs the log key file at hand
-(--log-key-file); it never creates a key, and where the keys are missing it
-fails and changes nothing.
+audit record, signed with the audit log's key. Without --server it works on
+the data directory or database directly and needs the audit log's key file
+at hand (--audit-log-key-file); it never creates a key, and where the key is
+missing it fails and changes nothing.
 
 Roles: ingest (store only), viewer (retrieve and verify), auditor (log, proofs,
 audit trail; no pixel data), admin (tokens, keys; no images), reconciler
@@ -85,6 +85,18 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			*actor = "cli:" + u.Username
 		}
 	}
+	auditKeyPath := *auditKey
+	if auditKeyPath == "" {
+		auditKeyPath = filepath.Join(*dataDir, "keys", auditKeyFile)
+	}
+	if cmd == "create" || cmd == "revoke" {
+		// Before anything is opened: opening would create the databases.
+		if _, err := os.Stat(auditKeyPath); err != nil {
+			fmt.Fprintf(stderr, "dicomseal tokens %s: the audit log key %s is missing: run where serve's keys are (--audit-log-key-file), or use --server (nothing was changed)\n",
+				cmd, auditKeyPath)
+			return 2
+		}
+	}
 	backend, err := lc.open(ctx, *dataDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "dicomseal tokens:", err)
@@ -107,10 +119,7 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		// Only serve generates keys: a command that made one here, beside
 		// a log another key signs, would halt its integration for ever.
-		keyFile := *auditKey
-		if keyFile == "" {
-			keyFile = filepath.Join(*dataDir, "keys", auditKeyFile)
-		}
+		keyFile := auditKeyPath
 		as, err := readLedgerState(ctx, ab)
 		switch {
 		case err != nil:

@@ -74,7 +74,9 @@ func runAudit(t *testing.T, h Harness) {
 			f.Tamper(`UPDATE entries SET body = ?, leaf_hash = ? WHERE idx = ?`, body, leaf[:], 13)
 		}, 13, "signed batch"},
 		{"an entry deleted", func(t *testing.T, f *fixture) {
-			f.Tamper(`DELETE FROM instances WHERE entry_idx = ?`, 13)
+			if !f.Plain {
+				f.Tamper(`DELETE FROM instances WHERE entry_idx = ?`, 13)
+			}
 			f.Tamper(`DELETE FROM entries WHERE idx = ?`, 13)
 		}, 13, "missing"},
 		{"two entries swapped", func(t *testing.T, f *fixture) {
@@ -89,7 +91,9 @@ func runAudit(t *testing.T, h Harness) {
 				40, "ingest", "6.6.6", sha(666), body, leaf[:])
 		}, 40, "not covered by any signed batch"},
 		{"the tail truncated", func(t *testing.T, f *fixture) {
-			f.Tamper(`DELETE FROM instances WHERE entry_idx >= ?`, 33)
+			if !f.Plain { // the claims reference the entries
+				f.Tamper(`DELETE FROM instances WHERE entry_idx >= ?`, 33)
+			}
 			f.Tamper(`DELETE FROM entries WHERE idx >= ?`, 33)
 		}, 33, "truncated"},
 		{"the latest checkpoint re-signed by another key", func(t *testing.T, f *fixture) {

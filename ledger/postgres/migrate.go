@@ -10,8 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-
-	"github.com/dicomseal/dicomseal/migrations"
 )
 
 // Roles names the two roles of a deployment. The owner owns the schema and
@@ -34,8 +32,14 @@ var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // history tables: INSERT and SELECT only; the rest may also be updated
 // (cursors: a follower's position moves on, it is not history).
 var (
-	historyTables = []string{"entries", "instances", "batches", "tree_nodes", "checkpoints"}
-	mutableTables = []string{"incidents", "identity", "tokens", "cursors"}
+	historyTables = map[string][]string{
+		Schema:      {"entries", "instances", "batches", "tree_nodes", "checkpoints"},
+		AuditSchema: {"entries", "events", "batches", "tree_nodes", "checkpoints"},
+	}
+	mutableTables = map[string][]string{
+		Schema:      {"incidents", "identity", "tokens", "cursors"},
+		AuditSchema: {"cursors"},
+	}
 )
 
 var migrateLock = lockKey("dicomseal.migrate")
@@ -80,7 +84,7 @@ func migrateSchema(ctx context.Context, url, schema string, roles Roles, log *sl
 	cfg.RuntimeParams["search_path"] = schema
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.Postgres())
+	p, err := goose.NewProvider(goose.DialectPostgres, db, schemaMigrations(schema))
 	if err != nil {
 		return fmt.Errorf("postgres migrate: %w", err)
 	}
@@ -153,12 +157,12 @@ func grant(ctx context.Context, db *sql.DB, schema string, roles Roles) error {
 		`REVOKE ALL ON SCHEMA ` + schema + ` FROM PUBLIC`,
 		`GRANT USAGE ON SCHEMA ` + schema + ` TO ` + svc,
 	}
-	for _, t := range historyTables {
+	for _, t := range historyTables[schema] {
 		stmts = append(stmts,
 			`REVOKE ALL ON `+t+` FROM `+svc,
 			`GRANT SELECT, INSERT ON `+t+` TO `+svc)
 	}
-	for _, t := range mutableTables {
+	for _, t := range mutableTables[schema] {
 		stmts = append(stmts,
 			`REVOKE ALL ON `+t+` FROM `+svc,
 			`GRANT SELECT, INSERT, UPDATE ON `+t+` TO `+svc)

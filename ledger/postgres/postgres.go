@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -84,7 +85,7 @@ func OpenSchema(ctx context.Context, url, schema string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres ledger: reading the schema version (was it migrated by an older dicomseal? run `dicomseal migrate`): %w", err)
 	}
-	if need := migrations.Latest(migrations.Postgres()); version < need {
+	if need := migrations.Latest(schemaMigrations(schema)); version < need {
 		pool.Close()
 		return nil, fmt.Errorf("%w: schema %s is at version %d, this dicomseal needs %d", ErrSchemaOutdated, schema, version, need)
 	}
@@ -93,11 +94,19 @@ func OpenSchema(ctx context.Context, url, schema string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres ledger: reading the schema's compatibility: %w", err)
 	}
-	if err := migrations.CheckCompatible(migrations.Postgres(), version, requires); err != nil {
+	if err := migrations.CheckCompatible(schemaMigrations(schema), version, requires); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres ledger: %s: %w", schema, err)
 	}
 	return &DB{pool: pool}, nil
+}
+
+// schemaMigrations are the migrations of one of the two schemas.
+func schemaMigrations(schema string) fs.FS {
+	if schema == AuditSchema {
+		return migrations.AuditPostgres()
+	}
+	return migrations.Postgres()
 }
 
 // Close closes the pool.

@@ -122,7 +122,7 @@ func TestAuditSchemaTamperMatrix(t *testing.T) {
 			t.Cleanup(func() { db.Close() })
 			return db
 		}
-		return ledgertest.Instance{Backend: openAudit(), Reopen: openAudit, Tamper: schemaTamperer(t, admin, postgres.AuditSchema)}
+		return ledgertest.Instance{Backend: openAudit(), Reopen: openAudit, Tamper: schemaTamperer(t, admin, postgres.AuditSchema), Plain: true}
 	})
 }
 

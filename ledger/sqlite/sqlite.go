@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"runtime"
@@ -49,10 +50,18 @@ func dsn(path, txlock string, extra ...string) string {
 	return "file:" + escaped + "?" + q.Encode()
 }
 
-// Open opens (creating and migrating if needed) the ledger file at path.
-// A new file is created 0600 (SQLite gives its WAL and shared-memory files
-// the same mode): it holds the correctable identity table.
-func Open(ctx context.Context, path string) (*DB, error) {
+// Open opens (creating and migrating if needed) the custody ledger file at
+// path. A new file is created 0600 (SQLite gives its WAL and shared-memory
+// files the same mode): it holds the correctable identity table.
+func Open(ctx context.Context, path string) (*DB, error) { return open(ctx, path, migrations.SQLite()) }
+
+// OpenAudit opens (creating and migrating if needed) the audit log's file:
+// the log's tables and the audit events index, nothing of custody.
+func OpenAudit(ctx context.Context, path string) (*DB, error) {
+	return open(ctx, path, migrations.AuditSQLite())
+}
+
+func open(ctx context.Context, path string, schema fs.FS) (*DB, error) {
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
 		f.Close()
 	}
@@ -63,7 +72,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// One writer connection: this process's writers queue in Go rather
 	// than spin on SQLite's busy handler.
 	w.SetMaxOpenConns(1)
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, schema); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -84,11 +93,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return &DB{write: w, read: r, readStmts: newStmts(r)}, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
-	if err := compatible(ctx, db); err != nil {
+func migrate(ctx context.Context, db *sql.DB, schema fs.FS) error {
+	if err := compatible(ctx, db, schema); err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, migrations.SQLite())
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, schema)
 	if err != nil {
 		return fmt.Errorf("sqlite ledger: migrations: %w", err)
 	}
@@ -100,7 +109,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // compatible refuses, before migrating, a file a newer dicomseal wrote
 // entries into that this binary would misread.
-func compatible(ctx context.Context, db *sql.DB) error {
+func compatible(ctx context.Context, db *sql.DB, schema fs.FS) error {
 	var version, requires int64
 	var hasCompat bool
 	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'compatibility')`).Scan(&hasCompat)
@@ -116,7 +125,7 @@ func compatible(ctx context.Context, db *sql.DB) error {
 	if err := db.QueryRowContext(ctx, `SELECT MAX(requires) FROM compatibility`).Scan(&requires); err != nil {
 		return fmt.Errorf("sqlite ledger: reading the schema's compatibility: %w", err)
 	}
-	if err := migrations.CheckCompatible(migrations.SQLite(), version, requires); err != nil {
+	if err := migrations.CheckCompatible(schema, version, requires); err != nil {
 		return fmt.Errorf("sqlite ledger: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,92 @@ func TestNewFileIsOwnerOnly(t *testing.T) {
 		if info.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode %v, want 0600", p, info.Mode().Perm())
 		}
+	}
+}
+
+// The audit log's file has its own schema: the log's tables and its index
+// of events, nothing of custody; a query by time reads the index of times.
+func TestAuditSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	db, err := sqlite.OpenAudit(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rows, err := raw.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	if got := strings.Join(tables, " "); got != "batches checkpoints compatibility cursors entries events goose_db_version tree_nodes" {
+		t.Fatalf("audit.db tables: %s", got)
+	}
+	var plan, detail string
+	var id, parent, notused int
+	if err := raw.QueryRow(`EXPLAIN QUERY PLAN SELECT idx FROM events WHERE time_ms >= 1 AND time_ms <= 2 AND idx >= 0 ORDER BY idx LIMIT 10`).Scan(&id, &parent, &notused, &detail); err != nil {
+		t.Fatal(err)
+	}
+	plan = detail
+	if !strings.Contains(plan, "events_by_time") {
+		t.Fatalf("a query by time does not use the index of times: %s", plan)
+	}
+}
+
+// A log whose key changed (the audit log, once signed by the custody log
+// key): the previous key's batches and checkpoints are accepted up to the
+// first batch or checkpoint the log's own key signed, and never after.
+func TestAuditAcrossAKeyChange(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	b := open(t, path)
+	oldS, oldV := ledgertest.LogKey(t)
+	newS, newV := ledgertest.LogKey(t)
+	rec := func(n int) []ledger.Record {
+		return []ledger.Record{{Kind: "audit", Subject: "a", Body: []byte(fmt.Sprintf(`{"v":1,"kind":"audit","n":%d}`, n))}}
+	}
+	before := ledger.New(b, ledgertest.Origin, oldS, oldV)
+	if _, err := before.Append(ctx, rec(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := before.Integrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	own := ledger.New(b, ledgertest.Origin, newS, newV)
+	own.Handover = oldS
+	if _, err := own.Append(ctx, rec(1)); err != nil {
+		t.Fatal(err)
+	}
+	audit := func() *ledger.AuditReport {
+		rep, err := ledger.Audit(ctx, b, ledgertest.Origin, newV, ledger.AuditOptions{Previous: oldV})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := audit(); !rep.OK() {
+		t.Fatalf("the change itself: %v", rep.Findings)
+	}
+	// The previous key signs on after the own key began: caught, though
+	// no checkpoint of the own key exists yet.
+	if _, err := before.Append(ctx, rec(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := before.Integrate(ctx); err == nil {
+		t.Fatal("the previous key's integrator folded in a batch of the own key")
+	}
+	rep := audit()
+	if rep.OK() || rep.Findings[0].Index != 2 || !strings.Contains(rep.Findings[0].What, "signature does not verify") {
+		t.Fatalf("a batch of the previous key after the own key's: %v", rep.Findings)
 	}
 }

@@ -46,11 +46,12 @@ func Tamper(t testing.TB, path, stmt string, args ...any) {
 	}
 }
 
-// Log opens a log on a new embedded ledger file at path, signed with a
-// test key, through wrap (nil: the backend itself), closed with the test.
+// Log opens a log on a new embedded audit log file at path (the log's
+// tables and the audit index), signed with a test key, through wrap (nil:
+// the backend itself), closed with the test.
 func Log(t testing.TB, path string, wrap func(ledger.Backend) ledger.Backend) *ledger.Log {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), path)
+	db, err := sqlite.OpenAudit(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
