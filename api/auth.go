@@ -46,6 +46,9 @@ type Auditor interface {
 type auditNote struct {
 	mu     sync.Mutex
 	object string
+	// intent, for routes that change who may act, records durably that
+	// the change is about to be made (see recordIntent).
+	intent func(object string) error
 }
 
 type noteKey struct{}
@@ -57,6 +60,19 @@ func noteObject(r *http.Request, object string) {
 		n.object = object
 		n.mu.Unlock()
 	}
+}
+
+// recordIntent writes, durably and before a change is made, the audit
+// event of a request that changes who may act (token administration): a
+// change is never made without its record, and when the record cannot be
+// written nothing changes. The answer's own event follows, as for any
+// request. Without an audit trail it records nothing.
+func recordIntent(r *http.Request, object string) error {
+	n, ok := r.Context().Value(noteKey{}).(*auditNote)
+	if !ok || n.intent == nil {
+		return nil
+	}
+	return n.intent(object)
 }
 
 // guard authenticates and authorizes a request against its route's entry,
@@ -142,6 +158,13 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		}
 		note := &auditNote{}
 		ctx := context.WithValue(auth.WithIdentity(r.Context(), id), noteKey{}, note)
+		if s.Audit != nil {
+			note.intent = func(object string) error {
+				e := ev
+				e.Object, e.Outcome = object, "allowed"
+				return s.Audit.RecordDurable(context.WithoutCancel(ctx), e)
+			}
+		}
 		if durableActions[rt.action] && s.Audit != nil {
 			// The record is written, durably, before the answer's first
 			// byte: no image and no verdict leaves without it.

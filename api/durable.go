@@ -13,8 +13,9 @@ import (
 // durableActions are the routes that hand out an image or a verdict: their
 // audit record is durable before the first byte of the answer, and when it
 // cannot be written they answer 503 audit-unavailable instead.
-// Ingests, corrections and token changes are among them: every answer a
-// client received has its event, whatever crashes after it.
+// Ingests and corrections are among them: every answer a client received
+// has its event, whatever crashes after it. Token changes record theirs
+// before the change itself (recordIntent).
 var durableActions = map[string]bool{
 	"instance.retrieve":            true,
 	"instance.attestation":         true,
@@ -22,9 +23,6 @@ var durableActions = map[string]bool{
 	"verify.digest":                true,
 	"instance.ingest":              true,
 	"instance.identity-correction": true,
-	// Who may act is an identity change: its record comes first too.
-	"token.create": true,
-	"token.revoke": true,
 }
 
 // durableWriter holds a handler's answer until its audit event, with the

@@ -26,6 +26,11 @@ import (
 // fakeServer is the real router, guard and audit trail over a fake domain
 // service, with a token for each role.
 func fakeServer(t *testing.T, svc *mock.Service) (http.Handler, map[auth.Role]string) {
+	h, secrets, _ := fakeServerWithTrail(t, svc)
+	return h, secrets
+}
+
+func fakeServerWithTrail(t *testing.T, svc *mock.Service) (http.Handler, map[auth.Role]string, *Server) {
 	t.Helper()
 	ctx := context.Background()
 	tokens, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"))
@@ -48,7 +53,41 @@ func fakeServer(t *testing.T, svc *mock.Service) (http.Handler, map[auth.Role]st
 	}
 	s := New(svc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.Tokens, s.Audit = tokens, a
-	return s.Handler(), secrets
+	return s.Handler(), secrets, s
+}
+
+// A token change is recorded before it is made: when the audit log cannot
+// take the record, nothing changes and the admin is told so.
+func TestTokenChangesWaitForTheirRecord(t *testing.T) {
+	h, tokens, s := fakeServerWithTrail(t, &mock.Service{})
+	s.Audit.(*audit.Log).Close() // the audit log is gone
+	req := httptest.NewRequest(http.MethodPost, "/v1/tokens", strings.NewReader(`{"role":"viewer","name":"ward-9"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tokens[auth.RoleAdmin])
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), problem.AuditUnavailable) {
+		t.Fatalf("create without an audit log: %d %s", rec.Code, rec.Body)
+	}
+	list, err := s.Tokens.ListTokens(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range list {
+		if tok.Name == "ward-9" {
+			t.Fatal("the token was created without its audit record")
+		}
+	}
+	req = httptest.NewRequest(http.MethodDelete, "/v1/tokens/t-viewer", nil)
+	req.Header.Set("Authorization", "Bearer "+tokens[auth.RoleAdmin])
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("revoke without an audit log: %d %s", rec.Code, rec.Body)
+	}
+	if _, err := auth.Authenticate(context.Background(), s.Tokens, tokens[auth.RoleViewer], time.Now()); err != nil {
+		t.Fatalf("the token was revoked without its audit record: %v", err)
+	}
 }
 
 // What the domain answers becomes the table's problem, whatever code its

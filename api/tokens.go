@@ -56,6 +56,11 @@ func invalidToken(format string, args ...any) error {
 	return attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, format, args...)
 }
 
+func auditUnavailable(err error) error {
+	return &attest.Error{Code: attest.EUnavailable, Problem: problem.AuditUnavailable,
+		Message: "the audit record of this change cannot be written; nothing was changed, retry later", Err: err}
+}
+
 func tokenStoreError(err error) error {
 	return &attest.Error{Code: attest.EUnavailable, Problem: problem.CredentialsUnavailable,
 		Message: "the token store is unavailable; retry later", Err: err}
@@ -102,6 +107,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		object += fmt.Sprintf(", max body %d", t.MaxBody)
 	}
 	noteObject(r, object)
+	if err := recordIntent(r, object); err != nil {
+		s.writeError(w, r, auditUnavailable(err))
+		return
+	}
 	if err := s.Tokens.CreateToken(r.Context(), t); errors.Is(err, auth.ErrNameTaken) {
 		s.writeError(w, r, attest.Errorf(attest.EConflict, problem.TokenNameTaken, "an active token is already named %q: revoke it first", t.Name))
 		return
@@ -130,6 +139,10 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	noteObject(r, name)
+	if err := recordIntent(r, name); err != nil {
+		s.writeError(w, r, auditUnavailable(err))
+		return
+	}
 	switch err := s.Tokens.RevokeToken(r.Context(), name, time.Now()); {
 	case errors.Is(err, auth.ErrNotFound):
 		s.writeError(w, r, attest.Errorf(attest.ENotFound, problem.TokenNotFound, "no active token is named %q", name))

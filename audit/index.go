@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/dicomseal/dicomseal/ledger"
 )
@@ -27,6 +29,26 @@ func txOf(tx ledger.Tx) (Tx, error) {
 		return nil, fmt.Errorf("audit: the ledger backend (%T) keeps no audit index", tx)
 	}
 	return at, nil
+}
+
+// maxIndexKey bounds an index key: an object is whatever a request named
+// (a URL parameter), and PostgreSQL refuses index rows of kilobytes.
+const maxIndexKey = 256
+
+// IndexKey is s as the index keeps it and queries look it up: valid UTF-8
+// without NUL (PostgreSQL's text takes neither), at most maxIndexKey
+// bytes. The event itself, in the entry, keeps the value whole; queries
+// filter on that.
+func IndexKey(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= maxIndexKey {
+		return s
+	}
+	cut := maxIndexKey
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // Index is the audit log's ledger.Indexer: every record is appended, and
@@ -54,7 +76,8 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 	}
 	return func() error {
 		for _, r := range rows {
-			if err := tx.PutAuditEvent(ctx, r.idx, r.ev.Time.UnixMilli(), r.ev.Actor, r.ev.Object, r.ev.Action); err != nil {
+			if err := tx.PutAuditEvent(ctx, r.idx, r.ev.Time.UnixMilli(), IndexKey(asRecorded(r.ev.Actor)), IndexKey(asRecorded(r.ev.Object)),
+				IndexKey(asRecorded(r.ev.Action))); err != nil {
 				return err
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -126,7 +127,11 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 			}
 			next++
 		}
-		if e.Kind != KindAudit || (f.Actor != "" && e.Subject != f.Actor) {
+		if e.Kind != KindAudit {
+			// The audit log holds audit entries only: another kind is an edit.
+			return &TamperedError{Index: e.Index, Reason: fmt.Sprintf("an entry of kind %q in the audit log", e.Kind)}
+		}
+		if f.Actor != "" && e.Subject != f.Actor {
 			return nil
 		}
 		ev, err := Decode(e)
@@ -135,7 +140,7 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 			// cannot read stops the answer, by name.
 			return err
 		}
-		if (f.Object != "" && ev.Object != f.Object) || (f.Actor != "" && ev.Actor != f.Actor) {
+		if (f.Object != "" && ev.Object != asRecorded(f.Object)) || (f.Actor != "" && ev.Actor != f.Actor) {
 			return nil
 		}
 		if (!f.Since.IsZero() && ev.Time.Before(f.Since)) || (!f.Until.IsZero() && ev.Time.After(f.Until)) {
@@ -192,6 +197,15 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 	return out, nil
 }
 
+// asRecorded is s as an event records it: encoding/json replaces bytes
+// that are not UTF-8.
+func asRecorded(s string) string {
+	b, _ := json.Marshal(s)
+	var out string
+	json.Unmarshal(b, &out)
+	return out
+}
+
 // scanIndexed calls fn, in index order, for the entries the index of
 // events names for f's actor, object and times (at millisecond precision:
 // the events themselves are then filtered exactly), a page at a time.
@@ -212,7 +226,7 @@ func (a *Log) scanIndexed(ctx context.Context, f Filter, fn func(ledger.Entry) e
 			if err != nil {
 				return err
 			}
-			idxs, err = tx.AuditEventIndexes(ctx, f.Actor, f.Object, sinceMs, untilMs, from, page)
+			idxs, err = tx.AuditEventIndexes(ctx, IndexKey(f.Actor), IndexKey(asRecorded(f.Object)), sinceMs, untilMs, from, page)
 			return err
 		})
 		if err != nil {

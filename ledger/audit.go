@@ -59,6 +59,12 @@ func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier
 			return err
 		}
 		a.legacyCheckpoints()
+		if a.previous != nil && a.handover == nil && len(a.legacy) > 0 {
+			// The handover is published with the own key's creation: a log
+			// that has the key and no checkpoint of it was rewritten by a
+			// holder of the previous key alone.
+			a.find(a.legacy[len(a.legacy)-1]-min(a.legacy[len(a.legacy)-1], 1), "no checkpoint is signed by the log's own key: the previous key alone signed what is here")
+		}
 		if err := a.entries(ctx, tx, progress); err != nil {
 			return err
 		}
@@ -101,7 +107,7 @@ type auditor struct {
 	handover, ownFrom *uint64
 	// legacy are the sizes of the checkpoints the previous key alone signed.
 	legacy []uint64
-	rep      *AuditReport
+	rep    *AuditReport
 
 	verified []signedCheckpoint // signature verified, ascending
 	signed   [][32]byte         // leaf hashes from verified batches, by index

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"testing/fstest"
 	"strconv"
 	"strings"
+	"testing/fstest"
 )
 
 //go:embed sqlite/*.sql postgres/*.sql audit-sqlite/*.sql audit-postgres/*.sql

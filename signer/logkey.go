@@ -46,10 +46,12 @@ func LoadOrCreateLogKey(path, name string) (k *LogKey, created bool, err error) 
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, false, fmt.Errorf("signer: key directory: %w", err)
 		}
-		if err := writeFileAtomic(path, []byte(skey+"\n"), 0o600); err != nil {
+		switch err := writeFileAtomic(path, []byte(skey+"\n"), 0o600); {
+		case err == nil:
+			created = true
+		case !errors.Is(err, errKeyExists):
 			return nil, false, err
 		}
-		created = true
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -58,10 +58,12 @@ func NewEphemeral() (*Attestor, error) {
 // whether a new key was generated.
 func LoadOrCreate(path string) (a *Attestor, created bool, err error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := createKeyFile(path); err != nil {
+		switch err := createKeyFile(path); {
+		case err == nil:
+			created = true
+		case !errors.Is(err, errKeyExists):
 			return nil, false, err
 		}
-		created = true
 	}
 	sv, err := signature.LoadSignerVerifierFromPEMFile(path, crypto.SHA256, cryptoutils.SkipPassword)
 	if err != nil {
@@ -92,6 +94,9 @@ func (a *Attestor) Sign(ctx context.Context, payload []byte) (Envelope, error) {
 	return signEnvelope(ctx, a.sv, a.keyID, payload)
 }
 
+// errKeyExists: the key file appeared meanwhile (writeFileAtomic).
+var errKeyExists = errors.New("signer: the key file exists")
+
 // writeFileAtomic writes data to path through a synced temporary file, so
 // that a crash never leaves a half-written key behind, and never replaces
 // a file already there: two processes creating the same key at once (on a
@@ -118,7 +123,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("signer: %w", err)
 	}
 	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
-		return nil // another process made it first: its key is the key
+		return errKeyExists // another process made it first: its key is the key
 	} else if err != nil {
 		return fmt.Errorf("signer: %w", err)
 	}

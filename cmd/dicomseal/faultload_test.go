@@ -72,6 +72,7 @@ func newFaultLoad(t *testing.T, name string, uidBase int, cli cliFunc, ledgerArg
 		ledgerArgs: ledgerArgs, objectArgs: objectArgs,
 		answered: map[string]int{}, acked: map[string][32]byte{},
 		unchecked: map[string]bool{}}
+	initKeys(t, ledgerArgs...) // only serve makes keys
 	token := func(role auth.Role) string {
 		actor := name + "-" + string(role)
 		code, stdout, stderr := cli(append([]string{"tokens", "create", "--role", string(role), "--name", actor}, ledgerArgs...)...)

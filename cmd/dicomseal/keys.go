@@ -294,53 +294,50 @@ func (m *Main) openAuditKey(ctx context.Context, auditBackend ledger.Backend, lo
 		}
 		path = filepath.Join(m.DataDir, "keys", auditKeyFile)
 	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		as, err := readLedgerState(ctx, auditBackend)
-		if err != nil {
-			return nil, fmt.Errorf("read the audit log: %w", err)
-		}
-		legacy := as.checkpoint == nil || signedByKeyNamed(as.checkpoint, m.LogOrigin)
-		if !legacy {
-			return nil, &configError{fmt.Sprintf("the audit log key %s is missing, and the audit log's checkpoints are signed by %s: "+
-				"restore the file, or name it with --audit-log-key-file", path, orUnknown(as.logSigner))}
-		}
-		if as.entries > 0 {
-			old := ledger.New(auditBackend, m.AuditOrigin, logKey, logKey.Verifier())
-			if _, _, err := old.Integrate(ctx); err != nil {
-				return nil, fmt.Errorf("integrate the audit log under the custody log key before it gets its own: %w", err)
-			}
-		}
-		k, created, err := signer.LoadOrCreateLogKey(path, m.AuditOrigin)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case created && as.checkpoint != nil:
-			m.log.Info("generated the audit log's own key: the custody log key signed it until now, and co-signs the checkpoint that hands over",
-				"path", path, "verifier_key", k.VerifierKey(), "audit_entries", as.entries)
-			if err := handOver(ctx, auditBackend, m.AuditOrigin, k, logKey, m.log); err != nil {
-				return nil, err
-			}
-		case created:
-			m.log.Info("generated the audit log key", "path", path, "verifier_key", k.VerifierKey())
-		}
-		return k, nil
-	}
-	k, _, err := signer.LoadOrCreateLogKey(path, m.AuditOrigin)
-	if err != nil {
-		return nil, err
-	}
 	as, err := readLedgerState(ctx, auditBackend)
 	if err != nil {
 		return nil, fmt.Errorf("read the audit log: %w", err)
 	}
-	// The latest checkpoint is the audit key's, or the custody key's from
-	// before the handover; the next batch to integrate is the audit key's.
-	if as.checkpoint != nil && !signedByKeyNamed(as.checkpoint, m.LogOrigin) {
-		if !verifiesNote(as.checkpoint, k) {
-			return nil, &configError{fmt.Sprintf("the audit log key in %s does not verify the audit log's latest checkpoint, signed by %s: "+
-				"restore the key it was signed with", path, orUnknown(as.logSigner))}
+	// Signed by the custody key so far: a log of the release before the
+	// audit key, or one whose handover a crash interrupted.
+	legacy := signedByKeyNamed(as.checkpoint, m.LogOrigin) ||
+		(as.checkpoint == nil && as.firstBatch != nil && ledger.VerifyBatch(m.AuditOrigin, logKey.Verifier(), *as.firstBatch))
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !legacy && as.checkpoint != nil {
+		return nil, &configError{fmt.Sprintf("the audit log key %s is missing, and the audit log's checkpoints are signed by %s: "+
+			"restore the file, or name it with --audit-log-key-file", path, orUnknown(as.logSigner))}
+	}
+	k, created, err := signer.LoadOrCreateLogKey(path, m.AuditOrigin)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case created && legacy:
+		m.log.Info("generated the audit log's own key: the custody log key signed it until now, and co-signs the checkpoint that hands over",
+			"path", path, "verifier_key", k.VerifierKey(), "audit_entries", as.entries)
+	case created:
+		m.log.Info("generated the audit log key", "path", path, "verifier_key", k.VerifierKey())
+	}
+	if legacy {
+		// Fold what the custody key signed into a checkpoint of it (a halt
+		// at a batch of the audit key, left by an interrupted handover, is
+		// where its part begins), then hand over.
+		old := ledger.New(auditBackend, m.AuditOrigin, logKey, logKey.Verifier())
+		var halt *ledger.HaltError
+		if _, _, err := old.Integrate(ctx); err != nil && !errors.As(err, &halt) {
+			return nil, fmt.Errorf("integrate the audit log under the custody log key before it gets its own: %w", err)
 		}
+		if err := handOver(ctx, auditBackend, m.AuditOrigin, k, logKey, m.log); err != nil {
+			return nil, err
+		}
+		if as, err = readLedgerState(ctx, auditBackend); err != nil {
+			return nil, fmt.Errorf("read the audit log: %w", err)
+		}
+	}
+	// The latest checkpoint is the audit key's; the next batch to
+	// integrate is too.
+	if as.checkpoint != nil && !verifiesNote(as.checkpoint, k) {
+		return nil, &configError{fmt.Sprintf("the audit log key in %s does not verify the audit log's latest checkpoint, signed by %s: "+
+			"restore the key it was signed with", path, orUnknown(as.logSigner))}
 	}
 	if err := checkFirstBatch("audit", m.AuditOrigin, "--audit-origin", as, k); err != nil {
 		return nil, err

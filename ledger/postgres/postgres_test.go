@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/auth/authtest"
 	"github.com/dicomseal/dicomseal/custody"
@@ -318,5 +320,31 @@ func TestOpenRefusesASchemaThatNeedsANewerBinary(t *testing.T) {
 	if !errors.Is(err, migrations.ErrTooNew) || !strings.Contains(err.Error(), "upgrade this binary") ||
 		!strings.Contains(err.Error(), fmt.Sprintf("knows migration %d", next)) {
 		t.Fatalf("open on a schema that needs a newer binary: %v, want ErrTooNew", err)
+	}
+}
+
+// What a request named goes to the audit index whatever it is: a NUL, bytes
+// that are not UTF-8, kilobytes (PostgreSQL's text and btree refuse all
+// three raw); the event is still found by what it named.
+func TestAuditIndexTakesAnyObject(t *testing.T) {
+	_, service := newDatabase(t)
+	ctx := context.Background()
+	db, err := postgres.OpenSchema(ctx, service, postgres.AuditSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, v := ledgertest.LogKey(t)
+	a := audit.New(ledger.New(db, ledgertest.Origin, s, v), nil)
+	defer a.Close()
+	for _, object := range []string{"1.2\x003", "1.2.\xff\xfe", strings.Repeat("9", 3200), "1.2.3"} {
+		if err := a.RecordDurable(ctx, audit.Event{Time: time.Now(), Actor: "viewer-1", Action: "instance.retrieve",
+			Object: object, Outcome: "failed", Status: 400}); err != nil {
+			t.Fatalf("object %.20q: %v", object, err)
+		}
+		found, err := a.Query(ctx, audit.Filter{Object: object})
+		if err != nil || len(found) != 1 || found[0].Object != strings.ToValidUTF8(object, "\uFFFD\uFFFD") && found[0].Object != object {
+			t.Fatalf("by object %.20q: %d found, %v", object, len(found), err)
+		}
 	}
 }

@@ -9,6 +9,19 @@
 -- custody log's, as they were applied.
 
 -- +goose Up
+-- Never on the custody schema: one with custody rows is not an audit log.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM identity) OR EXISTS (SELECT 1 FROM instances) OR EXISTS (SELECT 1 FROM tokens)
+       OR EXISTS (SELECT 1 FROM entries WHERE kind <> 'audit') THEN
+        RAISE EXCEPTION 'schema % holds custody rows: the audit schema migrations do not apply to it', current_schema();
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+-- A binary that does not write the index must not write this log.
+UPDATE compatibility SET requires = 10;
 DROP TABLE identity;
 DROP TABLE incidents;
 DROP TABLE instances;
@@ -27,13 +40,15 @@ CREATE INDEX events_by_object ON events (object, idx);
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events FOR EACH ROW EXECUTE FUNCTION refuse_change();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
 
+-- NUL (\u0000) is valid JSON but not PostgreSQL text: strip it first.
 INSERT INTO events (idx, time_ms, actor, object, action)
 SELECT idx,
-       COALESCE((extract(epoch FROM (convert_from(body, 'UTF8')::jsonb ->> 'time')::timestamptz) * 1000)::bigint, 0),
+       COALESCE((extract(epoch FROM (j ->> 'time')::timestamptz) * 1000)::bigint, 0),
        subject,
-       COALESCE(convert_from(body, 'UTF8')::jsonb ->> 'object', ''),
-       COALESCE(convert_from(body, 'UTF8')::jsonb ->> 'action', '')
-FROM entries;
+       left(COALESCE(j ->> 'object', ''), 256),
+       left(COALESCE(j ->> 'action', ''), 256)
+FROM (SELECT idx, subject, replace(convert_from(body, 'UTF8'), '\u0000', '')::jsonb AS j FROM entries) AS e;
 
 -- +goose Down
 DROP TABLE events;
+UPDATE compatibility SET requires = 8;

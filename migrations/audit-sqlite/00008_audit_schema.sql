@@ -8,6 +8,13 @@
 -- change. Migrations 1 to 7 are the custody log's, as they were applied.
 
 -- +goose Up
+-- Never on the custody ledger: a file with custody rows is not an audit log
+-- (the NOT NULL constraint aborts the migration, and nothing is dropped).
+INSERT INTO compatibility (requires) SELECT NULL
+WHERE EXISTS (SELECT 1 FROM identity) OR EXISTS (SELECT 1 FROM instances) OR EXISTS (SELECT 1 FROM tokens)
+   OR EXISTS (SELECT 1 FROM entries WHERE kind <> 'audit');
+-- A binary that does not write the index must not write this log.
+UPDATE compatibility SET requires = 8;
 DROP TABLE identity;
 DROP TABLE incidents;
 DROP TRIGGER instances_no_update;
@@ -37,11 +44,14 @@ BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 
 INSERT INTO events (idx, time_ms, actor, object, action)
 SELECT idx,
-       COALESCE(CAST(ROUND((julianday(json_extract(body, '$.time')) - 2440587.5) * 86400000) AS INTEGER), 0),
+       CASE WHEN json_valid(body)
+            THEN COALESCE(CAST(ROUND((julianday(json_extract(body, '$.time')) - 2440587.5) * 86400000) AS INTEGER), 0)
+            ELSE 0 END,
        subject,
-       COALESCE(json_extract(body, '$.object'), ''),
-       COALESCE(json_extract(body, '$.action'), '')
+       CASE WHEN json_valid(body) THEN substr(COALESCE(json_extract(body, '$.object'), ''), 1, 256) ELSE '' END,
+       CASE WHEN json_valid(body) THEN substr(COALESCE(json_extract(body, '$.action'), ''), 1, 256) ELSE '' END
 FROM entries;
 
 -- +goose Down
 DROP TABLE events;
+UPDATE compatibility SET requires = 6;
