@@ -57,13 +57,7 @@ func (s *Server) auditConsistencyProof(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log", nil)
 		return
 	}
-	q := r.URL.Query()
-	from, err := uintParam(q.Get("from"), "from", true)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	to, err := uintParam(q.Get("to"), "to", false)
+	from, to, err := consistencyRange(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -63,14 +63,18 @@ func (s *Server) inclusionProof(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
-func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request) {
+// consistencyRange reads a consistency proof's from (required) and to.
+func consistencyRange(r *http.Request) (from, to uint64, err error) {
 	q := r.URL.Query()
-	from, err := uintParam(q.Get("from"), "from", true)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	if from, err = uintParam(q.Get("from"), "from", true); err != nil {
+		return 0, 0, err
 	}
-	to, err := uintParam(q.Get("to"), "to", false)
+	to, err = uintParam(q.Get("to"), "to", false)
+	return from, to, err
+}
+
+func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request) {
+	from, to, err := consistencyRange(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/signer"
 
 	"github.com/dicomseal/dicomseal/audit"
@@ -171,33 +172,73 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return 1
 		}
 	}
+	return runTokens(ctx, cmd, &localTokens{store: store, record: record, actor: *actor}, *role, *name, *expires, int64(maxBody),
+		fs.Args(), stdout, stderr)
+}
+
+// tokenAdmin is what the tokens commands do, on the data directory
+// (localTokens) or through a server's admin API (tokensClient).
+type tokenAdmin interface {
+	create(ctx context.Context, role auth.Role, name string, expires time.Duration, maxBody int64) (api.CreatedToken, error)
+	list(ctx context.Context) ([]auth.Token, error)
+	revoke(ctx context.Context, name string) error
+}
+
+// localTokens changes the token store directly, each change recorded in
+// the audit log, durably, before it is made.
+type localTokens struct {
+	store  auth.Store
+	record func(action, object string) error
+	actor  string
+}
+
+func (l *localTokens) create(ctx context.Context, role auth.Role, name string, expires time.Duration, maxBody int64) (api.CreatedToken, error) {
+	secret, t, err := auth.NewToken(name, role, l.actor, time.Now(), expires)
+	if err != nil {
+		return api.CreatedToken{}, err
+	}
+	t.MaxBody = maxBody
+	object := name + " (" + string(role) + ")"
+	if maxBody > 0 {
+		object += ", max body " + (*byteSize)(&maxBody).String()
+	}
+	if err := l.record("token.create", object); err != nil {
+		return api.CreatedToken{}, fmt.Errorf("%w (nothing was changed)", err)
+	}
+	if err := l.store.CreateToken(ctx, t); err != nil {
+		return api.CreatedToken{}, err
+	}
+	return api.CreatedToken{Name: name, Role: role, Token: secret, ExpiresAt: t.ExpiresAt}, nil
+}
+
+func (l *localTokens) list(ctx context.Context) ([]auth.Token, error) { return l.store.ListTokens(ctx) }
+
+func (l *localTokens) revoke(ctx context.Context, name string) error {
+	if err := l.record("token.revoke", name); err != nil {
+		return fmt.Errorf("%w (nothing was changed)", err)
+	}
+	return l.store.RevokeToken(ctx, name, time.Now())
+}
+
+// runTokens runs one tokens command.
+func runTokens(ctx context.Context, cmd string, a tokenAdmin, role, name string, expires time.Duration, maxBody int64,
+	args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "create":
-		r, err := auth.ParseRole(*role)
-		if err != nil || *name == "" {
+		r, err := auth.ParseRole(role)
+		if err != nil || name == "" {
 			fmt.Fprintln(stderr, "dicomseal tokens create: --role (ingest, viewer, auditor, admin or reconciler) and --name are required")
 			return 2
 		}
-		secret, t, err := auth.NewToken(*name, r, *actor, time.Now(), *expires)
-		t.MaxBody = int64(maxBody)
-		if err == nil {
-			err = store.CreateToken(ctx, t)
-		}
-		if err == nil {
-			object := *name + " (" + string(r) + ")"
-			if maxBody > 0 {
-				object += ", max body " + maxBody.String()
-			}
-			err = record("token.create", object)
-		}
+		t, err := a.create(ctx, r, name, expires, maxBody)
 		if err != nil {
 			fmt.Fprintln(stderr, "dicomseal tokens create:", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "token %s (role %s) created; it is shown once, below:\n%s\n", *name, r, secret)
+		fmt.Fprintf(stdout, "token %s (role %s) created; it is shown once, below:\n%s\n", t.Name, t.Role, t.Token)
 		return 0
 	case "list":
-		tokens, err := store.ListTokens(ctx)
+		tokens, err := a.list(ctx)
 		if err != nil {
 			fmt.Fprintln(stderr, "dicomseal tokens list:", err)
 			return 1
@@ -205,23 +246,15 @@ func tokensCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		printTokens(stdout, tokens)
 		return 0
 	case "revoke":
-		if fs.NArg() != 1 {
+		if len(args) != 1 {
 			fmt.Fprintln(stderr, "dicomseal tokens revoke: give the token's name")
 			return 2
 		}
-		err := store.RevokeToken(ctx, fs.Arg(0), time.Now())
-		if err == nil {
-			err = record("token.revoke", fs.Arg(0))
-		}
-		if errors.Is(err, auth.ErrNotFound) {
+		if err := a.revoke(ctx, args[0]); err != nil {
 			fmt.Fprintln(stderr, "dicomseal tokens revoke:", err)
 			return 1
 		}
-		if err != nil {
-			fmt.Fprintln(stderr, "dicomseal tokens revoke:", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "token %s revoked\n", fs.Arg(0))
+		fmt.Fprintf(stdout, "token %s revoked\n", args[0])
 		return 0
 	}
 	fmt.Fprintf(stderr, "dicomseal tokens: unknown command %q\n\n%s", cmd, tokensUsage)
@@ -258,40 +291,5 @@ func tokensRemote(ctx context.Context, cmd, server, tokenFile, role, name string
 		fmt.Fprintln(stderr, "dicomseal tokens:", err)
 		return 2
 	}
-	switch cmd {
-	case "create":
-		r, err := auth.ParseRole(role)
-		if err != nil || name == "" {
-			fmt.Fprintln(stderr, "dicomseal tokens create: --role (ingest, viewer, auditor, admin or reconciler) and --name are required")
-			return 2
-		}
-		t, err := c.create(ctx, r, name, expires, maxBody)
-		if err != nil {
-			fmt.Fprintln(stderr, "dicomseal tokens create:", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "token %s (role %s) created; it is shown once, below:\n%s\n", t.Name, t.Role, t.Token)
-		return 0
-	case "list":
-		tokens, err := c.list(ctx)
-		if err != nil {
-			fmt.Fprintln(stderr, "dicomseal tokens list:", err)
-			return 1
-		}
-		printTokens(stdout, tokens)
-		return 0
-	case "revoke":
-		if len(args) != 1 {
-			fmt.Fprintln(stderr, "dicomseal tokens revoke: give the token's name")
-			return 2
-		}
-		if err := c.revoke(ctx, args[0]); err != nil {
-			fmt.Fprintln(stderr, "dicomseal tokens revoke:", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "token %s revoked\n", args[0])
-		return 0
-	}
-	fmt.Fprintf(stderr, "dicomseal tokens: unknown command %q\n\n%s", cmd, tokensUsage)
-	return 2
+	return runTokens(ctx, cmd, c, role, name, expires, maxBody, args, stdout, stderr)
 }
