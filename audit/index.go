@@ -21,6 +21,62 @@ type Tx interface {
 	// of the events of actor and object ("": any) timed within [sinceMs,
 	// untilMs], at most limit.
 	AuditEventIndexes(ctx context.Context, actor, object string, sinceMs, untilMs int64, from uint64, limit int) ([]uint64, error)
+	// ScanAuditEvents calls fn for the index rows with from <= idx < to, in order.
+	ScanAuditEvents(ctx context.Context, from, to uint64, fn func(idx uint64, timeMs int64, actor, object, action string) error) error
+}
+
+// CheckIndex holds the index of events to the entries, a page at a time
+// (ledger.AuditOptions.Index): each entry has its one row, with its time
+// (to the millisecond), actor, object and action; a row missing, edited or
+// extra would hide or invent what queries by object and time find.
+func CheckIndex(ctx context.Context, ltx ledger.Tx) ([]ledger.Finding, error) {
+	tx, err := txOf(ltx)
+	if err != nil {
+		return nil, err
+	}
+	next, err := tx.NextIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type row struct {
+		ms                    int64
+		actor, object, action string
+	}
+	var found []ledger.Finding
+	const page = 10000
+	for from := uint64(0); from < next && len(found) < 100; from += page {
+		to := min(from+page, next)
+		rows := make(map[uint64]row, page)
+		err := tx.ScanAuditEvents(ctx, from, to, func(idx uint64, ms int64, actor, object, action string) error {
+			rows[idx] = row{ms, actor, object, action}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		err = tx.ScanEntries(ctx, from, to, func(e ledger.Entry) error {
+			r, ok := rows[e.Index]
+			delete(rows, e.Index)
+			ev, err := Decode(e)
+			switch {
+			case err != nil:
+				return nil // the entry's own finding is the audit's
+			case !ok:
+				found = append(found, ledger.Finding{Index: e.Index, What: "the audit index has no row for this entry"})
+			case r.actor != IndexKey(asRecorded(ev.Actor)) || r.object != IndexKey(asRecorded(ev.Object)) ||
+				r.action != IndexKey(asRecorded(ev.Action)) || r.ms < ev.Time.UnixMilli()-1 || r.ms > ev.Time.UnixMilli()+1:
+				found = append(found, ledger.Finding{Index: e.Index, What: "the audit index row differs from the entry"})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for idx := range rows {
+			found = append(found, ledger.Finding{Index: idx, What: "the audit index has a row for no entry"})
+		}
+	}
+	return found, nil
 }
 
 func txOf(tx ledger.Tx) (Tx, error) {

@@ -68,6 +68,13 @@ func Audit(ctx context.Context, b Backend, origin string, verifier note.Verifier
 		if err := a.entries(ctx, tx, progress); err != nil {
 			return err
 		}
+		if opts.Index != nil {
+			found, err := opts.Index(ctx, tx)
+			if err != nil {
+				return err
+			}
+			rep.Findings = append(rep.Findings, found...)
+		}
 		return a.nodes(ctx, tx)
 	})
 	if err != nil {
@@ -89,6 +96,10 @@ type AuditOptions struct {
 	Previous note.Verifier
 	// Progress, if not nil, is called as entries are checked.
 	Progress func(done, total uint64)
+	// Index, if not nil, checks an index kept beside the log (the audit
+	// log's events) against the entries, in the audit's snapshot: a row
+	// deleted or edited behind the log's back would hide what it indexes.
+	Index func(ctx context.Context, tx Tx) ([]Finding, error)
 }
 
 type signedCheckpoint struct {

@@ -172,7 +172,11 @@ func verifyOneLog(ctx context.Context, name, origin string, v, previous note.Ver
 		}
 		fmt.Fprintf(stderr, "log verify: %s: %d/%d entries checked (%.0f%%)\n", name, done, total, pct)
 	}
-	rep, err := ledger.Audit(ctx, backend, origin, v, ledger.AuditOptions{Formats: formats, Previous: previous, Progress: progress})
+	opts := ledger.AuditOptions{Formats: formats, Previous: previous, Progress: progress}
+	if name == "audit" {
+		opts.Index = audit.CheckIndex
+	}
+	rep, err := ledger.Audit(ctx, backend, origin, v, opts)
 	if err != nil {
 		fmt.Fprintf(stdout, "%s: UNREADABLE: %v\n", name, err)
 		return 2

@@ -47,3 +47,23 @@ func (t *Tx) AuditEventIndexes(ctx context.Context, actor, object string, sinceM
 	}
 	return out, rows.Err()
 }
+
+// ScanAuditEvents calls fn for the index rows with from <= idx < to, in order.
+func (t *Tx) ScanAuditEvents(ctx context.Context, from, to uint64, fn func(idx uint64, timeMs int64, actor, object, action string) error) error {
+	rows, err := t.query(ctx, `SELECT idx, time_ms, actor, object, action FROM events WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var idx, ms int64
+		var actor, object, action string
+		if err := rows.Scan(&idx, &ms, &actor, &object, &action); err != nil {
+			return err
+		}
+		if err := fn(uint64(idx), ms, actor, object, action); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

@@ -50,3 +50,23 @@ func auditEventQuery(actor, object string, sinceMs, untilMs int64, from uint64, 
 	q += ` ORDER BY idx LIMIT ?`
 	return q, append(args, limit)
 }
+
+// ScanAuditEvents calls fn for the index rows with from <= idx < to, in order.
+func (t *Tx) ScanAuditEvents(ctx context.Context, from, to uint64, fn func(idx uint64, timeMs int64, actor, object, action string) error) error {
+	rows, err := t.tx.QueryContext(ctx, `SELECT idx, time_ms, actor, object, action FROM events WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(from), int64(to))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var idx, ms int64
+		var actor, object, action string
+		if err := rows.Scan(&idx, &ms, &actor, &object, &action); err != nil {
+			return err
+		}
+		if err := fn(uint64(idx), ms, actor, object, action); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
