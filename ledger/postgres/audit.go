@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The audit log's index (table events, schema dicomseal_audit only):
@@ -31,39 +33,31 @@ func (t *Tx) AuditEventIndexes(ctx context.Context, actor, object string, sinceM
 		q += fmt.Sprintf(` AND object = $%d`, len(args))
 	}
 	args = append(args, limit)
-	q += fmt.Sprintf(` ORDER BY idx LIMIT $%d`, len(args))
-	rows, err := t.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []uint64
-	for rows.Next() {
-		var idx int64
-		if err := rows.Scan(&idx); err != nil {
-			return nil, err
-		}
-		out = append(out, uint64(idx))
-	}
-	return out, rows.Err()
+	err := each(ctx, t, scanIndex, func(idx uint64) error { out = append(out, idx); return nil },
+		q+fmt.Sprintf(` ORDER BY idx LIMIT $%d`, len(args)), args...)
+	return out, err
+}
+
+func scanIndex(row pgx.Row) (uint64, error) {
+	var idx int64
+	err := row.Scan(&idx)
+	return uint64(idx), err
+}
+
+type auditRow struct {
+	idx, ms               int64
+	actor, object, action string
+}
+
+func scanAuditRow(row pgx.Row) (auditRow, error) {
+	var r auditRow
+	err := row.Scan(&r.idx, &r.ms, &r.actor, &r.object, &r.action)
+	return r, err
 }
 
 // ScanAuditEvents calls fn for the index rows with from <= idx < to, in order.
 func (t *Tx) ScanAuditEvents(ctx context.Context, from, to uint64, fn func(idx uint64, timeMs int64, actor, object, action string) error) error {
-	rows, err := t.query(ctx, `SELECT idx, time_ms, actor, object, action FROM events WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var idx, ms int64
-		var actor, object, action string
-		if err := rows.Scan(&idx, &ms, &actor, &object, &action); err != nil {
-			return err
-		}
-		if err := fn(uint64(idx), ms, actor, object, action); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return each(ctx, t, scanAuditRow, func(r auditRow) error { return fn(uint64(r.idx), r.ms, r.actor, r.object, r.action) },
+		`SELECT idx, time_ms, actor, object, action FROM events WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
 }
