@@ -15,8 +15,9 @@ import (
 // Roles names the two roles of a deployment. The owner owns the schema and
 // runs migrations (it never logs in for the service); the service role may
 // only SELECT and INSERT history, and SELECT, INSERT and UPDATE the
-// counters and correctable tables. Names are configurable so that parallel
-// test runs (roles are cluster-wide) do not collide.
+// counters and correctable tables (and DELETE from the search index).
+// Names are configurable so that parallel test runs (roles are
+// cluster-wide) do not collide.
 type Roles struct {
 	Owner   string
 	Service string
@@ -37,9 +38,13 @@ var (
 		AuditSchema: {"entries", "events", "batches", "tree_nodes", "checkpoints"},
 	}
 	mutableTables = map[string][]string{
-		Schema:      {"incidents", "identity", "tokens", "cursors"},
+		Schema:      {"incidents", "identity", "tokens", "cursors", "catalog"},
 		AuditSchema: {"cursors"},
 	}
+	// emptiable mutable tables may also be deleted from: the search index
+	// is emptied before a rebuild from the instances. Nothing else is:
+	// tokens are revoked and identities corrected, never removed.
+	emptiable = map[string]bool{"catalog": true}
 )
 
 var migrateLock = lockKey("dicomseal.migrate")
@@ -163,9 +168,13 @@ func grant(ctx context.Context, db *sql.DB, schema string, roles Roles) error {
 			`GRANT SELECT, INSERT ON `+t+` TO `+svc)
 	}
 	for _, t := range mutableTables[schema] {
+		privileges := "SELECT, INSERT, UPDATE"
+		if emptiable[t] {
+			privileges += ", DELETE"
+		}
 		stmts = append(stmts,
 			`REVOKE ALL ON `+t+` FROM `+svc,
-			`GRANT SELECT, INSERT, UPDATE ON `+t+` TO `+svc)
+			`GRANT `+privileges+` ON `+t+` TO `+svc)
 	}
 	// Reading the schema version lets serve refuse a schema older than
 	// itself with a clear message.

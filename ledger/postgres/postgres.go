@@ -5,7 +5,8 @@
 // lock cannot leak through a pooler or outlive its transaction (a session
 // lock would). Reads run in read-only repeatable-read snapshots. The
 // package holds SQL only — the log's contract (tx.go), the custody index's
-// (custody.go), the token store (tokens.go) and the migrations with their
+// (custody.go), the token store (tokens.go), the DICOMweb search index
+// (catalog.go) and the migrations with their
 // roles and grants (migrate.go); the logic is in packages ledger and
 // custody.
 package postgres

@@ -16,6 +16,8 @@ import (
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/auth/authtest"
+	"github.com/dicomseal/dicomseal/catalog"
+	"github.com/dicomseal/dicomseal/catalog/catalogtest"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
@@ -108,6 +110,43 @@ func TestTokenStoreConformance(t *testing.T) {
 		_, service := newDatabase(t)
 		return open(t, service)
 	})
+}
+
+func TestCatalogConformance(t *testing.T) {
+	pgtest.AdminURL(t)
+	catalogtest.Run(t, func(t *testing.T) catalog.Store {
+		_, service := newDatabase(t)
+		return open(t, service)
+	})
+}
+
+// The search index is the one table the service may empty (before a
+// rebuild): the other correctable tables are corrected, never removed. It
+// is the custody schema's alone: the audit log indexes no instances.
+func TestOnlyTheCatalogIsEmptiable(t *testing.T) {
+	_, service := newDatabase(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `SET search_path = dicomseal`); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"catalog", "tokens", "identity", "incidents", "cursors"} {
+		_, err := c.Exec(ctx, `DELETE FROM `+table)
+		if table == "catalog" && err != nil {
+			t.Errorf("the service cannot empty the catalog: %v", err)
+		}
+		if table != "catalog" && (err == nil || !strings.Contains(err.Error(), "42501")) {
+			t.Errorf("DELETE FROM %s: error %v, want permission denied", table, err)
+		}
+	}
+	var inAudit bool
+	if err := c.QueryRow(ctx, `SELECT to_regclass('dicomseal_audit.catalog') IS NOT NULL`).Scan(&inAudit); err != nil || inAudit {
+		t.Fatalf("schema dicomseal_audit has a catalog table (%v)", err)
+	}
 }
 
 // The audit log lives in a schema of its own: every tamper case there is

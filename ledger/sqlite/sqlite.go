@@ -5,7 +5,8 @@
 // appending to the same file (a CLI, a second server) can never make two
 // entries share an index. Reads use a separate pool and never block writes.
 // It implements the log's contract (ledger.Tx, tx.go), the custody index's
-// (custody.Tx, custody.go) and the token store (auth.Store, tokens.go).
+// (custody.Tx, custody.go), the token store (auth.Store, tokens.go) and the
+// DICOMweb search index (catalog.Store, catalog.go).
 package sqlite
 
 import (
@@ -53,15 +54,21 @@ func dsn(path, txlock string, extra ...string) string {
 // Open opens (creating and migrating if needed) the custody ledger file at
 // path. A new file is created 0600 (SQLite gives its WAL and shared-memory
 // files the same mode): it holds the correctable identity table.
-func Open(ctx context.Context, path string) (*DB, error) { return open(ctx, path, migrations.SQLite()) }
+func Open(ctx context.Context, path string) (*DB, error) {
+	return open(ctx, path, migrations.SQLite(), "events", "an audit log")
+}
 
 // OpenAudit opens (creating and migrating if needed) the audit log's file:
 // the log's tables and the audit events index, nothing of custody.
 func OpenAudit(ctx context.Context, path string) (*DB, error) {
-	return open(ctx, path, migrations.AuditSQLite())
+	return open(ctx, path, migrations.AuditSQLite(), "catalog", "a custody ledger")
 }
 
-func open(ctx context.Context, path string, schema fs.FS) (*DB, error) {
+// open opens a file of schema. A file with table foreign is the other
+// kind of log (what): refused before anything is migrated. Version numbers
+// alone cannot tell them apart, since the two schemas share their first
+// seven migrations and number their own from 8.
+func open(ctx context.Context, path string, schema fs.FS, foreign, what string) (*DB, error) {
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
 		f.Close()
 	}
@@ -72,6 +79,15 @@ func open(ctx context.Context, path string, schema fs.FS) (*DB, error) {
 	// One writer connection: this process's writers queue in Go rather
 	// than spin on SQLite's busy handler.
 	w.SetMaxOpenConns(1)
+	var other bool
+	if err := w.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)`, foreign).Scan(&other); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite ledger: open %s: %w", path, err)
+	}
+	if other {
+		w.Close()
+		return nil, fmt.Errorf("sqlite ledger: %s is %s (it has table %s), not this log", path, what, foreign)
+	}
 	if err := migrate(ctx, w, schema); err != nil {
 		w.Close()
 		return nil, err

@@ -11,6 +11,8 @@ import (
 
 	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/auth/authtest"
+	"github.com/dicomseal/dicomseal/catalog"
+	"github.com/dicomseal/dicomseal/catalog/catalogtest"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
@@ -43,6 +45,10 @@ func TestConformance(t *testing.T) {
 
 func TestTokenStoreConformance(t *testing.T) {
 	authtest.Run(t, func(t *testing.T) auth.Store { return open(t, filepath.Join(t.TempDir(), "ledger.db")) })
+}
+
+func TestCatalogConformance(t *testing.T) {
+	catalogtest.Run(t, func(t *testing.T) catalog.Store { return open(t, filepath.Join(t.TempDir(), "ledger.db")) })
 }
 
 // The triggers refuse to rewrite history through an ordinary connection.
@@ -203,5 +209,32 @@ func TestAuditAcrossAKeyChange(t *testing.T) {
 	if all := strings.Join(found, "; "); rep.OK() || rep.Findings[0].Index != 2 ||
 		!strings.Contains(all, "batch of 1 entries: signature does not verify") || !strings.Contains(all, "checkpoint at tree size 3") {
 		t.Fatalf("a batch of the previous key after the own key's: %v", rep.Findings)
+	}
+}
+
+// The custody ledger and the audit log number their own migrations from 8
+// alike, so a version cannot tell one file from the other: each open
+// refuses the other kind's file, before migrating anything into it.
+func TestCustodyAndAuditFilesAreNotMistaken(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	custody, audit := filepath.Join(dir, "ledger.db"), filepath.Join(dir, "audit.db")
+	for _, open := range []func() (*sqlite.DB, error){
+		func() (*sqlite.DB, error) { return sqlite.Open(ctx, custody) },
+		func() (*sqlite.DB, error) { return sqlite.OpenAudit(ctx, audit) },
+	} {
+		db, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+	}
+	if db, err := sqlite.OpenAudit(ctx, custody); err == nil || !strings.Contains(err.Error(), "custody ledger") {
+		db.Close()
+		t.Fatalf("the custody ledger opened as an audit log: %v", err)
+	}
+	if db, err := sqlite.Open(ctx, audit); err == nil || !strings.Contains(err.Error(), "audit log") {
+		db.Close()
+		t.Fatalf("the audit log opened as the custody ledger: %v", err)
 	}
 }
