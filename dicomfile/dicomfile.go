@@ -1,11 +1,13 @@
 // Package dicomfile reads DICOM Part 10 files: it checks that a byte stream
 // is one, extracts the identifiers dicomseal attests and computes the
-// DICOM-aware digests, in one streaming walk over the elements. It never
-// writes, never trusts a declared length without checking it against the
-// bytes present, and never builds a tree of the elements: what one file may
-// cost is bounded by Limits. The parser library (suyashkumar/dicom) supplies
-// the data dictionary; its element tree, which allocates every declared
-// value, is kept off the path of hostile input.
+// DICOM-aware digests, in one streaming walk over the elements. For
+// DICOMweb it also reads a stored file's DICOM JSON model, frames and bulk
+// data, by the same walk. It never writes, never trusts a declared length
+// without checking it against the bytes present, and builds no tree of the
+// elements but the JSON model (bounded, its bulk data left in the file):
+// what one file may cost is bounded by Limits. The parser library
+// (suyashkumar/dicom) supplies the data dictionary; its element tree, which
+// allocates every declared value, is kept off the path of hostile input.
 package dicomfile
 
 import (

@@ -76,6 +76,23 @@ type walker struct {
 	nestedItem  int
 	nestedBytes int
 	pixels      *PixelResult
+
+	// visit, when set, is handed every data set element instead of the
+	// collecting switch (Metadata, Frames, BulkData): they read through the
+	// same checks, and the collecting walk pays one nil test per element.
+	visit visitor
+	// file is the whole file, for visitors that read a value where it
+	// lies rather than through r.
+	file io.ReaderAt
+}
+
+// visitor takes the elements of a visiting walk. element must consume the
+// element's value (read it, or walk or skip it with w.walkValue); an error
+// stops the walk and is returned as is. item is told when an item of a
+// sequence starts and ends.
+type visitor interface {
+	element(w *walker, h header, explicit bool, limit int64, depth int) error
+	item(start bool)
 }
 
 // walkResult is what a collecting walk found.
@@ -100,13 +117,38 @@ type header struct {
 // walk checks the file's structure; with collect it also gathers values
 // and pixel digests (see walker).
 func walk(r io.ReaderAt, size int64, collect bool, limits Limits) (*walkResult, error) {
-	w := &walker{r: bufio.NewReaderSize(io.NewSectionReader(r, preambleLen+4, size-preambleLen-4), 64<<10),
-		pos: preambleLen + 4, end: size, bo: binary.LittleEndian, limits: limits,
-		collect: collect, values: map[tagID]rawValue{}, oversized: map[tagID]bool{}, oasTags: map[tagID]bool{},
+	w := newWalker(r, size, limits)
+	w.collect = collect
+	if err := w.run(); err != nil {
+		return nil, err
+	}
+	return &walkResult{transferSyntax: w.ts, byteOrder: w.bo, values: w.values, oversized: w.oversized,
+		oasTags: w.oasTags, oasValues: w.oasValues, nested: w.nested, pixels: w.pixels}, nil
+}
+
+// visitWalk walks a Part 10 file handing its data set's elements to v; an
+// error v returns comes back as is.
+func visitWalk(r io.ReaderAt, size int64, limits Limits, v visitor) (*walker, error) {
+	if err := checkMagic(r, size); err != nil {
+		return nil, err
+	}
+	w := newWalker(r, size, limits)
+	w.visit = v
+	return w, w.run()
+}
+
+func newWalker(r io.ReaderAt, size int64, limits Limits) *walker {
+	return &walker{r: bufio.NewReaderSize(io.NewSectionReader(r, preambleLen+4, size-preambleLen-4), 64<<10),
+		file: r, pos: preambleLen + 4, end: size, bo: binary.LittleEndian, limits: limits,
+		values: map[tagID]rawValue{}, oversized: map[tagID]bool{}, oasTags: map[tagID]bool{},
 		oasValues: map[tagID]rawValue{}, nested: map[tagID][]nestedValue{}}
+}
+
+// run walks the File Meta group and the data set to its end.
+func (w *walker) run() error {
 	ts, err := w.walkMeta()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	w.ts = ts
 	explicit := ts != tsImplicitLE
@@ -115,17 +157,16 @@ func walk(r io.ReaderAt, size int64, collect bool, limits Limits) (*walkResult, 
 		w.bo = binary.BigEndian
 	case tsDeflatedLE:
 		// Offsets from here on count inflated bytes; the length is unknown.
-		packed := size - w.pos
-		budget, limit := limits.inflateBudget(packed)
+		packed := w.end - w.pos
+		budget, limit := w.limits.inflateBudget(packed)
 		w.r = bufio.NewReader(&budgetReader{r: flate.NewReader(w.r), left: budget, budget: budget, limit: limit,
-			ratio: limits.MaxInflateRatio, packed: packed})
+			ratio: w.limits.MaxInflateRatio, packed: packed})
 		w.pos, w.end = 0, -1
 	}
 	if err := w.walkElements(explicit, -1, 0); !errors.Is(err, errEnd) {
-		return nil, err
+		return err
 	}
-	return &walkResult{transferSyntax: ts, byteOrder: w.bo, values: w.values, oversized: w.oversized,
-		oasTags: w.oasTags, oasValues: w.oasValues, nested: w.nested, pixels: w.pixels}, nil
+	return nil
 }
 
 // walkMeta walks the File Meta group (always explicit VR little endian) and
@@ -212,6 +253,12 @@ func (w *walker) walkElements(explicit bool, limit int64, depth int) error {
 			return errItemEnd
 		case tagItem, tagSeqDelimitation:
 			return fmt.Errorf("%w: unexpected %s at offset %d", ErrMalformed, h.tag, h.at)
+		}
+		if w.visit != nil {
+			if err := w.visit.element(w, h, explicit, limit, depth); err != nil {
+				return err
+			}
+			continue
 		}
 		if w.inOAS && depth > 0 {
 			w.oasTags[h.tag] = true
@@ -359,25 +406,35 @@ func (w *walker) walkSequence(explicit bool, end, limit int64, depth int) error 
 		case h.tag != tagItem:
 			return fmt.Errorf("%w: expected an item in a sequence at offset %d, found %s", ErrMalformed, h.at, h.tag)
 		case h.length == undefinedLength:
+			w.visitItem(true)
 			if err := w.walkElements(explicit, limit, depth+1); !errors.Is(err, errItemEnd) {
 				if err == nil {
 					err = fmt.Errorf("%w: item at offset %d is not closed", ErrMalformed, h.at)
 				}
 				return err
 			}
+			w.visitItem(false)
 		default:
 			if err := w.checkFits(h, int64(h.length), limit); err != nil {
 				return err
 			}
+			w.visitItem(true)
 			if err := w.walkElements(explicit, w.pos+int64(h.length), depth+1); err != nil {
 				return err
 			}
+			w.visitItem(false)
 		}
 	}
 	if w.pos != end {
 		return fmt.Errorf("%w: sequence items run past the sequence's end at offset %d", ErrMalformed, end)
 	}
 	return nil
+}
+
+func (w *walker) visitItem(start bool) {
+	if w.visit != nil {
+		w.visit.item(start)
+	}
 }
 
 // walkFragments walks encapsulated Pixel Data: items of defined length up
