@@ -49,6 +49,9 @@ type auditNote struct {
 	// intent, for routes that change who may act, records durably that
 	// the change is about to be made (see recordIntent).
 	intent func(object string) error
+	// each records durably one instance of a request that concerns many
+	// (see recordEach).
+	each func(action, object string, status int) error
 }
 
 type noteKey struct{}
@@ -73,6 +76,18 @@ func recordIntent(r *http.Request, object string) error {
 		return nil
 	}
 	return n.intent(object)
+}
+
+// recordEach writes, durably, the event of one instance among the many a
+// request concerns (each part of a STOW-RS request, each instance of a
+// study retrieved): as the native API records each of its own, before the
+// instance is answered. Without an audit trail it records nothing.
+func recordEach(r *http.Request, action, object string, status int) error {
+	n, ok := r.Context().Value(noteKey{}).(*auditNote)
+	if !ok || n.each == nil {
+		return nil
+	}
+	return n.each(action, object, status)
 }
 
 // guard authenticates and authorizes a request against its route's entry,
@@ -162,6 +177,14 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			note.intent = func(object string) error {
 				e := ev
 				e.Object, e.Outcome = object, "allowed"
+				return s.Audit.RecordDurable(context.WithoutCancel(ctx), e)
+			}
+			note.each = func(action, object string, status int) error {
+				e := ev
+				e.Action, e.Object, e.Status, e.Outcome = action, object, status, "allowed"
+				if status >= 400 {
+					e.Outcome = "failed"
+				}
 				return s.Audit.RecordDurable(context.WithoutCancel(ctx), e)
 			}
 		}

@@ -23,6 +23,19 @@ var durableActions = map[string]bool{
 	"verify.digest":                true,
 	"instance.ingest":              true,
 	"instance.identity-correction": true,
+	// DICOMweb hands out images, metadata and patient data in results.
+	"dicomweb.store":             true,
+	"dicomweb.search.studies":    true,
+	"dicomweb.search.series":     true,
+	"dicomweb.search.instances":  true,
+	"dicomweb.retrieve.study":    true,
+	"dicomweb.retrieve.series":   true,
+	"dicomweb.retrieve.instance": true,
+	"dicomweb.metadata.study":    true,
+	"dicomweb.metadata.series":   true,
+	"dicomweb.metadata.instance": true,
+	"dicomweb.frames":            true,
+	"dicomweb.bulkdata":          true,
 }
 
 // durableWriter holds a handler's answer until its audit event, with the

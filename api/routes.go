@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/catalog"
 )
 
 // route is one entry of the one table that says, for every route, what it
@@ -62,7 +63,35 @@ var routes = []route{
 	{"POST", "/v1/tokens", "token.create", admin, nil, func(s *Server) http.HandlerFunc { return s.createToken }},
 	{"GET", "/v1/tokens", "token.list", admin, nil, func(s *Server) http.HandlerFunc { return s.listTokens }},
 	{"DELETE", "/v1/tokens/{name}", "token.revoke", admin, nil, func(s *Server) http.HandlerFunc { return s.revokeToken }},
+
+	// DICOMweb (PS3.18): STOW-RS stores (ingest), WADO-RS and QIDO-RS
+	// retrieve and search (viewer). Each instance stored or sent is
+	// also recorded on its own, as the native routes record theirs.
+	{"POST", "/dicomweb/studies", "dicomweb.store", ingest, nil, func(s *Server) http.HandlerFunc { return s.stow }},
+	{"POST", "/dicomweb/studies/{study}", "dicomweb.store", ingest, nil, func(s *Server) http.HandlerFunc { return s.stow }},
+	{"GET", "/dicomweb/studies", "dicomweb.search.studies", viewer, nil, qido(catalog.StudyLevel)},
+	{"GET", "/dicomweb/series", "dicomweb.search.series", viewer, nil, qido(catalog.SeriesLevel)},
+	{"GET", "/dicomweb/instances", "dicomweb.search.instances", viewer, nil, qido(catalog.InstanceLevel)},
+	{"GET", "/dicomweb/studies/{study}/series", "dicomweb.search.series", viewer, nil, qido(catalog.SeriesLevel)},
+	{"GET", "/dicomweb/studies/{study}/instances", "dicomweb.search.instances", viewer, nil, qido(catalog.InstanceLevel)},
+	{"GET", "/dicomweb/studies/{study}/series/{series}/instances", "dicomweb.search.instances", viewer, nil, qido(catalog.InstanceLevel)},
+	{"GET", "/dicomweb/studies/{study}", "dicomweb.retrieve.study", viewer, nil, wado},
+	{"GET", "/dicomweb/studies/{study}/series/{series}", "dicomweb.retrieve.series", viewer, nil, wado},
+	{"GET", "/dicomweb/studies/{study}/series/{series}/instances/{instance}", "dicomweb.retrieve.instance", viewer, nil, wado},
+	{"GET", "/dicomweb/studies/{study}/metadata", "dicomweb.metadata.study", viewer, nil, metadata},
+	{"GET", "/dicomweb/studies/{study}/series/{series}/metadata", "dicomweb.metadata.series", viewer, nil, metadata},
+	{"GET", "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", "dicomweb.metadata.instance", viewer, nil, metadata},
+	{"GET", "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", "dicomweb.frames", viewer, nil,
+		func(s *Server) http.HandlerFunc { return s.wadoFrames }},
+	{"GET", "/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}", "dicomweb.bulkdata", viewer, nil,
+		func(s *Server) http.HandlerFunc { return s.wadoBulkData }},
 }
+
+func qido(level catalog.Level) func(s *Server) http.HandlerFunc {
+	return func(s *Server) http.HandlerFunc { return s.qido(level) }
+}
+func wado(s *Server) http.HandlerFunc     { return s.wadoRetrieve }
+func metadata(s *Server) http.HandlerFunc { return s.wadoMetadata }
 
 // Routes describes the route table for tests and documentation: method,
 // pattern, the roles allowed, and whether it is public under this server's

@@ -76,6 +76,15 @@ type Server struct {
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter
+
+	// Catalog is the DICOMweb search index (nil: no QIDO-RS, and WADO-RS
+	// only of single instances).
+	Catalog Catalog
+	// MaxParts bounds the parts of one STOW-RS request (0: DefaultMaxParts).
+	MaxParts int
+	// CORSOrigins are the browser origins allowed to call the API (none
+	// by default).
+	CORSOrigins []string
 }
 
 // ReadinessCheck returns a warning to report while still ready, or an
@@ -128,7 +137,7 @@ func New(svc Service, log *slog.Logger) *Server {
 // Handler returns the routed HTTP handler.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(closeUnreadBodies, middleware.RequestID, s.securityHeaders, s.logRequests, s.metrics.instrument, s.recoverPanics,
+	r.Use(closeUnreadBodies, s.cors, middleware.RequestID, s.securityHeaders, s.logRequests, s.metrics.instrument, s.recoverPanics,
 		s.limitBehindProxies)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem.RouteNotFound, "no route for "+r.URL.Path, nil)

@@ -14,6 +14,8 @@ import (
 // Custody is what happens to instances: attest, correct, retrieve, verify.
 type Custody interface {
 	Ingest(ctx context.Context, body io.Reader) (*attest.IngestResult, error)
+	// IngestToStudy is Ingest of a file that must belong to study.
+	IngestToStudy(ctx context.Context, body io.Reader, study string) (*attest.IngestResult, error)
 	CorrectIdentity(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error)
 	Retrieve(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
 	Attestation(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)

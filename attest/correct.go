@@ -54,7 +54,7 @@ func (s *Service) CorrectIdentity(ctx context.Context, uid string, body io.Reade
 		return nil, Errorf(EInvalid, ProblemInvalidRequest,
 			"the file's SOP Instance UID is not the one corrected (%s): a correction keeps the instance", uid)
 	}
-	return s.correct(ctx, latest, a, sp, reason, actor, true)
+	return s.indexed(ctx, sp)(s.correct(ctx, latest, a, sp, reason, actor, true))
 }
 
 func (s *Service) correct(ctx context.Context, latest ledger.Entry, a *dicomfile.Analysis, sp *spool.Spool, reason, actor string, retry bool) (*IngestResult, error) {

@@ -76,7 +76,21 @@ func (s *Service) Ingest(ctx context.Context, body io.Reader) (*IngestResult, er
 		return nil, err
 	}
 	defer sp.Close()
-	return s.ingest(ctx, a, sp, true)
+	return s.indexed(ctx, sp)(s.ingest(ctx, a, sp, true))
+}
+
+// indexed records a successful ingest's instance in the catalog before it
+// is answered (see index).
+func (s *Service) indexed(ctx context.Context, sp *spool.Spool) func(*IngestResult, error) (*IngestResult, error) {
+	return func(res *IngestResult, err error) (*IngestResult, error) {
+		if err != nil {
+			return nil, err
+		}
+		if err := s.index(ctx, res.Attestation, sp, sp.Size()); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
 }
 
 // receive takes an uploaded file to be attested: refused before a byte is

@@ -19,6 +19,7 @@ type Retrieved struct {
 	Attestation *Attestation
 	SHA256      [32]byte
 	spool       *spool.Spool
+	limits      dicomfile.Limits
 }
 
 // Reader returns the verified bytes.
@@ -126,7 +127,7 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 		sp.Close()
 		return nil, s.integrityFailure(ctx, entry, ReasonAltered, got, nil)
 	}
-	return &Retrieved{Attestation: att, SHA256: sp.SHA256(), spool: sp}, nil
+	return &Retrieved{Attestation: att, SHA256: sp.SHA256(), spool: sp, limits: s.Limits}, nil
 }
 
 func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {

@@ -103,6 +103,9 @@ type Service struct {
 	Now func() time.Time
 	// Rand supplies salts.
 	Rand io.Reader
+	// Catalog, when set, indexes every attested instance for DICOMweb
+	// searches.
+	Catalog Catalog
 }
 
 // AppendQueue is how many ledger appends wait for a commit: a gauge of

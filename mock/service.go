@@ -15,6 +15,7 @@ import (
 // Service is a fake api.Service.
 type Service struct {
 	IngestFn               func(ctx context.Context, body io.Reader) (*attest.IngestResult, error)
+	IngestToStudyFn        func(ctx context.Context, body io.Reader, study string) (*attest.IngestResult, error)
 	CorrectIdentityFn      func(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error)
 	RetrieveFn             func(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
 	AttestationFn          func(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)
@@ -39,6 +40,13 @@ func (s *Service) Ingest(ctx context.Context, body io.Reader) (*attest.IngestRes
 		return nil, unset("Ingest")
 	}
 	return s.IngestFn(ctx, body)
+}
+
+func (s *Service) IngestToStudy(ctx context.Context, body io.Reader, study string) (*attest.IngestResult, error) {
+	if s.IngestToStudyFn == nil {
+		return nil, unset("IngestToStudy")
+	}
+	return s.IngestToStudyFn(ctx, body, study)
 }
 
 func (s *Service) CorrectIdentity(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error) {

@@ -39,6 +39,7 @@ const (
 	EForbidden       Code = "forbidden"       // valid credentials, not allowed
 	ERateLimited     Code = "rate-limited"    // too many requests
 	EInternal        Code = "internal"        // a bug
+	ENotAcceptable   Code = "not-acceptable"  // no representation the client accepts (DICOMweb Accept)
 )
 
 // statusOf is the one status of each code.
@@ -57,6 +58,7 @@ var statusOf = map[Code]int{
 	EForbidden:       http.StatusForbidden,
 	ERateLimited:     http.StatusTooManyRequests,
 	EInternal:        http.StatusInternalServerError,
+	ENotAcceptable:   http.StatusNotAcceptable,
 }
 
 // Slugs, stable: part of the API contract.
@@ -94,6 +96,13 @@ const (
 	NotReady                  = "not-ready"
 	NoSyncReplica             = "sync-replica-missing"
 	Internal                  = "internal-error"
+	// DICOMweb (PS3.18) request-level problems; a STOW part refused is
+	// answered in the Store Instances Response instead.
+	InvalidMultipart = "invalid-multipart"
+	TooManyParts     = "too-many-parts"
+	InvalidQuery     = "invalid-query"
+	NotAcceptable    = "not-acceptable"
+	IndexUnavailable = "index-unavailable"
 )
 
 // Type is one problem type.
@@ -146,6 +155,11 @@ var table = []Type{
 	entry(RateLimited, ERateLimited, "Too many requests"),
 	entry(AuthRateLimited, ERateLimited, "Too many failed authentications"),
 	entry(Internal, EInternal, "Internal error"),
+	entry(InvalidMultipart, EInvalid, "Malformed multipart request"),
+	entry(InvalidQuery, EInvalid, "Invalid search"),
+	entry(TooManyParts, ETooLarge, "Too many parts"),
+	entry(NotAcceptable, ENotAcceptable, "Not acceptable"),
+	entry(IndexUnavailable, EUnavailable, "Search index unavailable"),
 }
 
 var bySlug = func() map[string]Type {

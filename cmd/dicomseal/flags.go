@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -109,5 +110,28 @@ func (p *prefixList) Set(s string) error {
 		out = append(out, pr)
 	}
 	*p = out
+	return nil
+}
+
+// originList is --cors-origins: browser origins, scheme://host[:port].
+type originList []string
+
+func (o *originList) String() string { return strings.Join(*o, ",") }
+
+func (o *originList) Set(s string) error {
+	var out originList
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		u, err := url.Parse(part)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return fmt.Errorf("want origins such as https://viewer.example.org:3000, got %q", part)
+		}
+		out = append(out, u.Scheme+"://"+u.Host)
+	}
+	*o = out
 	return nil
 }

@@ -25,6 +25,7 @@ Commands:
   migrate  create or upgrade the ledger schema (PostgreSQL: also its two roles)
   tokens   create, list and revoke API tokens (roles: ingest, viewer, auditor, admin, reconciler)
   reconcile  list (and with --remove-orphans delete) stored objects no entry references, and attested objects gone
+  index    rebuild the DICOMweb search index from the stored objects ('index rebuild')
   health   exit 0 when a running dicomseal is ready (for container health checks)
   version  print the version
 
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return reconcileCommand(ctx, args[1:], stdout, stderr)
 	case "tokens":
 		return tokensCommand(ctx, args[1:], stdout, stderr)
+	case "index":
+		return indexCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dicomseal", version)
 	case "help", "-h", "--help", "-help":

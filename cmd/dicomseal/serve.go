@@ -20,6 +20,7 @@ import (
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/catalog"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
@@ -81,6 +82,10 @@ type Main struct {
 	AuthFailLimit   int
 	AuthFailWindow  time.Duration
 
+	// DICOMweb.
+	MaxParts    int
+	CORSOrigins originList
+
 	// Stderr receives logs (os.Stderr unless a test sets it).
 	Stderr io.Writer
 	// noAudit leaves requests unaudited: only for the benchmark that
@@ -92,6 +97,7 @@ type Main struct {
 	auditLog   *ledger.Log
 	audit      *audit.Log
 	tokens     auth.Store
+	catalog    catalog.Store
 	listener   net.Listener
 	server     *http.Server
 	served     chan error
@@ -138,6 +144,7 @@ func NewMain() *Main {
 		MinFreeSpace:    1 << 30,
 		AuthFailLimit:   20,
 		AuthFailWindow:  10 * time.Second,
+		MaxParts:        api.DefaultMaxParts,
 	}
 }
 
@@ -182,6 +189,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Var(&m.MinFreeSpace, "min-free-space", "free space the data directory must keep: below it ingest answers 507 and /readyz is not ready (0: no check)")
 	fs.IntVar(&m.AuthFailLimit, "auth-fail-limit", m.AuthFailLimit, "failed authentications one source may make per --auth-fail-window before it gets 429 (0: no limit)")
 	fs.DurationVar(&m.AuthFailWindow, "auth-fail-window", m.AuthFailWindow, "the window --auth-fail-limit counts over")
+	fs.IntVar(&m.MaxParts, "max-parts", m.MaxParts, "most parts in one DICOMweb STOW-RS request; more: 413 (the parts before the limit are stored)")
+	fs.Var(&m.CORSOrigins, "cors-origins", "browser origins (scheme://host[:port], comma-separated) allowed to call the API, e.g. a web viewer's; none by default")
 	fs.Usage = usage(fs, m.Stderr, "dicomseal serve [flags]", serveDescription)
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
@@ -194,6 +203,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if m.MaxBody <= 0 || m.SpoolMemory <= 0 {
 		return errors.New("--max-body and --spool-memory must be positive")
+	}
+	if m.MaxParts <= 0 {
+		return errors.New("--max-parts must be positive")
 	}
 	return nil
 }
@@ -246,6 +258,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return errors.New("the ledger backend keeps no tokens")
 	}
 	m.tokens = tokens
+	if m.catalog, ok = backend.(catalog.Store); !ok {
+		return errors.New("the ledger backend keeps no DICOMweb catalog")
+	}
 	if err := m.firstAdminToken(ctx); err != nil {
 		return err
 	}
@@ -264,6 +279,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	svc.MinFreeSpace = int64(m.MinFreeSpace)
 	svc.LogKey = logKeyInfo(keys.log, "log")
 	svc.AuditLogKey = logKeyInfo(keys.audit, "audit-log")
+	svc.Catalog = catalog.Timeout{Store: m.catalog, D: m.DBTimeout}
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
 	srv.Tokens, srv.Audit, srv.AuditLog = m.tokens, m.audit, m.audit
@@ -274,6 +290,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	srv.RateLimit, srv.RateBurst = m.RateLimit, m.RateBurst
 	srv.Pace = api.BodyPace{Idle: m.BodyIdle, MinRate: int64(m.BodyMinRate)}
 	srv.DBTimeout = m.DBTimeout
+	srv.Catalog, srv.MaxParts, srv.CORSOrigins = catalog.Timeout{Store: m.catalog, D: m.DBTimeout}, m.MaxParts, m.CORSOrigins
 	srv.SetAuthFailLimit(m.AuthFailLimit, m.AuthFailWindow)
 	auditLog := m.auditLog // Close clears the field; a late probe keeps its own
 	srv.Probes = append(srv.Probes, api.Probe{Name: "audit", Check: func(ctx context.Context) (string, error) {

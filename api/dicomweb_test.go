@@ -1,0 +1,63 @@
+package api
+
+import (
+	"net/url"
+	"testing"
+)
+
+// What viewers and PACS send as Accept, and what dicomseal, which sends
+// the stored bytes only, must say to it.
+func TestAcceptable(t *testing.T) {
+	const stored = "1.2.840.10008.1.2.4.90"
+	cases := []struct {
+		accept, part string
+		want         bool
+	}{
+		{"", "application/dicom", true},
+		{"*/*", "application/dicom", true},
+		{`multipart/related; type="application/dicom"`, "application/dicom", true},
+		{`multipart/related; type=application/dicom`, "application/dicom", true}, // unquoted '/', as clients send it
+		{`multipart/related; type="application/dicom"; transfer-syntax=*`, "application/dicom", true},
+		{`multipart/related; type="application/dicom"; transfer-syntax=` + stored, "application/dicom", true},
+		{`multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1`, "application/dicom", false},
+		{`multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1, multipart/related; type="application/dicom"; transfer-syntax=*`, "application/dicom", true},
+		{`multipart/related; type="application/dicom"; transfer-syntax=*; q=0`, "application/dicom", false},
+		{`multipart/related; type="application/octet-stream"; transfer-syntax=*`, "application/dicom", false},
+		{`multipart/related; type="application/octet-stream"; transfer-syntax=*`, "application/octet-stream", true},
+		{`multipart/related; type=application/octet-stream; transfer-syntax=*`, "application/octet-stream", true},
+		{"application/dicom+json", "application/dicom", false},
+		{"image/jpeg", "application/octet-stream", false},
+	}
+	for _, c := range cases {
+		if got := acceptable(c.accept, c.part, stored); got != c.want {
+			t.Errorf("acceptable(%q, %s) = %v, want %v", c.accept, c.part, got, c.want)
+		}
+	}
+	for h, want := range map[string]bool{"": true, "application/dicom+json": true, "application/json": true, "*/*": true,
+		"multipart/related; type=application/dicom": false, "text/html": false} {
+		if got := acceptsJSON(h); got != want {
+			t.Errorf("acceptsJSON(%q) = %v", h, got)
+		}
+	}
+}
+
+// The audit trail keeps what was searched for, never the patient's name.
+func TestAuditQueryRedactsPatientKeys(t *testing.T) {
+	v := url.Values{"PatientName": {"Doe^John"}, "00100020": {"MRN-1"}, "limit": {"10"}, "StudyDate": {"2024"}, "AccessionNumber": {""}}
+	got := auditQuery("/dicomweb/studies", v)
+	want := "/dicomweb/studies?00100020=%28redacted%29&AccessionNumber=&PatientName=%28redacted%29&StudyDate=2024&limit=10"
+	if got != want {
+		t.Fatalf("auditQuery = %s\nwant          %s", got, want)
+	}
+}
+
+func TestFrameList(t *testing.T) {
+	if got, err := frameList("1,3, 2"); err != nil || len(got) != 3 || got[2] != 2 {
+		t.Fatalf("frameList: %v %v", got, err)
+	}
+	for _, bad := range []string{"", "0", "-1", "1,,2", "x", "1.5"} {
+		if _, err := frameList(bad); err == nil {
+			t.Errorf("frameList(%q) accepted", bad)
+		}
+	}
+}
