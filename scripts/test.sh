@@ -6,8 +6,10 @@
 # never installed) are cached under ${DICOMSEAL_CACHE:-~/.cache/dicomseal};
 # PostgreSQL is started (or installed) on 127.0.0.1 and a database is made
 # for this run and dropped after it; a MinIO server (built once with go
-# install) runs on a free loopback port for the run. Extra arguments go to
-# `go test`.
+# install) runs on a free loopback port for the run; Orthanc and its
+# DICOMweb plugin (Debian's packages) are installed for the interop tests,
+# which start their own, and the OHIF replay harness's npm packages are
+# installed from its lock file. Extra arguments go to `go test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -21,6 +23,16 @@ log "pydicom test files: $DICOMSEAL_TEST_PYDICOM_DIR"
 
 step "dcmtk"
 scripts/dcmtk.sh
+
+# The interop tests' peers (cmd/dicomseal/orthanc_e2e_test.go): each test
+# starts its own Orthanc from these paths.
+# (Assigned first: `eval "$(…)"` alone would not stop on a failure.)
+step "Orthanc"
+peer_env=$(scripts/orthanc.sh install)
+eval "$peer_env"
+step "OHIF replay harness (testdata/ohif)"
+peer_env=$(scripts/ohif.sh)
+eval "$peer_env"
 
 start_test_services # PostgreSQL and MinIO, stopped and dropped on exit
 
