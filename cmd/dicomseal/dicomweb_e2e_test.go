@@ -133,12 +133,41 @@ func TestSTOWStoresAndRefusesPartByPart(t *testing.T) {
 			http.StatusUnsupportedMediaType, "unsupported-media-type")
 		assertProblem(t, s.do(http.MethodPost, "/dicomweb/studies", `multipart/related; type="application/dicom+json"; boundary=mixed`, mb.build(files[0])),
 			http.StatusUnsupportedMediaType, "unsupported-media-type")
-		truncated := mb.build(files[0], files[1])
-		truncated = truncated[:len(truncated)-len(files[1])/2]
-		assertProblem(t, s.do(http.MethodPost, "/dicomweb/studies", ct, truncated), http.StatusBadRequest, "invalid-multipart")
+		// A body cut inside a part: the parts before it stand, the cut one
+		// is not stored in part or at all.
+		fresh := studyFiles(t, tools, "1.2.826.0.1.3680043.10.1401.3", "pydicom-CT_small.dcm", "pydicom-MR_small.dcm")
+		truncated := mb.build(fresh...)
+		truncated = truncated[:len(truncated)-len(fresh[1])/2]
+		p := assertProblem(t, s.do(http.MethodPost, "/dicomweb/studies", ct, truncated), http.StatusBadRequest, "invalid-multipart")
+		if p["parts_stored"] != float64(1) {
+			t.Fatalf("the problem does not say the first part was stored: %v", p)
+		}
+		if r := s.do(http.MethodGet, "/v1/instances/1.2.826.0.1.3680043.10.1401.3.2.2", "", nil); r.status != http.StatusNotFound {
+			t.Fatalf("the part cut short was stored: %d", r.status)
+		}
 		assertProblem(t, s.do(http.MethodPost, "/dicomweb/studies", ct, []byte("--mixed--\r\n")), http.StatusBadRequest, "invalid-multipart")
 		assertProblem(t, s.do(http.MethodPost, "/dicomweb/studies/not-a-uid", ct, mb.build(files[0])), http.StatusBadRequest, "invalid-request")
 		assertProblem(t, s.as(auth.RoleViewer).do(http.MethodPost, "/dicomweb/studies", ct, mb.build(files[0])), http.StatusForbidden, "forbidden")
+	})
+	t.Run("a body over --max-body", func(t *testing.T) {
+		small := startServer(t, t.TempDir(), "--max-body", "64KiB")
+		body := mb.build(files...)
+		assertProblem(t, small.do(http.MethodPost, "/dicomweb/studies", ct, body), http.StatusRequestEntityTooLarge, "body-too-large")
+		// Chunked, the limit is found on the way: the parts before it are
+		// stored, and said to be.
+		req, _ := http.NewRequest(http.MethodPost, small.url+"/dicomweb/studies", io.MultiReader(bytes.NewReader(body)))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Authorization", "Bearer "+small.tokens[auth.RoleIngest])
+		resp, err := small.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		validateResponse(t, req, resp, b)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !bytes.Contains(b, []byte(`"parts_stored":4`)) {
+			t.Fatalf("chunked STOW over --max-body: %d %s", resp.StatusCode, b)
+		}
 	})
 	t.Run("100,000 tiny parts", func(t *testing.T) {
 		tiny := make([][]byte, 100_000)
