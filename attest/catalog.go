@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/dicomseal/dicomseal/catalog"
 	"github.com/dicomseal/dicomseal/dicomfile"
@@ -14,32 +15,46 @@ import (
 
 // Catalog is the search index as ingest keeps it: an ordinary,
 // correctable table beside the log (names and IDs are patient data, never
-// logged), which the DICOMweb search reads. A row of an older version
-// never replaces a newer one's.
+// logged), which the DICOMweb search reads. A new version's row is written
+// in its append's transaction (custody.Record.Catalog); Catalog takes the
+// rows of repeated ingests. A row of an older version never replaces a
+// newer one's.
 type Catalog interface {
 	PutEntry(ctx context.Context, e catalog.Entry) error
 }
 
-// index records an attested instance in the catalog. It runs on every
-// successful ingest, a repeated one included, so that a retry after an
-// index failure heals the row; until it succeeds the ingest is not
-// answered 2xx (an instance the viewer cannot find is not done).
-func (s *Service) index(ctx context.Context, att *Attestation, r io.ReaderAt, size int64) error {
+// catalogRow is a file's catalog row, for an append to write in its own
+// transaction (custody.Record.Catalog): nil without a catalog, or for an
+// instance DICOMweb cannot name (no study or series).
+func (s *Service) catalogRow(ctx context.Context, uid, sha string, r io.ReaderAt, size int64) (*catalog.Entry, error) {
 	if s.Catalog == nil {
-		return nil
+		return nil, nil
 	}
 	e, err := CatalogEntry(s.Limits, r, size)
 	if errors.Is(err, catalog.ErrNotIndexable) {
 		// Attested all the same; DICOMweb has no URL to find it under.
-		s.log.WarnContext(ctx, "instance not indexed for DICOMweb", "sop_instance_uid", att.SOPInstanceUID, "reason", err.Error())
-		return nil
+		s.log.WarnContext(ctx, "instance not indexed for DICOMweb", "sop_instance_uid", uid, "reason", err.Error())
+		return nil, nil
 	}
 	if err != nil {
-		// The bytes were analysed and attested: failing here is a bug.
-		return internal(fmt.Errorf("catalog entry of %s: %w", att.SOPInstanceUID, err))
+		// The bytes were analysed and are about to be attested: a bug.
+		return nil, internal(fmt.Errorf("catalog entry of %s: %w", uid, err))
 	}
-	e.LedgerIndex, e.FileSHA256, e.IndexedAt = att.LedgerIndex, att.Digests[DigestFile], s.Now().UTC()
-	if err := s.Catalog.PutEntry(ctx, e); err != nil {
+	e.FileSHA256, e.IndexedAt = sha, s.Now().UTC()
+	return &e, nil
+}
+
+// index records in the catalog an instance whose bytes were attested
+// before (a repeated ingest: no append, so no row rides along with one).
+// It runs on every repeat, so that a retry heals a row lost or never
+// written; until it succeeds the ingest is not answered 2xx.
+func (s *Service) index(ctx context.Context, att *Attestation, r io.ReaderAt, size int64) error {
+	e, err := s.catalogRow(ctx, att.SOPInstanceUID, att.Digests[DigestFile], r, size)
+	if e == nil || err != nil {
+		return err
+	}
+	e.LedgerIndex = att.LedgerIndex
+	if err := s.Catalog.PutEntry(ctx, *e); err != nil {
 		return &Error{Code: EUnavailable, Problem: problem.IndexUnavailable,
 			Message: "the instance is attested but the search index cannot record it now; retry the request", Err: err}
 	}
@@ -58,5 +73,30 @@ func CatalogEntry(l dicomfile.Limits, r io.ReaderAt, size int64) (catalog.Entry,
 	if err != nil {
 		return catalog.Entry{}, err
 	}
-	return catalog.FromJSON(attrs)
+	// The keys are read from the data set at hand, not decoded back from
+	// the JSON just written.
+	return catalog.NewEntry(attrs, func(tag uint32) string { return firstValue(ds[fmt.Sprintf("%08X", tag)]) })
+}
+
+// firstValue is an attribute's first value as text, as catalog.NewEntry
+// takes it.
+func firstValue(a *dicomfile.Attribute) string {
+	if a == nil || len(a.Value) == 0 {
+		return ""
+	}
+	switch v := a.Value[0].(type) {
+	case string:
+		return v
+	case dicomfile.PersonName:
+		return v.Alphabetic
+	case *dicomfile.PersonName:
+		return v.Alphabetic
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case uint64:
+		return strconv.FormatUint(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return ""
 }

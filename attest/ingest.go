@@ -86,8 +86,10 @@ func (s *Service) indexed(ctx context.Context, sp *spool.Spool) func(*IngestResu
 		if err != nil {
 			return nil, err
 		}
-		if err := s.index(ctx, res.Attestation, sp, sp.Size()); err != nil {
-			return nil, err
+		if !res.Created { // a new version's row was written with its entry
+			if err := s.index(ctx, res.Attestation, sp, sp.Size()); err != nil {
+				return nil, err
+			}
 		}
 		return res, nil
 	}
@@ -218,6 +220,10 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		body = encodeBody(identityCorrectionBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env, IdentityCorrection: *ic})
 		identity.CorrectionReason = corr.reason
 	}
+	row, err := s.catalogRow(ctx, inst.SOPInstanceUID, sha, sp, size)
+	if err != nil {
+		return nil, err
+	}
 	entry, err := s.ledger.AppendIngest(ctx, custody.Record{
 		Kind:       kind,
 		Subject:    inst.SOPInstanceUID,
@@ -225,6 +231,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		Body:       body,
 		Identity:   identity,
 		Revises:    revisesIndex(revises),
+		Catalog:    row,
 	})
 	var exists *custody.InstanceExistsError
 	switch {

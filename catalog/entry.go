@@ -27,38 +27,66 @@ type attribute struct {
 // Errors: ErrNotIndexable for an instance without the UIDs DICOMweb names
 // it by (no study or series: attested, but nothing to search it under).
 func FromJSON(attrs []byte) (Entry, error) {
-	// PostgreSQL's text refuses what is not UTF-8, and the JSON would be
-	// handed back as stored: refused here, with the reason.
-	if !utf8.Valid(attrs) {
-		return Entry{}, fmt.Errorf("catalog: the attributes are not UTF-8")
-	}
-	var obj map[string]attribute
+	// Only the keys are decoded, not the data set: on every ingest, a
+	// full decode cost more than walking the file.
+	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(attrs, &obj); err != nil {
 		return Entry{}, fmt.Errorf("catalog: the attributes are not a DICOM JSON object: %w", err)
 	}
 	if obj == nil {
 		return Entry{}, fmt.Errorf("catalog: the attributes are null, not a DICOM JSON object")
 	}
-	upper := make(map[string]attribute, len(obj))
+	upper := make(map[string]json.RawMessage, len(obj))
 	for k, a := range obj {
 		upper[strings.ToUpper(k)] = a
 	}
-	text := func(tag uint32) string { return firstText(upper[tagKey(tag)]) }
+	var bad error
+	e, err := NewEntry(attrs, func(tag uint32) string {
+		raw, ok := upper[tagKey(tag)]
+		if !ok {
+			return ""
+		}
+		var a attribute
+		if err := json.Unmarshal(raw, &a); err != nil && bad == nil {
+			bad = fmt.Errorf("catalog: attribute %s is not DICOM JSON: %w", tagKey(tag), err)
+		}
+		return firstText(a)
+	})
+	if bad != nil {
+		return Entry{}, bad
+	}
+	return e, err
+}
+
+// NewEntry is FromJSON for a caller that has the data set decoded already
+// (ingest does): text gives an attribute's first value as text — a PN's
+// alphabetic form, a number as written, "" when absent — and attrs is
+// kept as the entry's Attributes.
+func NewEntry(attrs []byte, text func(tag uint32) string) (Entry, error) {
+	// PostgreSQL's text refuses what is not UTF-8, and the JSON would be
+	// handed back as stored: refused here, with the reason.
+	if !utf8.Valid(attrs) {
+		return Entry{}, fmt.Errorf("catalog: the attributes are not UTF-8")
+	}
+	trimmed := func(tag uint32) string {
+		// NULs pad UIDs in files, and PostgreSQL's text cannot hold them.
+		return strings.Trim(strings.ReplaceAll(text(tag), "\x00", ""), " ")
+	}
 	e := Entry{
-		StudyInstanceUID:  text(tagStudyInstanceUID),
-		SeriesInstanceUID: text(tagSeriesInstanceUID),
-		SOPInstanceUID:    text(tagSOPInstanceUID),
-		SOPClassUID:       text(tagSOPClassUID),
-		PatientName:       text(tagPatientName),
-		PatientID:         text(tagPatientID),
-		AccessionNumber:   text(tagAccessionNumber),
-		StudyDate:         studyDate(text(tagStudyDate)),
-		StudyTime:         strings.ReplaceAll(text(tagStudyTime), ":", ""),
-		StudyDescription:  text(tagStudyDescription),
-		Modality:          text(tagModality),
-		SeriesNumber:      integer(text(tagSeriesNumber)),
-		InstanceNumber:    integer(text(tagInstanceNumber)),
-		TransferSyntaxUID: text(tagTransferSyntaxUID),
+		StudyInstanceUID:  trimmed(tagStudyInstanceUID),
+		SeriesInstanceUID: trimmed(tagSeriesInstanceUID),
+		SOPInstanceUID:    trimmed(tagSOPInstanceUID),
+		SOPClassUID:       trimmed(tagSOPClassUID),
+		PatientName:       trimmed(tagPatientName),
+		PatientID:         trimmed(tagPatientID),
+		AccessionNumber:   trimmed(tagAccessionNumber),
+		StudyDate:         studyDate(trimmed(tagStudyDate)),
+		StudyTime:         strings.ReplaceAll(trimmed(tagStudyTime), ":", ""),
+		StudyDescription:  trimmed(tagStudyDescription),
+		Modality:          trimmed(tagModality),
+		SeriesNumber:      integer(trimmed(tagSeriesNumber)),
+		InstanceNumber:    integer(trimmed(tagInstanceNumber)),
+		TransferSyntaxUID: trimmed(tagTransferSyntaxUID),
 		Attributes:        bytes.Clone(attrs),
 	}
 	for _, required := range []struct {

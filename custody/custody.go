@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dicomseal/dicomseal/catalog"
 	"time"
 
 	"github.com/dicomseal/dicomseal/ledger"
@@ -76,6 +77,11 @@ type Meta struct {
 	// (e.g. the reason and observed digest): one entry per key.
 	IncidentKey string
 	SeenAt      time.Time
+	// Catalog, for attesting records, is the instance's row in the
+	// DICOMweb search index, written in the same transaction (its
+	// LedgerIndex set to the entry's): an attested instance is searchable
+	// as soon as its append returns, at no commit of its own.
+	Catalog *catalog.Entry
 }
 
 // Identity is the correctable side of a record's patient commitments.
@@ -122,6 +128,8 @@ type Rows struct {
 	Claims     []Claim
 	Identities []IdentityRow
 	Incidents  []Incident
+	// Catalog rows replace an instance's unless it shows a later version.
+	Catalog []catalog.Entry
 }
 
 // Tx is the index's storage, in the same transaction as the log's: a
@@ -139,8 +147,8 @@ type Tx interface {
 	InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error)
 	// Incidents returns the recorded incidents among keys.
 	Incidents(ctx context.Context, keys []IncidentKey) (map[IncidentKey]Incident, error)
-	// PutRows writes a batch's claims, identity rows and incident updates
-	// (insert or update by key), after the batch's entries.
+	// PutRows writes a batch's claims, identity rows, incident updates
+	// (insert or update by key) and catalog rows, after the batch's entries.
 	PutRows(ctx context.Context, rows Rows) error
 }
 

@@ -73,6 +73,7 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 			e := add(p)
 			latest[rec.Subject] = e.Index
 			rows.identity(rec, m)
+			rows.catalog(e, m)
 		case rec.Kind == KindIngest:
 			if e, ok := claimed[rec.Subject]; ok {
 				p.Err = &InstanceExistsError{Existing: e}
@@ -82,6 +83,7 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 			claimed[rec.Subject], latest[rec.Subject] = e, e.Index
 			rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.Subject, Index: e.Index, FileSHA256: rec.FileSHA256})
 			rows.identity(rec, m)
+			rows.catalog(e, m)
 		case incident(rec.Kind):
 			k := incidentKey(p)
 			if inc, ok := incidents[k]; ok {
@@ -107,7 +109,7 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 	for k := range touched {
 		rows.Incidents = append(rows.Incidents, incidents[k])
 	}
-	if len(rows.Claims)+len(rows.Identities)+len(rows.Incidents) == 0 {
+	if len(rows.Claims)+len(rows.Identities)+len(rows.Incidents)+len(rows.Catalog) == 0 {
 		return nil, nil
 	}
 	return func() error { return tx.PutRows(ctx, rows) }, nil
@@ -116,6 +118,15 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 func (r *Rows) identity(rec ledger.Record, m Meta) {
 	if m.Identity != nil {
 		r.Identities = append(r.Identities, IdentityRow{FileSHA256: rec.FileSHA256, Identity: m.Identity})
+	}
+}
+
+// catalog adds an attesting entry's search index row, under its index.
+func (r *Rows) catalog(e ledger.Entry, m Meta) {
+	if m.Catalog != nil {
+		c := *m.Catalog
+		c.LedgerIndex = e.Index
+		r.Catalog = append(r.Catalog, c)
 	}
 }
 

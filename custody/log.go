@@ -3,6 +3,7 @@ package custody
 import (
 	"context"
 	"fmt"
+	"github.com/dicomseal/dicomseal/catalog"
 	"time"
 
 	"github.com/dicomseal/dicomseal/ledger"
@@ -29,15 +30,16 @@ type Record struct {
 	// bytes for an integrity failure ("" when the object was missing).
 	FileSHA256 string
 	Body       []byte
-	// Identity, Revises and IncidentKey: see Meta.
+	// Identity, Revises, IncidentKey and Catalog: see Meta.
 	Identity    *Identity
 	Revises     uint64
 	IncidentKey string
+	Catalog     *catalog.Entry
 }
 
 func (r Record) ledger(seenAt time.Time) ledger.Record {
 	return ledger.Record{Kind: r.Kind, Subject: r.Subject, FileSHA256: r.FileSHA256, Body: r.Body,
-		Meta: Meta{Identity: r.Identity, Revises: r.Revises, IncidentKey: r.IncidentKey, SeenAt: seenAt}}
+		Meta: Meta{Identity: r.Identity, Revises: r.Revises, IncidentKey: r.IncidentKey, SeenAt: seenAt, Catalog: r.Catalog}}
 }
 
 // AppendIngest appends an attesting entry: an ingest claims its SOP

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,8 +58,34 @@ var catalogColumn = map[catalog.Key]string{
 
 // PutEntry indexes e unless its row shows a newer ledger version.
 func (d *DB) PutEntry(ctx context.Context, e catalog.Entry) error {
+	args, err := catalogRow(e)
+	if err != nil {
+		return err
+	}
+	if _, err := d.pool.Exec(ctx, catalogUpsert(), args...); err != nil {
+		return fmt.Errorf("postgres catalog: put %s: %w", e.SOPInstanceUID, err)
+	}
+	return nil
+}
+
+// catalogUpsert writes a row unless the one there shows a later version:
+// for PutEntry, and for the rows an append writes in its transaction
+// (Tx.PutRows).
+var catalogUpsert = sync.OnceValue(func() string {
+	var set []string
+	for _, c := range catalogColumns[1:] {
+		set = append(set, c+" = EXCLUDED."+c)
+	}
+	set = append(set, "patient_name_folded = EXCLUDED.patient_name_folded")
+	return `INSERT INTO catalog (` + catalogSelect("") + `, patient_name_folded)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT (sop_instance_uid) DO UPDATE SET ` + strings.Join(set, ", ") + `
+		WHERE EXCLUDED.ledger_index >= catalog.ledger_index`
+})
+
+func catalogRow(e catalog.Entry) ([]any, error) {
 	if e.LedgerIndex > math.MaxInt64 {
-		return fmt.Errorf("postgres catalog: ledger index %d out of range", e.LedgerIndex)
+		return nil, fmt.Errorf("postgres catalog: ledger index %d out of range", e.LedgerIndex)
 	}
 	at := e.IndexedAt
 	if at.IsZero() {
@@ -68,23 +95,10 @@ func (d *DB) PutEntry(ctx context.Context, e catalog.Entry) error {
 	if attrs == "" {
 		attrs = "{}"
 	}
-	var set []string
-	for _, c := range catalogColumns[1:] {
-		set = append(set, c+" = EXCLUDED."+c)
-	}
-	set = append(set, "patient_name_folded = EXCLUDED.patient_name_folded")
-	_, err := d.pool.Exec(ctx, `INSERT INTO catalog (`+catalogSelect("")+`, patient_name_folded)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-		ON CONFLICT (sop_instance_uid) DO UPDATE SET `+strings.Join(set, ", ")+`
-		WHERE EXCLUDED.ledger_index >= catalog.ledger_index`,
-		e.SOPInstanceUID, e.StudyInstanceUID, e.SeriesInstanceUID, e.SOPClassUID, e.PatientName,
+	return []any{e.SOPInstanceUID, e.StudyInstanceUID, e.SeriesInstanceUID, e.SOPClassUID, e.PatientName,
 		e.PatientID, e.AccessionNumber, e.StudyDate, e.StudyTime, e.StudyDescription, e.Modality,
 		e.SeriesNumber, e.InstanceNumber, e.TransferSyntaxUID, int64(e.LedgerIndex), e.FileSHA256,
-		attrs, at.UTC(), catalog.FoldName(e.PatientName))
-	if err != nil {
-		return fmt.Errorf("postgres catalog: put %s: %w", e.SOPInstanceUID, err)
-	}
-	return nil
+		attrs, at.UTC(), catalog.FoldName(e.PatientName)}, nil
 }
 
 func scanCatalogEntry(row pgx.Row, extra ...any) (catalog.Entry, error) {

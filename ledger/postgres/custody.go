@@ -86,7 +86,8 @@ func (t *Tx) Incidents(ctx context.Context, keys []custody.IncidentKey) (map[cus
 	return out, rows.Err()
 }
 
-// PutRows queues a batch's claims, identity rows and incident updates.
+// PutRows queues a batch's claims, identity rows, incident updates and
+// catalog rows.
 func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 	for _, c := range rows.Claims {
 		t.queue(`INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES ($1, $2, $3)`,
@@ -103,6 +104,13 @@ func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 		t.queue(`INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES ($1, $2, $3, $4, $5, $6)
 		         ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
 			string(in.Kind), in.Subject, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC())
+	}
+	for _, e := range rows.Catalog {
+		args, err := catalogRow(e)
+		if err != nil {
+			return err
+		}
+		t.queue(catalogUpsert(), args...)
 	}
 	return nil
 }

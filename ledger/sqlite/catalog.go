@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dicomseal/dicomseal/catalog"
@@ -56,8 +57,34 @@ var catalogColumn = map[catalog.Key]string{
 
 // PutEntry indexes e unless its row shows a newer ledger version.
 func (d *DB) PutEntry(ctx context.Context, e catalog.Entry) error {
+	args, err := catalogRow(e)
+	if err != nil {
+		return err
+	}
+	if _, err := d.write.ExecContext(ctx, catalogUpsert(), args...); err != nil {
+		return fmt.Errorf("sqlite catalog: put %s: %w", e.SOPInstanceUID, err)
+	}
+	return nil
+}
+
+// catalogUpsert writes a row unless the one there shows a later version:
+// for PutEntry, and for the rows an append writes in its transaction
+// (Tx.PutRows).
+var catalogUpsert = sync.OnceValue(func() string {
+	var set []string
+	for _, c := range catalogColumns[1:] {
+		set = append(set, c+" = excluded."+c)
+	}
+	set = append(set, "patient_name_folded = excluded.patient_name_folded")
+	return `INSERT INTO catalog (` + catalogSelect("") + `, patient_name_folded)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sop_instance_uid) DO UPDATE SET ` + strings.Join(set, ", ") + `
+		WHERE excluded.ledger_index >= catalog.ledger_index`
+})
+
+func catalogRow(e catalog.Entry) ([]any, error) {
 	if e.LedgerIndex > math.MaxInt64 {
-		return fmt.Errorf("sqlite catalog: ledger index %d out of range", e.LedgerIndex)
+		return nil, fmt.Errorf("sqlite catalog: ledger index %d out of range", e.LedgerIndex)
 	}
 	at := e.IndexedAt
 	if at.IsZero() {
@@ -67,23 +94,10 @@ func (d *DB) PutEntry(ctx context.Context, e catalog.Entry) error {
 	if attrs == "" {
 		attrs = "{}"
 	}
-	var set []string
-	for _, c := range catalogColumns[1:] {
-		set = append(set, c+" = excluded."+c)
-	}
-	set = append(set, "patient_name_folded = excluded.patient_name_folded")
-	_, err := d.write.ExecContext(ctx, `INSERT INTO catalog (`+catalogSelect("")+`, patient_name_folded)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (sop_instance_uid) DO UPDATE SET `+strings.Join(set, ", ")+`
-		WHERE excluded.ledger_index >= catalog.ledger_index`,
-		e.SOPInstanceUID, e.StudyInstanceUID, e.SeriesInstanceUID, e.SOPClassUID, e.PatientName,
+	return []any{e.SOPInstanceUID, e.StudyInstanceUID, e.SeriesInstanceUID, e.SOPClassUID, e.PatientName,
 		e.PatientID, e.AccessionNumber, e.StudyDate, e.StudyTime, e.StudyDescription, e.Modality,
 		nullInt(e.SeriesNumber), nullInt(e.InstanceNumber), e.TransferSyntaxUID, int64(e.LedgerIndex), e.FileSHA256,
-		attrs, at.UTC().Format(time.RFC3339Nano), catalog.FoldName(e.PatientName))
-	if err != nil {
-		return fmt.Errorf("sqlite catalog: put %s: %w", e.SOPInstanceUID, err)
-	}
-	return nil
+		attrs, at.UTC().Format(time.RFC3339Nano), catalog.FoldName(e.PatientName)}, nil
 }
 
 func nullInt(p *int) any {

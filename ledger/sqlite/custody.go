@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dicomseal/dicomseal/custody"
@@ -71,7 +72,8 @@ func (t *Tx) Incidents(ctx context.Context, keys []custody.IncidentKey) (map[cus
 	return out, nil
 }
 
-// PutRows writes a batch's claims, identity rows and incident updates.
+// PutRows writes a batch's claims, identity rows, incident updates and
+// catalog rows.
 func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 	if err := execEach(ctx, t.tx, `INSERT INTO instances (sop_instance_uid, entry_idx, file_sha256) VALUES (?, ?, ?)`,
 		len(rows.Claims), func(i int) []any {
@@ -87,10 +89,22 @@ func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 		}); err != nil {
 		return err
 	}
-	return execEach(ctx, t.tx, `INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+	if err := execEach(ctx, t.tx, `INSERT INTO incidents (kind, sop_instance_uid, incident_key, entry_idx, count, last_seen) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
 		len(rows.Incidents), func(i int) []any {
 			in := rows.Incidents[i]
 			return []any{string(in.Kind), in.Subject, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC().Format(time.RFC3339Nano)}
-		})
+		}); err != nil {
+		return err
+	}
+	for _, e := range rows.Catalog {
+		args, err := catalogRow(e)
+		if err != nil {
+			return err
+		}
+		if _, err := t.tx.ExecContext(ctx, catalogUpsert(), args...); err != nil {
+			return fmt.Errorf("sqlite catalog: put %s: %w", e.SOPInstanceUID, err)
+		}
+	}
+	return nil
 }
