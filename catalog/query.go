@@ -71,6 +71,10 @@ const (
 	InstanceNumber
 )
 
+// MaxListValues bounds a matching key's list of values (UIDs, codes,
+// numbers): a longer list is refused, not sent to the database.
+const MaxListValues = 1000
+
 type kind int
 
 const (
@@ -345,12 +349,17 @@ func parseMatch(k Key, name string, vals []string) (m Match, ok bool, err error)
 	switch info.kind {
 	case kindUID, kindNumber, kindCode:
 		var list []string
+		seen := map[string]bool{}
 		for _, v := range nonEmpty {
 			for item := range strings.SplitSeq(v, `\`) {
-				if item != "" && !slices.Contains(list, item) {
+				if item != "" && !seen[item] {
+					seen[item] = true
 					list = append(list, item)
 				}
 			}
+		}
+		if len(list) > MaxListValues {
+			return bad("a list of %d values; at most %d per key", len(list), MaxListValues)
 		}
 		if len(list) == 0 {
 			return Match{}, false, nil
@@ -446,4 +455,46 @@ func looksLikeUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// Audit is the query as the audit trail keeps it: what was searched for,
+// by canonical keyword, with the values of keys that hold patient data
+// (names, IDs, accession numbers, descriptions: kindString) redacted. The
+// audit log is immutable; UIDs, dates, codes and numbers are no patient
+// data in themselves.
+func (q Query) Audit() string {
+	var parts []string
+	for _, m := range q.Matches {
+		info := keys[m.Key]
+		var v string
+		switch {
+		case info.kind == kindString:
+			v = "(redacted)"
+		case len(m.Values) > 0:
+			v = strings.Join(m.Values, `\`)
+			if len(m.Values) > 10 {
+				v = fmt.Sprintf("(%d values)", len(m.Values))
+			}
+		case m.Pattern != "":
+			v = m.Pattern
+		default:
+			v = m.From + "-" + m.To
+			if m.From == m.To {
+				v = m.From
+			}
+		}
+		parts = append(parts, info.keyword+"="+v)
+	}
+	slices.Sort(parts)
+	parts = append(parts, fmt.Sprintf("limit=%d", q.Limit), fmt.Sprintf("offset=%d", q.Offset))
+	if q.Fuzzy {
+		parts = append(parts, "fuzzymatching=true")
+	}
+	switch {
+	case q.IncludeAll:
+		parts = append(parts, "includefield=all")
+	case len(q.Include) > 0:
+		parts = append(parts, fmt.Sprintf("includefield=(%d attributes)", len(q.Include)))
+	}
+	return strings.Join(parts, "&")
 }

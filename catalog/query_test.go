@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -125,5 +126,39 @@ func TestKeysApply(t *testing.T) {
 		if got := strings.Join(keywords(c.level), " "); got != c.want {
 			t.Errorf("%s keys: %s\nwant %s", c.level, got, c.want)
 		}
+	}
+}
+
+// The audit trail keeps what was searched for, never a patient's name or
+// ID, however the key is spelled.
+func TestQueryAuditRedactsPatientKeys(t *testing.T) {
+	for _, raw := range []string{
+		"PatientName=Doe%5EJohn&00100020=MRN-1&limit=10&StudyDate=20240101-&ModalitiesInStudy=CT%5CMR",
+		"patientname=Doe%5EJohn&00100020=MRN-1&limit=10&studydate=20240101-&modalitiesinstudy=CT%5CMR",
+		"PATIENTNAME=Doe%5EJohn&patientid=MRN-1&limit=10&StudyDate=20240101-&ModalitiesInStudy=CT%5CMR",
+	} {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := ParseQuery(StudyLevel, v)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		got := q.Audit()
+		want := `ModalitiesInStudy=CT\MR&PatientID=(redacted)&PatientName=(redacted)&StudyDate=20240101-&limit=10&offset=0`
+		if got != want {
+			t.Errorf("%s:\n audit %s\n want  %s", raw, got, want)
+		}
+	}
+}
+
+func TestLongUIDListsAreRefused(t *testing.T) {
+	var b strings.Builder
+	for i := range MaxListValues + 1 {
+		fmt.Fprintf(&b, `1.2.%d\`, i)
+	}
+	if _, err := ParseQuery(StudyLevel, url.Values{"StudyInstanceUID": {b.String()}}); err == nil {
+		t.Fatal("a list of more than MaxListValues UIDs was accepted")
 	}
 }
