@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/dicomseal/dicomseal/attest"
@@ -36,13 +38,28 @@ type Catalog interface {
 }
 
 // dicomwebBase is the absolute base of the DICOMweb URLs in an answer
-// (RetrieveURL, BulkDataURI): as the client reached this server.
-func dicomwebBase(r *http.Request) string {
+// (RetrieveURL, BulkDataURI): as the client reached this server, through
+// a --trusted-proxies proxy that terminated TLS too (X-Forwarded-Proto:
+// a viewer on https refuses http URLs as mixed content).
+func (s *Server) dicomwebBase(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	if p := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto"))); (p == "https" || p == "http") && s.fromTrustedProxy(r) {
+		scheme = p
+	}
 	return scheme + "://" + r.Host + "/dicomweb"
+}
+
+// fromTrustedProxy tells whether the request's peer is a --trusted-proxies one.
+func (s *Server) fromTrustedProxy(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	return err == nil && containsAddr(s.TrustedProxies, peer)
 }
 
 // uidParams reads the UIDs of a DICOMweb path; a malformed one is a 400

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,7 +79,8 @@ func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		body := &limitedBody{r: http.MaxBytesReader(w, readCloser{s.pace(w, r.Body), r.Body}, limit), limit: limit, whose: whose}
-		parts = s.multipartParts(multipart.NewReader(body, boundary))
+		closing := &sawClosing{r: body, delim: []byte("--" + boundary + "--")}
+		parts = s.multipartParts(multipart.NewReader(closing, boundary), closing)
 	default:
 		writeProblem(w, problem.UnsupportedMediaType, fmt.Sprintf(
 			"STOW-RS takes multipart/related; type=\"application/dicom\" or application/dicom, got %q", ct), nil)
@@ -164,7 +166,7 @@ func storedSoFar(err error, results []stowPart) error {
 
 // multipartParts yields the parts of a multipart/related body, at most
 // s.MaxParts of them.
-func (s *Server) multipartParts(mr *multipart.Reader) func(yield func(io.Reader, string) bool) error {
+func (s *Server) multipartParts(mr *multipart.Reader, closing *sawClosing) func(yield func(io.Reader, string) bool) error {
 	return func(yield func(io.Reader, string) bool) error {
 		max := s.MaxParts
 		if max <= 0 {
@@ -172,8 +174,13 @@ func (s *Server) multipartParts(mr *multipart.Reader) func(yield func(io.Reader,
 		}
 		for n := 0; ; n++ {
 			p, err := mr.NextRawPart()
-			if errors.Is(err, io.EOF) {
+			if err == io.EOF && closing.seen {
 				return nil
+			}
+			if err == io.EOF {
+				// mime/multipart ends as cleanly at a body cut after a
+				// boundary line as at the closing delimiter.
+				return multipartError(errors.New("no closing delimiter"))
 			}
 			if err != nil {
 				return multipartError(err)
@@ -194,6 +201,27 @@ func (s *Server) multipartParts(mr *multipart.Reader) func(yield func(io.Reader,
 			}
 		}
 	}
+}
+
+// sawClosing watches a multipart body for its closing delimiter
+// ("--boundary--"), which cannot occur inside a part: without it the body
+// was cut short.
+type sawClosing struct {
+	r     io.Reader
+	delim []byte
+	tail  []byte // the last len(delim)-1 bytes read, for a delimiter split across reads
+	seen  bool
+}
+
+func (c *sawClosing) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && !c.seen {
+		window := append(c.tail, p[:n]...)
+		c.seen = bytes.Contains(window, c.delim)
+		keep := min(len(window), len(c.delim)-1)
+		c.tail = append(c.tail[:0], window[len(window)-keep:]...)
+	}
+	return n, err
 }
 
 // trackedPart remembers a read error of the multipart framing itself, as
@@ -285,7 +313,7 @@ func (s *Server) storePart(ctx context.Context, part io.Reader, partType, study 
 // 10.5.3): what was stored, with where to retrieve it, and what was
 // refused, with why.
 func (s *Server) writeStowResponse(w http.ResponseWriter, r *http.Request, study string, results []stowPart) {
-	base := dicomwebBase(r)
+	base := s.dicomwebBase(r)
 	var stored, failed []map[string]any
 	studies := map[string]bool{}
 	for _, p := range results {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -9,6 +10,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/catalog"
@@ -107,64 +109,121 @@ func (s *Server) retrieveVerified(r *http.Request, t target, uid string) (*attes
 	return got, nil
 }
 
+// wadoBatch is how many instances of a study or series are retrieved and
+// verified at once, and have their audit records committed together: a
+// lone viewer's series otherwise waited for one durable commit per
+// instance, one after another. It bounds the spools one request holds.
+const wadoBatch = 4
+
 // streamInstances writes each instance of a target through part, after
 // verifying it, and records each (for a study or series) before it is
 // sent. A failure before the first byte is a problem answer; after it the
-// stream is cut (see above).
+// stream is cut (see above). An instance is recorded only once it and
+// those before it in its batch verified: the trail never holds an instance
+// that was not about to be sent, nor lacks one that was.
 func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t target, es []catalog.Entry, action string,
 	admit func(got *attest.Retrieved) error, begin func() error, part func(got *attest.Retrieved) error) (sent bool) {
 	fail := func(err error) {
-		if !sent {
+		switch {
+		case !sent:
 			s.writeError(w, r, err)
 			return
+		case errors.Is(err, errWithheld):
+			return // the answer is already the 503 of its own record
 		}
+		s.countViolation(err)
 		s.log.ErrorContext(r.Context(), "DICOMweb answer cut: an instance could not be sent", "object", t.object(), "err", err)
 		panic(http.ErrAbortHandler)
 	}
-	for _, e := range es {
-		got, err := s.retrieveVerified(r, t, e.SOPInstanceUID)
-		if err == nil && admit != nil {
-			if err = admit(got); err != nil {
-				got.Close()
+	for start := 0; start < len(es); start += wadoBatch {
+		batch := es[start:min(start+wadoBatch, len(es))]
+		gots, errs := make([]*attest.Retrieved, len(batch)), make([]error, len(batch))
+		each(len(batch), func(j int) {
+			gots[j], errs[j] = s.retrieveVerified(r, t, batch[j].SOPInstanceUID)
+			if errs[j] == nil && admit != nil {
+				if errs[j] = admit(gots[j]); errs[j] != nil {
+					gots[j].Close()
+					gots[j] = nil
+				}
+			}
+		})
+		// ok: the instances before the batch's first failure.
+		ok := len(batch)
+		for j, err := range errs {
+			if err != nil {
+				ok = j
+				break
 			}
 		}
 		if t.instance == "" {
-			status := http.StatusOK
-			if err != nil {
-				status = problem.Of(problemOf(err)).Status
-			}
-			if rerr := recordEach(r, action, e.SOPInstanceUID, status); rerr != nil && err == nil {
-				got.Close()
-				err = &attest.Error{Code: attest.EUnavailable, Problem: problem.AuditUnavailable, Err: rerr,
-					Message: "the audit log cannot record this access now; retry later"}
+			recorded := make([]error, len(batch))
+			each(min(ok+1, len(batch)), func(j int) {
+				status := http.StatusOK
+				if j == ok {
+					status = problem.Of(problemOf(errs[j])).Status
+				}
+				recorded[j] = recordEach(r, action, batch[j].SOPInstanceUID, status)
+			})
+			for j := 0; j < ok; j++ {
+				if recorded[j] != nil {
+					ok, errs[j] = j, &attest.Error{Code: attest.EUnavailable, Problem: problem.AuditUnavailable, Err: recorded[j],
+						Message: "the audit log cannot record this access now; retry later"}
+					break
+				}
 			}
 		}
-		if err != nil {
-			fail(err)
-			return sent
+		for j := ok; j < len(batch); j++ {
+			if gots[j] != nil {
+				gots[j].Close()
+			}
 		}
-		if !sent {
-			if err := begin(); err != nil {
-				got.Close()
+		for j := 0; j < ok; j++ {
+			if err := s.sendPart(w, &sent, begin, part, gots[j]); err != nil {
+				for _, g := range gots[j+1 : ok] {
+					g.Close()
+				}
 				fail(err)
 				return sent
 			}
-			sent = true
 		}
-		err = part(got)
-		got.Close()
-		if err == nil {
-			// Each verified part goes out whole before the next instance
-			// is read: a viewer can start on it, and a cut after it leaves
-			// the client every part that verified.
-			err = http.NewResponseController(w).Flush()
-		}
-		if err != nil {
-			fail(err)
+		if ok < len(batch) {
+			fail(errs[ok])
 			return sent
 		}
 	}
 	return sent
+}
+
+// sendPart writes one verified instance (beginning the answer before the
+// first) and closes it.
+func (s *Server) sendPart(w http.ResponseWriter, sent *bool, begin func() error, part func(*attest.Retrieved) error, got *attest.Retrieved) error {
+	defer got.Close()
+	if !*sent {
+		if err := begin(); err != nil {
+			return err
+		}
+		*sent = true
+	}
+	if err := part(got); err != nil {
+		return err
+	}
+	// Each verified part goes out whole before the next: a viewer can
+	// start on it, and a cut after it leaves the client every part that
+	// verified.
+	return http.NewResponseController(w).Flush()
+}
+
+// each runs f(0) … f(n-1) concurrently and waits for them.
+func each(n int, f func(int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for j := range n {
+		wg.Go(func() { f(j) })
+	}
+	wg.Wait()
 }
 
 func problemOf(err error) string {
@@ -266,7 +325,7 @@ func (s *Server) wadoMetadata(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	base := dicomwebBase(r)
+	base := s.dicomwebBase(r)
 	n := 0
 	begin := func() error {
 		w.Header().Set("Content-Type", "application/dicom+json")
@@ -345,18 +404,24 @@ func (s *Server) wadoFrames(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", `multipart/related; type="application/octet-stream"; transfer-syntax=`+f.TransferSyntaxUID+`; boundary=`+mw.Boundary())
 	w.Header().Set("Cache-Control", "private, no-store")
 	writeDeadline(w, got.Size())
-	for _, n := range list {
+	for i, n := range list {
 		fr, size, err := f.Frame(n)
+		if err != nil && i == 0 {
+			// Nothing sent yet: a problem, audited like any answer.
+			s.writeError(w, r, attest.Errorf(attest.EInternal, attest.ProblemInternal, "frame %d of a verified instance cannot be read", n))
+			return
+		}
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "frame of a verified instance unreadable", "instance", t.instance, "frame", n, "err", err)
 			panic(http.ErrAbortHandler)
 		}
 		pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {ct}, "Content-Length": {strconv.FormatInt(size, 10)}})
-		if err != nil {
-			return
+		if err == nil {
+			_, err = io.Copy(pw, fr)
 		}
-		if _, err := io.Copy(pw, fr); err != nil {
-			return
+		if err != nil {
+			// A part cut short must not read as a whole answer.
+			panic(http.ErrAbortHandler)
 		}
 	}
 	mw.Close()
@@ -418,11 +483,11 @@ func (s *Server) wadoBulkData(w http.ResponseWriter, r *http.Request) {
 	writeDeadline(w, size)
 	pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/octet-stream"},
 		"Content-Length": {strconv.FormatInt(size, 10)}})
-	if err != nil {
-		return
+	if err == nil {
+		_, err = io.Copy(pw, v)
 	}
-	if _, err := io.Copy(pw, v); err != nil {
-		return
+	if err != nil {
+		panic(http.ErrAbortHandler) // a part cut short must not read as a whole answer
 	}
 	mw.Close()
 }

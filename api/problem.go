@@ -31,10 +31,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	if t.Code == problem.EIntegrity {
-		reason, _ := e.Details["reason"].(string)
-		s.metrics.violations.WithLabelValues(reason).Inc()
-	}
+	s.countViolation(e)
 	switch t.Code {
 	case problem.EUnavailable, problem.ENoSpace:
 		w.Header().Set("Retry-After", retryAfterSeconds)
@@ -43,6 +40,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Connection", "close") // the connection's read side is spent
 	}
 	writeProblem(w, e.Problem, e.Message, e.Details)
+}
+
+// countViolation counts an integrity violation in the metrics, whether it
+// is answered as a problem or cuts a stream already begun.
+func (s *Server) countViolation(err error) {
+	var e *attest.Error
+	if errors.As(err, &e) && problem.Of(e.Problem).Code == problem.EIntegrity {
+		reason, _ := e.Details["reason"].(string)
+		s.metrics.violations.WithLabelValues(reason).Inc()
+	}
 }
 
 // writeProblem answers with a problem of the table (package problem): its
