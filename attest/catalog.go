@@ -31,6 +31,11 @@ func (s *Service) catalogRow(ctx context.Context, uid, sha string, r io.ReaderAt
 		return nil, nil
 	}
 	e, err := CatalogEntry(s.Limits, r, size)
+	if errors.Is(err, dicomfile.ErrLimitExceeded) {
+		// Values the walk took, but too many to model: refused as a file
+		// past a limit is, before anything is stored or logged.
+		return nil, &Error{Code: EInvalid, Problem: ProblemInvalidDICOM, Message: err.Error(), Err: err}
+	}
 	if errors.Is(err, catalog.ErrNotIndexable) {
 		// Attested all the same; DICOMweb has no URL to find it under.
 		s.log.WarnContext(ctx, "instance not indexed for DICOMweb", "sop_instance_uid", uid, "reason", err.Error())
@@ -49,6 +54,19 @@ func (s *Service) catalogRow(ctx context.Context, uid, sha string, r io.ReaderAt
 // It runs on every repeat, so that a retry heals a row lost or never
 // written; until it succeeds the ingest is not answered 2xx.
 func (s *Service) index(ctx context.Context, att *Attestation, r io.ReaderAt, size int64) error {
+	if s.Catalog == nil {
+		return nil
+	}
+	// Bytes of an earlier version re-stored: the row is the latest
+	// version's, whose bytes are not these (a missing row waits for
+	// `index rebuild`, rather than showing an old study or name).
+	latest, err := s.ledger.InstanceBySOP(ctx, att.SOPInstanceUID)
+	if err != nil {
+		return unavailable(ProblemLedgerUnavailable, err)
+	}
+	if latest.Index != att.LedgerIndex {
+		return nil
+	}
 	e, err := s.catalogRow(ctx, att.SOPInstanceUID, att.Digests[DigestFile], r, size)
 	if e == nil || err != nil {
 		return err
@@ -61,6 +79,13 @@ func (s *Service) index(ctx context.Context, att *Attestation, r io.ReaderAt, si
 	return nil
 }
 
+// A catalog row keeps the attributes of at most maxCatalogAttributes of
+// DICOM JSON; past it, those longer than maxCatalogAttribute are left out.
+const (
+	maxCatalogAttributes = 256 << 10
+	maxCatalogAttribute  = 4 << 10
+)
+
 // CatalogEntry is the catalog's row of a file: its top-level attributes
 // without bulk data, and the keys searches match. (Its ledger index and
 // digest are the caller's to set.)
@@ -72,6 +97,19 @@ func CatalogEntry(l dicomfile.Limits, r io.ReaderAt, size int64) (catalog.Entry,
 	attrs, err := json.Marshal(ds)
 	if err != nil {
 		return catalog.Entry{}, err
+	}
+	if len(attrs) > maxCatalogAttributes {
+		// The row is read back by every includefield=all search: long
+		// values (a report's text, a private blob) stay in the file.
+		slim := make(dicomfile.Dataset, len(ds))
+		for k, a := range ds {
+			if b, _ := json.Marshal(a); len(b) <= maxCatalogAttribute {
+				slim[k] = a
+			}
+		}
+		if attrs, err = json.Marshal(slim); err != nil {
+			return catalog.Entry{}, err
+		}
 	}
 	// The keys are read from the data set at hand, not decoded back from
 	// the JSON just written.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/dicomseal/dicomseal/catalog"
 	"github.com/dicomseal/dicomseal/dicomfile"
@@ -21,9 +22,19 @@ func TestCatalogEntryAgreesWithItsJSON(t *testing.T) {
 		more, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
 		files = append(files, more...)
 	}
+	// A Latin-1 name in a file that declares no character set: bytes that
+	// are not UTF-8, which PostgreSQL's text refuses.
+	latin1, err := os.ReadFile("../testdata/dicom/pydicom-MR_small.dcm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	latin1 = bytes.Replace(latin1, []byte("CompressedSamples^MR1"), []byte("Compr\xe9ssedSamples^MR1"), 1)
 	checked := 0
-	for _, f := range files {
+	for _, f := range append(files, "latin1") {
 		data, err := os.ReadFile(f)
+		if f == "latin1" {
+			data, err = latin1, nil
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,6 +51,9 @@ func TestCatalogEntryAgreesWithItsJSON(t *testing.T) {
 		want, err := catalog.FromJSON(got.Attributes)
 		if err != nil {
 			t.Fatalf("%s: %v", filepath.Base(f), err)
+		}
+		if !utf8.ValidString(got.PatientName) || !utf8.Valid(got.Attributes) {
+			t.Errorf("%s: a row that is not UTF-8: %q", filepath.Base(f), got.PatientName)
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: from the data set %+v\nfrom its JSON %+v", filepath.Base(f), got, want)

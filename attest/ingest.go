@@ -169,6 +169,10 @@ func (s *Service) again(ctx context.Context, entry ledger.Entry, sp *spool.Spool
 // corr) an identity correction.
 func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64, a *dicomfile.Analysis, sp *spool.Spool, corr *correction) (*IngestResult, error) {
 	inst, sha, size := a.Instance, sp.SHA256Hex(), sp.Size()
+	row, err := s.catalogRow(ctx, inst.SOPInstanceUID, sha, sp, size)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.store.Put(ctx, sha, sp.Reader(), size); err != nil {
 		return nil, storageError(err)
 	}
@@ -219,10 +223,6 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		}
 		body = encodeBody(identityCorrectionBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env, IdentityCorrection: *ic})
 		identity.CorrectionReason = corr.reason
-	}
-	row, err := s.catalogRow(ctx, inst.SOPInstanceUID, sha, sp, size)
-	if err != nil {
-		return nil, err
 	}
 	entry, err := s.ledger.AppendIngest(ctx, custody.Record{
 		Kind:       kind,

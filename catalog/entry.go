@@ -69,8 +69,11 @@ func NewEntry(attrs []byte, text func(tag uint32) string) (Entry, error) {
 		return Entry{}, fmt.Errorf("catalog: the attributes are not UTF-8")
 	}
 	trimmed := func(tag uint32) string {
-		// NULs pad UIDs in files, and PostgreSQL's text cannot hold them.
-		return strings.Trim(strings.ReplaceAll(text(tag), "\x00", ""), " ")
+		// NULs pad UIDs in files, and PostgreSQL's text cannot hold them;
+		// nor bytes that are not UTF-8 (a Latin-1 name in a file that
+		// declares no character set): one such row would fail its whole
+		// batch of appends.
+		return strings.ToValidUTF8(strings.Trim(strings.ReplaceAll(text(tag), "\x00", ""), " "), "\uFFFD")
 	}
 	e := Entry{
 		StudyInstanceUID:  trimmed(tagStudyInstanceUID),

@@ -182,6 +182,13 @@ func (b *jsonBuilder) element(w *walker, h header, explicit bool, limit int64, d
 		}
 		return nil
 	}
+	// Each value becomes a Go value (an interface, a string header, an
+	// int64): charged before it is made, so that a text of nothing but
+	// backslashes cannot make millions of them out of a few megabytes.
+	if b.held += valueCount(attr.VR, v) * valueOverhead; b.held > maxMetadataBytes {
+		return fmt.Errorf("%w: the data set's values outside bulk data exceed %d MiB, at element %s (offset %d)",
+			ErrLimitExceeded, maxMetadataBytes>>20, h.tag, h.at)
+	}
 	attr.Value = jsonValues(attr.VR, v, w.bo, frame.charset)
 	switch h.tag {
 	case tagSpecificCharacterSet:
@@ -289,6 +296,21 @@ func (b *jsonBuilder) implicitVR(t tagID) string {
 }
 
 // jsonValues decodes a non-binary value; nil when the value is empty.
+// valueOverhead is what one value of the model costs beyond its bytes,
+// roughly: an interface, a string or number, a slot of a slice.
+const valueOverhead = 48
+
+// valueCount is how many values jsonValues makes of b.
+func valueCount(vr string, b []byte) int64 {
+	if size := byteSwapUnit[vr]; size > 0 && !textVRs[vr] {
+		return int64(len(b) / size)
+	}
+	if vr == "LT" || vr == "ST" || vr == "UT" || vr == "UR" {
+		return 1
+	}
+	return int64(bytes.Count(b, []byte{'\\'})) + 1
+}
+
 func jsonValues(vr string, b []byte, bo binary.ByteOrder, charset string) []any {
 	if textVRs[vr] {
 		return textValues(vr, b, charset)

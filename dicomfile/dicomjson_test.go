@@ -466,6 +466,12 @@ func TestMetadataLimits(t *testing.T) {
 		{"many elements", many, dicomfile.Limits{MaxElements: 9_999}, "max-elements"},
 		{"many elements within", many, dicomfile.Limits{MaxElements: 20_000}, ""},
 		{"values held", heldValues(t, 65<<20), dicomfile.Limits{}, "MiB"},
+		// 2 MiB of backslashes would be a million values, each costing
+		// far more than its byte: charged before they are made.
+		{"a million empty values", part10(explicitLE, elem{tag: 0x00091010, vr: "UC", value: bytes.Repeat([]byte{'\\'}, 2<<20)}),
+			dicomfile.Limits{}, "MiB"},
+		{"many values within", part10(explicitLE, elem{tag: 0x00081030, vr: "LO", value: bytes.Repeat([]byte(`a\`), 1000)}),
+			dicomfile.Limits{}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.limits.Metadata(bytes.NewReader(tt.data), int64(len(tt.data)), dicomfile.JSONOptions{})

@@ -50,6 +50,10 @@ func indexCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var sc storeConfig
 	sc.flags(fs)
 	reset := fs.Bool("reset", false, "empty the index before rebuilding it")
+	maxInflated := byteSize(defaultLimits.MaxInflated)
+	fs.Var(&maxInflated, "max-inflated", "as serve's: most bytes a deflated data set may inflate to")
+	maxRatio := fs.Int64("max-inflate-ratio", defaultLimits.MaxInflateRatio, "as serve's")
+	maxElements := fs.Int("max-elements", defaultLimits.MaxElements, "as serve's")
 	fs.Usage = usage(fs, stderr, "dicomseal index rebuild [flags]", indexDescription)
 	if err := parseWithEnv(fs, args[1:]); err != nil {
 		return exitUsage(err)
@@ -69,14 +73,17 @@ func indexCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	latest, err := latestVersions(ctx, backend)
-	if err != nil {
-		return fail(fmt.Errorf("read the ledger: %w", err))
-	}
+	limits := dicomfile.Limits{MaxInflated: int64(maxInflated), MaxInflateRatio: *maxRatio, MaxElements: *maxElements}
+	// Emptied before the log is read: an ingest in between writes its own
+	// row, and is then in the scan too.
 	if *reset {
 		if err := cat.Reset(ctx); err != nil {
 			return fail(fmt.Errorf("empty the index: %w", err))
 		}
+	}
+	latest, err := latestVersions(ctx, backend)
+	if err != nil {
+		return fail(fmt.Errorf("read the ledger: %w", err))
 	}
 	uids := make([]string, 0, len(latest))
 	for uid := range latest {
@@ -95,7 +102,7 @@ func indexCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fail(ctx.Err())
 		}
 		v := latest[uid]
-		err := indexOne(ctx, objects, cat, spoolDir, v)
+		err := indexOne(ctx, objects, cat, spoolDir, limits, uid, v)
 		switch {
 		case err == nil:
 			indexed++
@@ -105,7 +112,7 @@ func indexCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fail(err)
 		default:
 			failed++
-			fmt.Fprintf(stdout, "failed %s (ledger index %d): %v\n", uid, v.Index, err)
+			fmt.Fprintf(stdout, "failed %s (ledger index %d): %v\n", uid, v.index, err)
 		}
 		if time.Since(last) > 2*time.Second {
 			fmt.Fprintf(stderr, "indexed %d of %d instances\n", i+1, len(uids))
@@ -122,13 +129,20 @@ func indexCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return 0
 }
 
+// attested is an instance's latest attested version: all a rebuild keeps
+// of each while it reads the log (not its entry, envelope and all).
+type attested struct {
+	index uint64
+	sha   string
+}
+
 // latestVersions is the latest attesting entry of every instance.
-func latestVersions(ctx context.Context, backend ledger.Backend) (map[string]ledger.Entry, error) {
-	latest := map[string]ledger.Entry{}
+func latestVersions(ctx context.Context, backend ledger.Backend) (map[string]attested, error) {
+	latest := map[string]attested{}
 	err := backend.Read(ctx, func(tx ledger.Tx) error {
 		return tx.ScanEntries(ctx, 0, 1<<62, func(e ledger.Entry) error {
 			if custody.Attests(e.Kind) {
-				latest[e.Subject] = e // entries come in index order
+				latest[e.Subject] = attested{e.Index, e.FileSHA256} // entries come in index order
 			}
 			return nil
 		})
@@ -141,7 +155,8 @@ var errIndexDependency = errors.New("dependency failed")
 
 // indexOne reads a version's object, checks it against the log's digest
 // and indexes it.
-func indexOne(ctx context.Context, objects attest.ObjectStore, cat catalog.Store, spoolDir string, e ledger.Entry) error {
+func indexOne(ctx context.Context, objects attest.ObjectStore, cat catalog.Store, spoolDir string, limits dicomfile.Limits, uid string, v attested) error {
+	e := ledger.Entry{Index: v.index, Subject: uid, FileSHA256: v.sha}
 	rc, err := objects.Get(ctx, e.FileSHA256)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("object %s is missing from the store", e.FileSHA256)
@@ -158,7 +173,7 @@ func indexOne(ctx context.Context, objects attest.ObjectStore, cat catalog.Store
 	if got := sp.SHA256Hex(); got != e.FileSHA256 {
 		return fmt.Errorf("the stored object hashes to %s, not the attested %s", got, e.FileSHA256)
 	}
-	ce, err := attest.CatalogEntry(dicomfile.DefaultLimits, sp, sp.Size())
+	ce, err := attest.CatalogEntry(limits, sp, sp.Size())
 	if err != nil {
 		return err
 	}

@@ -284,7 +284,9 @@ func (d *DB) SearchStudies(ctx context.Context, q catalog.Query) ([]catalog.Stud
 		return nil, err
 	}
 	rows, err := d.read.QueryContext(ctx, `
-		WITH hit AS (SELECT DISTINCT c.study_instance_uid FROM catalog c WHERE `+where+`),
+		WITH hit AS (SELECT c.study_instance_uid, max(c.study_date) AS d FROM catalog c WHERE `+where+`
+		             GROUP BY c.study_instance_uid ORDER BY d DESC, c.study_instance_uid
+		             LIMIT ? OFFSET ?),
 		agg AS (SELECT c.study_instance_uid, count(*) AS instances, count(DISTINCT c.series_instance_uid) AS series,
 		               json_group_array(DISTINCT c.modality) AS modalities
 		        FROM catalog c JOIN hit ON hit.study_instance_uid = c.study_instance_uid
@@ -295,9 +297,9 @@ func (d *DB) SearchStudies(ctx context.Context, q catalog.Query) ([]catalog.Stud
 		SELECT `+catalogSelect("r")+`, agg.instances, agg.series, agg.modalities
 		FROM rep JOIN catalog r ON r.sop_instance_uid = rep.sop_instance_uid
 		         JOIN agg ON agg.study_instance_uid = rep.study_instance_uid
+		         JOIN hit ON hit.study_instance_uid = rep.study_instance_uid
 		WHERE rep.rn = 1
-		ORDER BY r.study_date DESC, r.study_instance_uid
-		LIMIT ? OFFSET ?`, append(args, page(q)...)...)
+		ORDER BY hit.d DESC, hit.study_instance_uid`, append(args, page(q)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite catalog: %w", err)
 	}
