@@ -33,7 +33,7 @@ const problemBase = "https://dicomseal.dev/problems/"
 
 // requireOrSkip skips the test when something it needs is missing, except
 // under CI, where nothing may be skipped.
-func requireOrSkip(t *testing.T, ok bool, format string, args ...any) {
+func requireOrSkip(t testing.TB, ok bool, format string, args ...any) {
 	t.Helper()
 	if ok {
 		return

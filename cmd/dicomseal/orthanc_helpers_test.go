@@ -84,7 +84,7 @@ func startOrthancFor(t *testing.T, srv *testServer) *orthanc {
 
 // startOrthanc runs Orthanc on a free port, HTTP only (no DICOM port),
 // with peers as its DICOMweb servers, and waits until it answers /system.
-func startOrthanc(t *testing.T, peers map[string]dicomwebPeer) *orthanc {
+func startOrthanc(t testing.TB, peers map[string]dicomwebPeer) *orthanc {
 	t.Helper()
 	bin, plugin := os.Getenv("DICOMSEAL_TEST_ORTHANC"), os.Getenv("DICOMSEAL_TEST_ORTHANC_DICOMWEB")
 	requireOrSkip(t, bin != "" && plugin != "",
