@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 
 	"github.com/dicomseal/dicomseal/attest"
@@ -46,20 +44,12 @@ func (s *Server) dicomwebBase(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto"))); (p == "https" || p == "http") && s.fromTrustedProxy(r) {
+	// The proxy nearest to us wrote the last value.
+	protos := strings.Split(strings.Join(r.Header.Values("X-Forwarded-Proto"), ","), ",")
+	if p := strings.ToLower(strings.TrimSpace(protos[len(protos)-1])); (p == "https" || p == "http") && s.viaTrustedProxy(r) {
 		scheme = p
 	}
 	return scheme + "://" + r.Host + "/dicomweb"
-}
-
-// fromTrustedProxy tells whether the request's peer is a --trusted-proxies one.
-func (s *Server) fromTrustedProxy(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	return err == nil && containsAddr(s.TrustedProxies, peer)
 }
 
 // uidParams reads the UIDs of a DICOMweb path; a malformed one is a 400

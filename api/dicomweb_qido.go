@@ -24,7 +24,9 @@ import (
 func (s *Server) qido(level catalog.Level) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query()
-		noteObject(r, fmt.Sprintf("%s?(refused: %d parameters)", r.URL.Path, len(v)))
+		// Until the query (and the path's UIDs) are read, the route's
+		// pattern stands for the path: a refused segment may be anything.
+		noteObject(r, fmt.Sprintf("%s?(refused: %d parameters)", chi.RouteContext(r.Context()).RoutePattern(), len(v)))
 		for param, key := range map[string]string{"study": "StudyInstanceUID", "series": "SeriesInstanceUID"} {
 			if chi.URLParam(r, param) == "" {
 				continue

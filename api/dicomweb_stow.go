@@ -79,7 +79,7 @@ func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		body := &limitedBody{r: http.MaxBytesReader(w, readCloser{s.pace(w, r.Body), r.Body}, limit), limit: limit, whose: whose}
-		closing := &sawClosing{r: body, delim: []byte("--" + boundary + "--")}
+		closing := newSawClosing(body, boundary)
 		parts = s.multipartParts(multipart.NewReader(closing, boundary), closing)
 	default:
 		writeProblem(w, problem.UnsupportedMediaType, fmt.Sprintf(
@@ -203,24 +203,40 @@ func (s *Server) multipartParts(mr *multipart.Reader, closing *sawClosing) func(
 	}
 }
 
-// sawClosing watches a multipart body for its closing delimiter
-// ("--boundary--"), which cannot occur inside a part: without it the body
-// was cut short.
+// sawClosing watches a multipart body for its closing delimiter, a line
+// beginning "--boundary--" (after LF or CRLF, as mime/multipart reads
+// it), which no part's content can hold without ending the part: without
+// it the body was cut short.
 type sawClosing struct {
 	r     io.Reader
-	delim []byte
-	tail  []byte // the last len(delim)-1 bytes read, for a delimiter split across reads
-	seen  bool
+	delim []byte // "\n--boundary--"
+	// tail is the end of what was read before, for a delimiter split
+	// across reads; started "\n", so that one at the very start counts.
+	tail []byte
+	seen bool
+}
+
+func newSawClosing(r io.Reader, boundary string) *sawClosing {
+	d := []byte("\n--" + boundary + "--")
+	return &sawClosing{r: r, delim: d, tail: append(make([]byte, 0, 2*len(d)), '\n')}
 }
 
 func (c *sawClosing) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	if n > 0 && !c.seen {
-		window := append(c.tail, p[:n]...)
-		c.seen = bytes.Contains(window, c.delim)
-		keep := min(len(window), len(c.delim)-1)
-		c.tail = append(c.tail[:0], window[len(window)-keep:]...)
+	if n == 0 || c.seen {
+		return n, err
 	}
+	// Across the junction with the last read, then within this one.
+	head := p[:min(n, len(c.delim)-1)]
+	junction := append(c.tail, head...)
+	c.seen = bytes.Contains(junction, c.delim) || bytes.Contains(p[:n], c.delim)
+	keep := junction
+	if n >= len(c.delim)-1 {
+		keep = p[n-(len(c.delim)-1) : n]
+	} else if len(keep) > len(c.delim)-1 {
+		keep = keep[len(keep)-(len(c.delim)-1):]
+	}
+	c.tail = append(c.tail[:0], keep...)
 	return n, err
 }
 

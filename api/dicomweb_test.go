@@ -1,8 +1,10 @@
 package api
 
 import (
+	"io"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -68,4 +70,43 @@ func TestDICOMwebBaseBehindAProxy(t *testing.T) {
 	if got := s.dicomwebBase(r); got != "http://pacs.example.org/dicomweb" {
 		t.Fatalf("from anyone else: %s", got)
 	}
+}
+
+// The closing delimiter is found however the reads split it, and only at
+// the start of a line.
+func TestSawClosing(t *testing.T) {
+	body := "--b\r\nContent-Type: application/dicom\r\n\r\nx--b--y\r\n--b--\r\n"
+	for split := 1; split < len(body); split++ {
+		c := newSawClosing(&chunked{data: []byte(body), size: split}, "b")
+		io.ReadAll(c)
+		if !c.seen {
+			t.Fatalf("reads of %d bytes: the closing delimiter was missed", split)
+		}
+	}
+	for split := 1; split < 12; split++ {
+		c := newSawClosing(&chunked{data: []byte("--b\r\n\r\nx--b--y\r\n--b\r\n"), size: split}, "b")
+		io.ReadAll(c)
+		if c.seen {
+			t.Fatalf("reads of %d bytes: --b-- inside a part taken for the closing delimiter", split)
+		}
+	}
+	c := newSawClosing(strings.NewReader("--b--\r\n"), "b")
+	if io.ReadAll(c); !c.seen {
+		t.Fatal("a body that is only the closing delimiter")
+	}
+}
+
+// chunked reads data size bytes at a time.
+type chunked struct {
+	data []byte
+	size int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.size)], c.data)
+	c.data = c.data[n:]
+	return n, nil
 }

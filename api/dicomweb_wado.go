@@ -119,17 +119,18 @@ const wadoBatch = 4
 // verifying it, and records each (for a study or series) before it is
 // sent. A failure before the first byte is a problem answer; after it the
 // stream is cut (see above). An instance is recorded only once it and
-// those before it in its batch verified: the trail never holds an instance
-// that was not about to be sent, nor lacks one that was.
+// those before it in its batch verified, so the trail never lacks an
+// instance that was sent; when the client goes away or a write fails
+// mid-batch, up to wadoBatch-1 instances recorded may not have been.
 func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t target, es []catalog.Entry, action string,
 	admit func(got *attest.Retrieved) error, begin func() error, part func(got *attest.Retrieved) error) (sent bool) {
 	fail := func(err error) {
 		switch {
+		case errors.Is(err, errWithheld):
+			return // the answer is already the 503 of its own record
 		case !sent:
 			s.writeError(w, r, err)
 			return
-		case errors.Is(err, errWithheld):
-			return // the answer is already the 503 of its own record
 		}
 		s.countViolation(err)
 		s.log.ErrorContext(r.Context(), "DICOMweb answer cut: an instance could not be sent", "object", t.object(), "err", err)
@@ -138,6 +139,15 @@ func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t targe
 	for start := 0; start < len(es); start += wadoBatch {
 		batch := es[start:min(start+wadoBatch, len(es))]
 		gots, errs := make([]*attest.Retrieved, len(batch)), make([]error, len(batch))
+		// Whatever happens (a panic in part included), no spool outlives
+		// the batch; sendPart and the paths below close and clear theirs.
+		defer func() {
+			for _, g := range gots {
+				if g != nil {
+					g.Close()
+				}
+			}
+		}()
 		each(len(batch), func(j int) {
 			gots[j], errs[j] = s.retrieveVerified(r, t, batch[j].SOPInstanceUID)
 			if errs[j] == nil && admit != nil {
@@ -175,13 +185,13 @@ func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t targe
 		for j := ok; j < len(batch); j++ {
 			if gots[j] != nil {
 				gots[j].Close()
+				gots[j] = nil
 			}
 		}
 		for j := 0; j < ok; j++ {
-			if err := s.sendPart(w, &sent, begin, part, gots[j]); err != nil {
-				for _, g := range gots[j+1 : ok] {
-					g.Close()
-				}
+			got := gots[j]
+			gots[j] = nil // sendPart closes it
+			if err := s.sendPart(w, &sent, begin, part, got); err != nil {
 				fail(err)
 				return sent
 			}
@@ -213,17 +223,33 @@ func (s *Server) sendPart(w http.ResponseWriter, sent *bool, begin func() error,
 	return http.NewResponseController(w).Flush()
 }
 
-// each runs f(0) … f(n-1) concurrently and waits for them.
+// each runs f(0) … f(n-1) concurrently and waits for them. A panic in
+// one is carried back to the caller's goroutine (where recoverPanics
+// answers it) rather than ending the process.
 func each(n int, f func(int)) {
 	if n == 1 {
 		f(0)
 		return
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var panicked any
 	for j := range n {
-		wg.Go(func() { f(j) })
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					mu.Lock()
+					panicked = p
+					mu.Unlock()
+				}
+			}()
+			f(j)
+		})
 	}
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 }
 
 func problemOf(err error) string {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/dicomseal/dicomseal/catalog"
@@ -79,12 +81,8 @@ func (s *Service) index(ctx context.Context, att *Attestation, r io.ReaderAt, si
 	return nil
 }
 
-// A catalog row keeps the attributes of at most maxCatalogAttributes of
-// DICOM JSON; past it, those longer than maxCatalogAttribute are left out.
-const (
-	maxCatalogAttributes = 256 << 10
-	maxCatalogAttribute  = 4 << 10
-)
+// A catalog row keeps at most maxCatalogAttributes of DICOM JSON.
+const maxCatalogAttributes = 256 << 10
 
 // CatalogEntry is the catalog's row of a file: its top-level attributes
 // without bulk data, and the keys searches match. (Its ledger index and
@@ -100,12 +98,25 @@ func CatalogEntry(l dicomfile.Limits, r io.ReaderAt, size int64) (catalog.Entry,
 	}
 	if len(attrs) > maxCatalogAttributes {
 		// The row is read back by every includefield=all search: long
-		// values (a report's text, a private blob) stay in the file.
-		slim := make(dicomfile.Dataset, len(ds))
+		// values (a report's text, a private blob) stay in the file, the
+		// longest first, until the row fits.
+		type sized struct {
+			tag  string
+			size int
+		}
+		var all []sized
 		for k, a := range ds {
-			if b, _ := json.Marshal(a); len(b) <= maxCatalogAttribute {
-				slim[k] = a
+			b, _ := json.Marshal(a)
+			all = append(all, sized{k, len(b)})
+		}
+		slices.SortFunc(all, func(a, b sized) int { return b.size - a.size })
+		slim, total := maps.Clone(ds), len(attrs)
+		for _, a := range all {
+			if total <= maxCatalogAttributes {
+				break
 			}
+			delete(slim, a.tag)
+			total -= a.size
 		}
 		if attrs, err = json.Marshal(slim); err != nil {
 			return catalog.Entry{}, err

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -63,5 +64,40 @@ func TestCatalogEntryAgreesWithItsJSON(t *testing.T) {
 	t.Logf("%d files checked", checked)
 	if checked < 5 {
 		t.Fatalf("only %d files checked", checked)
+	}
+}
+
+// A row keeps at most maxCatalogAttributes of attributes: long private
+// values are left out, the keys stay.
+func TestCatalogRowIsBounded(t *testing.T) {
+	data, err := os.ReadFile("../testdata/dicom/pydicom-CT_small.dcm") // explicit VR LE, Pixel Data last
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := func(elem uint16, vr string, v []byte) []byte {
+		b := binary.LittleEndian.AppendUint16(nil, 0x7FE1)
+		b = binary.LittleEndian.AppendUint16(b, elem)
+		b = append(b, vr...)
+		if vr == "UT" {
+			b = append(b, 0, 0)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+		} else {
+			b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
+		}
+		return append(b, v...)
+	}
+	data = append(data, el(0x0010, "LO", []byte("DICOMSEAL TEST "))...)
+	for i := range 100 {
+		data = append(data, el(0x1000+uint16(i), "UT", bytes.Repeat([]byte("x"), 4000))...)
+	}
+	e, err := CatalogEntry(dicomfile.DefaultLimits, bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Attributes) > maxCatalogAttributes || !bytes.Contains(e.Attributes, []byte(`"00100010"`)) || e.PatientName == "" {
+		t.Fatalf("row of %d bytes (keys %q)", len(e.Attributes), e.PatientName)
+	}
+	if n := bytes.Count(e.Attributes, []byte(`"7FE11`)); n == 0 || n == 100 {
+		t.Fatalf("%d of the 100 long values kept: want some, not all", n)
 	}
 }

@@ -39,7 +39,9 @@
 // representative whose attributes a result shows (the instance indexed
 // last, by ledger index), are over all of its instances, not only the
 // matching ones; so are a series'. Results come in a stable order:
-// studies by study date, newest first, then Study Instance UID; series by
+// studies by study date, newest first (the latest date among their
+// matching instances: a study is paged before its instances are counted),
+// then Study Instance UID; series by
 // series number (none last), then Series Instance UID; instances by
 // instance number (none last), then SOP Instance UID (UIDs compared byte
 // by byte). Limit and offset page through that order.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -345,6 +346,13 @@ func parseMatch(k Key, name string, vals []string) (m Match, ok bool, err error)
 	if len(nonEmpty) == 0 {
 		return Match{}, false, nil
 	}
+	for _, v := range nonEmpty {
+		// The index holds UTF-8 text without NULs (NewEntry): other bytes
+		// match nothing, and PostgreSQL would refuse them as a parameter.
+		if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			return bad("the value is not UTF-8 text")
+		}
+	}
 	m.Key = k
 	switch info.kind {
 	case kindUID, kindNumber, kindCode:
@@ -438,6 +446,21 @@ func isDate(s string) bool {
 
 func isTime(s string) bool { return timeRE.MatchString(s) }
 
+// isCode tells a CS value (PS3.5 Table 6.2-1): what the audit trail may
+// keep of a Modality search, as no patient data fits in it. (A search for
+// another value is run, and matches nothing.)
+func isCode(s string) bool {
+	if len(s) > 16 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 func isInteger(s string) bool {
 	_, err := strconv.ParseInt(s, 10, 32)
 	return err == nil
@@ -470,13 +493,20 @@ func (q Query) Audit() string {
 		switch {
 		case info.kind == kindString:
 			v = "(redacted)"
+		case len(m.Values) > 10:
+			v = fmt.Sprintf("(%d values)", len(m.Values))
 		case len(m.Values) > 0:
 			v = strings.Join(m.Values, `\`)
-			if len(m.Values) > 10 {
-				v = fmt.Sprintf("(%d values)", len(m.Values))
+			for _, x := range m.Values {
+				if info.kind == kindCode && !isCode(x) {
+					v = "(redacted)" // not a code: it could be anything typed
+				}
 			}
 		case m.Pattern != "":
 			v = m.Pattern
+			if !isCode(strings.NewReplacer("*", "", "?", "").Replace(v)) {
+				v = "(redacted)"
+			}
 		default:
 			v = m.From + "-" + m.To
 			if m.From == m.To {

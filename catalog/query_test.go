@@ -162,3 +162,27 @@ func TestLongUIDListsAreRefused(t *testing.T) {
 		t.Fatal("a list of more than MaxListValues UIDs was accepted")
 	}
 }
+
+// A Modality search for something that is not a code is run (it matches
+// nothing) but never kept in clear: it could be a name typed in the wrong box.
+func TestQueryAuditRedactsWhatIsNotACode(t *testing.T) {
+	for raw, want := range map[string]string{
+		"Modality=Doe%5EJohn": "Modality=(redacted)",
+		"Modality=CT%5Cdoe":   "Modality=(redacted)",
+		"Modality=C*":         "Modality=C*",
+		"Modality=Doe*":       "Modality=(redacted)",
+		"Modality=MR":         "Modality=MR",
+	} {
+		v, _ := url.ParseQuery(raw)
+		q, err := ParseQuery(SeriesLevel, v)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if got := q.Audit(); !strings.HasPrefix(got, want+"&") {
+			t.Errorf("%s: audit %s, want %s…", raw, got, want)
+		}
+	}
+	if _, err := ParseQuery(StudyLevel, url.Values{"PatientName": {"M\xfcller"}}); err == nil {
+		t.Error("a value that is not UTF-8 was accepted")
+	}
+}
