@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dicomseal/dicomseal/catalog"
+	"github.com/dicomseal/dicomseal/ledger/internal/catalogsql"
 )
 
 // The search index (catalog.Store): an ordinary table in schema
@@ -23,38 +24,6 @@ import (
 // sort byte by byte, as in SQLite.
 
 var _ catalog.Store = (*DB)(nil)
-
-var catalogColumns = []string{
-	"sop_instance_uid", "study_instance_uid", "series_instance_uid", "sop_class_uid", "patient_name",
-	"patient_id", "accession_number", "study_date", "study_time", "study_description", "modality",
-	"series_number", "instance_number", "transfer_syntax_uid", "ledger_index", "file_sha256", "attributes", "indexed_at",
-}
-
-// catalogSelect is the column list, of table alias a ("" for none).
-func catalogSelect(a string) string {
-	if a == "" {
-		return strings.Join(catalogColumns, ", ")
-	}
-	return a + "." + strings.Join(catalogColumns, ", "+a+".")
-}
-
-// catalogColumn is the column a key matches.
-var catalogColumn = map[catalog.Key]string{
-	catalog.PatientName:       "patient_name",
-	catalog.PatientID:         "patient_id",
-	catalog.AccessionNumber:   "accession_number",
-	catalog.StudyDate:         "study_date",
-	catalog.StudyTime:         "study_time",
-	catalog.StudyDescription:  "study_description",
-	catalog.ModalitiesInStudy: "modality",
-	catalog.StudyInstanceUID:  "study_instance_uid",
-	catalog.Modality:          "modality",
-	catalog.SeriesInstanceUID: "series_instance_uid",
-	catalog.SeriesNumber:      "series_number",
-	catalog.SOPInstanceUID:    "sop_instance_uid",
-	catalog.SOPClassUID:       "sop_class_uid",
-	catalog.InstanceNumber:    "instance_number",
-}
 
 // PutEntry indexes e unless its row shows a newer ledger version.
 func (d *DB) PutEntry(ctx context.Context, e catalog.Entry) error {
@@ -71,17 +40,7 @@ func (d *DB) PutEntry(ctx context.Context, e catalog.Entry) error {
 // catalogUpsert writes a row unless the one there shows a later version:
 // for PutEntry, and for the rows an append writes in its transaction
 // (Tx.PutRows).
-var catalogUpsert = sync.OnceValue(func() string {
-	var set []string
-	for _, c := range catalogColumns[1:] {
-		set = append(set, c+" = EXCLUDED."+c)
-	}
-	set = append(set, "patient_name_folded = EXCLUDED.patient_name_folded")
-	return `INSERT INTO catalog (` + catalogSelect("") + `, patient_name_folded)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-		ON CONFLICT (sop_instance_uid) DO UPDATE SET ` + strings.Join(set, ", ") + `
-		WHERE EXCLUDED.ledger_index >= catalog.ledger_index`
-})
+var catalogUpsert = sync.OnceValue(func() string { return catalogsql.Upsert(func(i int) string { return "$" + strconv.Itoa(i) }) })
 
 func catalogRow(e catalog.Entry) ([]any, error) {
 	if e.LedgerIndex > math.MaxInt64 {
@@ -122,7 +81,7 @@ func scanCatalogEntry(row pgx.Row, extra ...any) (catalog.Entry, error) {
 
 // Entry returns the row of a SOP Instance UID.
 func (d *DB) Entry(ctx context.Context, uid string) (catalog.Entry, error) {
-	return scanCatalogEntry(d.pool.QueryRow(ctx, `SELECT `+catalogSelect("")+` FROM catalog WHERE sop_instance_uid = $1`, uid))
+	return scanCatalogEntry(d.pool.QueryRow(ctx, `SELECT `+catalogsql.Select("")+` FROM catalog WHERE sop_instance_uid = $1`, uid))
 }
 
 // Entries lists a study's instances, or one series' of it.
@@ -131,7 +90,7 @@ func (d *DB) Entries(ctx context.Context, study, series string) ([]catalog.Entry
 	if series != "" {
 		where, args = where+` AND series_instance_uid = $2`, append(args, series)
 	}
-	return d.catalogEntries(ctx, `SELECT `+catalogSelect("")+` FROM catalog WHERE `+where+`
+	return d.catalogEntries(ctx, `SELECT `+catalogsql.Select("")+` FROM catalog WHERE `+where+`
 		ORDER BY series_number IS NULL, series_number, series_instance_uid, instance_number IS NULL, instance_number, sop_instance_uid`, args...)
 }
 
@@ -165,7 +124,7 @@ func (a *catalogArgs) add(v any) string {
 func catalogWhere(q catalog.Query, a string) (where, paging string, args catalogArgs, err error) {
 	conds := []string{"TRUE"}
 	for _, m := range q.Matches {
-		col, ok := catalogColumn[m.Key]
+		col, ok := catalogsql.ColumnOf[m.Key]
 		if !ok {
 			return "", "", nil, fmt.Errorf("postgres catalog: no column matches %v", m.Key)
 		}
@@ -222,7 +181,7 @@ func (d *DB) SearchInstances(ctx context.Context, q catalog.Query) ([]catalog.En
 	if err != nil {
 		return nil, err
 	}
-	return d.catalogEntries(ctx, `SELECT `+catalogSelect("c")+` FROM catalog c WHERE `+where+`
+	return d.catalogEntries(ctx, `SELECT `+catalogsql.Select("c")+` FROM catalog c WHERE `+where+`
 		ORDER BY c.instance_number IS NULL, c.instance_number, c.sop_instance_uid `+paging, args...)
 }
 
@@ -239,7 +198,7 @@ func (d *DB) SearchSeries(ctx context.Context, q catalog.Query) ([]catalog.Serie
 		               row_number() OVER (PARTITION BY c.study_instance_uid, c.series_instance_uid ORDER BY c.ledger_index DESC, c.sop_instance_uid DESC) AS rn,
 		               count(*) OVER (PARTITION BY c.study_instance_uid, c.series_instance_uid) AS instances
 		        FROM catalog c JOIN hit ON hit.study_instance_uid = c.study_instance_uid AND hit.series_instance_uid = c.series_instance_uid)
-		SELECT `+catalogSelect("r")+`, rep.instances
+		SELECT `+catalogsql.Select("r")+`, rep.instances
 		FROM rep JOIN catalog r ON r.sop_instance_uid = rep.sop_instance_uid
 		WHERE rep.rn = 1
 		ORDER BY r.series_number IS NULL, r.series_number, r.series_instance_uid, r.study_instance_uid
@@ -279,7 +238,7 @@ func (d *DB) SearchStudies(ctx context.Context, q catalog.Query) ([]catalog.Stud
 		rep AS (SELECT c.sop_instance_uid, c.study_instance_uid,
 		               row_number() OVER (PARTITION BY c.study_instance_uid ORDER BY c.ledger_index DESC, c.sop_instance_uid DESC) AS rn
 		        FROM catalog c JOIN hit ON hit.study_instance_uid = c.study_instance_uid)
-		SELECT `+catalogSelect("r")+`, agg.instances, agg.series, agg.modalities
+		SELECT `+catalogsql.Select("r")+`, agg.instances, agg.series, agg.modalities
 		FROM rep JOIN catalog r ON r.sop_instance_uid = rep.sop_instance_uid
 		         JOIN agg ON agg.study_instance_uid = rep.study_instance_uid
 		         JOIN hit ON hit.study_instance_uid = rep.study_instance_uid
