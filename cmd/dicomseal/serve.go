@@ -36,7 +36,8 @@ Runs the dicomseal service. With no configuration it keeps everything under
 start, mode 0600), the log key (keys/log.key, Ed25519, likewise) and a spool
 for request bodies (spool/). A 2xx answer means the instance and its ledger
 entry are durable on disk. Every --checkpoint-interval, new entries are
-integrated into the Merkle tree and a signed checkpoint is published.`
+integrated into the Merkle tree and a signed checkpoint is published.
+DICOMweb (STOW-RS, WADO-RS, QIDO-RS, PS3.18) is served under /dicomweb.`
 
 // Main is the dicomseal server: ParseFlags, Run, then Close. Tests run the
 // real Main on 127.0.0.1:0 with a temporary data directory.
