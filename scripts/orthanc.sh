@@ -58,7 +58,7 @@ plugin() { dpkg -L orthanc-dicomweb 2>/dev/null | grep -m1 '/libOrthancDicomWeb\
 # is disabled. Our Orthanc runs only as the tests' child.
 install_orthanc() {
   local policy=/usr/sbin/policy-rc.d saved=""
-  log "installing Orthanc (Debian packages orthanc, orthanc-dicomweb)"
+  log "installing Orthanc (Debian packages orthanc, orthanc-dicomweb, orthanc-python)"
   apt_ready
   if [ -e "$policy" ]; then
     saved=$(mktemp)
@@ -69,7 +69,7 @@ install_orthanc() {
   printf '#!/bin/sh\n# scripts/orthanc.sh: no service starts while it installs Orthanc.\nexit 101\n' |
     as_root tee "$policy" >/dev/null
   as_root chmod 755 "$policy"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb orthanc-python >&2
   if [ -d /run/systemd/system ]; then
     as_root systemctl disable --now orthanc.service >&2 || true
   elif command -v deb-systemd-helper >/dev/null; then
@@ -87,7 +87,8 @@ install_orthanc() {
   fi
 }
 
-if [ ! -x "$bin" ] || [ -z "$(plugin)" ]; then
+python_plugin=/usr/share/orthanc/plugins/libOrthancPython.so
+if [ ! -x "$bin" ] || [ -z "$(plugin)" ] || [ ! -e "$python_plugin" ]; then
   install_orthanc
 fi
 [ -x "$bin" ] || die "Orthanc is not at $bin after installing the orthanc package"
@@ -96,7 +97,8 @@ so=$(plugin)
 
 if [ "$1" = install ]; then
   log "Orthanc: $("$bin" --version | head -n 1), DICOMweb plugin $so"
-  printf 'export DICOMSEAL_TEST_ORTHANC=%q\nexport DICOMSEAL_TEST_ORTHANC_DICOMWEB=%q\n' "$bin" "$so"
+  [ -e "$python_plugin" ] || die "the Python plugin is missing (dpkg -L orthanc-python)"
+  printf 'export DICOMSEAL_TEST_ORTHANC=%q\nexport DICOMSEAL_TEST_ORTHANC_DICOMWEB=%q\nexport DICOMSEAL_TEST_ORTHANC_PYTHON=%q\n' "$bin" "$so" "$python_plugin"
   exit 0
 fi
 

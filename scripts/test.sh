@@ -24,7 +24,7 @@ log "pydicom test files: $DICOMSEAL_TEST_PYDICOM_DIR"
 step "dcmtk"
 scripts/dcmtk.sh
 
-# The interop tests' peers (cmd/dicomseal/orthanc_e2e_test.go): each test
+# The interop tests' peers (cmd/dicomseal/orthanc_e2e_test.go, orthanc_gate_e2e_test.go): each test
 # starts its own Orthanc from these paths.
 # (Assigned first: `eval "$(…)"` alone would not stop on a failure.)
 step "Orthanc"

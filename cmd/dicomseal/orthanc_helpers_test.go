@@ -68,6 +68,7 @@ type orthanc struct {
 	user, password string
 	client         *http.Client
 	logs           *syncBuffer
+	dicomPort      int // with orthancOptions.dicom
 }
 
 // startOrthancFor starts an Orthanc that knows srv as its two DICOMweb
@@ -85,6 +86,22 @@ func startOrthancFor(t *testing.T, srv *testServer) *orthanc {
 // startOrthanc runs Orthanc on a free port, HTTP only (no DICOM port),
 // with peers as its DICOMweb servers, and waits until it answers /system.
 func startOrthanc(t testing.TB, peers map[string]dicomwebPeer) *orthanc {
+	t.Helper()
+	return startOrthancWith(t, peers, orthancOptions{})
+}
+
+// orthancOptions add to the Orthanc startOrthanc runs.
+type orthancOptions struct {
+	// dicom opens Orthanc's DICOM port (C-STORE SCP, AE title ORTHANC) on
+	// a free loopback port (orthanc.dicomPort).
+	dicom bool
+	// python loads the Python plugin (DICOMSEAL_TEST_ORTHANC_PYTHON) with
+	// this script; env is added to Orthanc's environment.
+	python string
+	env    []string
+}
+
+func startOrthancWith(t testing.TB, peers map[string]dicomwebPeer, opts orthancOptions) *orthanc {
 	t.Helper()
 	bin, plugin := os.Getenv("DICOMSEAL_TEST_ORTHANC"), os.Getenv("DICOMSEAL_TEST_ORTHANC_DICOMWEB")
 	requireOrSkip(t, bin != "" && plugin != "",
@@ -104,6 +121,7 @@ func startOrthanc(t testing.TB, peers map[string]dicomwebPeer) *orthanc {
 	// A port that was free may be taken before Orthanc binds it: try again.
 	for attempt := 1; ; attempt++ {
 		port := freeLoopbackPort(t)
+		plugins := []string{plugin}
 		config := map[string]any{
 			"Name":                  "dicomseal-peer",
 			"StorageDirectory":      filepath.Join(dir, "storage"),
@@ -115,9 +133,19 @@ func startOrthanc(t testing.TB, peers map[string]dicomwebPeer) *orthanc {
 			"DicomServerEnabled":    false,
 			"HttpTimeout":           30, // Orthanc's own HTTP client, seconds
 			"SaveJobs":              false,
-			"Plugins":               []string{plugin},
 			"DicomWeb":              map[string]any{"Enable": true, "Root": "/dicom-web/", "Servers": servers},
 		}
+		if opts.dicom {
+			o.dicomPort = freeLoopbackPort(t)
+			config["DicomServerEnabled"], config["DicomPort"], config["DicomAet"] = true, o.dicomPort, "ORTHANC"
+		}
+		if opts.python != "" {
+			py := os.Getenv("DICOMSEAL_TEST_ORTHANC_PYTHON")
+			requireOrSkip(t, py != "", "DICOMSEAL_TEST_ORTHANC_PYTHON is not set; scripts/orthanc.sh installs orthanc-python and sets it")
+			plugins = append(plugins, py)
+			config["PythonScript"], config["PythonVerbose"] = opts.python, false
+		}
+		config["Plugins"] = plugins
 		b, err := json.MarshalIndent(config, "", "  ")
 		if err != nil {
 			t.Fatal(err)
@@ -129,6 +157,7 @@ func startOrthanc(t testing.TB, peers map[string]dicomwebPeer) *orthanc {
 		o.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 		cmd := exec.Command(bin, path)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = dir, o.logs, o.logs
+		cmd.Env = append(os.Environ(), opts.env...)
 		started := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start Orthanc: %v", err)
