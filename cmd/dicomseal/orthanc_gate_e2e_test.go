@@ -135,7 +135,7 @@ func TestOrthancGateRefuses(t *testing.T) {
 	// through the gate.
 	_, before := g.orthanc.call(http.MethodGet, "/instances/"+id+"/file", nil)
 	code, out := g.store(altered)
-	if code == 0 && !strings.Contains(out, "Error") || strings.Contains(out, "Received Store Response (Success)") {
+	if !strings.Contains(out, "Received Store Response (Error: CannotUnderstand)") { // 0xC000
 		t.Fatalf("storescu of a tampered copy: exit %d\n%s", code, out)
 	}
 	t.Logf("storescu's answer for an instance the gate discarded: exit %d, %s", code, storeStatus(out))
@@ -152,15 +152,17 @@ func TestOrthancGateRefuses(t *testing.T) {
 		t.Fatalf("Orthanc's log does not name dicomseal's problem:\n%s", g.orthanc.logs.String())
 	}
 
-	// The same through Orthanc's REST API (the received-instance
-	// callback): not kept.
-	id1, _ := g.orthanc.lookup(uids[1])
-	_, before1 := g.orthanc.call(http.MethodGet, "/instances/"+id1+"/file", nil)
-	altered1 := bytes.Clone(before1)
-	altered1[len(altered1)-2] ^= 0xFF // MR_small ends with its Pixel Data
-	g.orthanc.call(http.MethodPost, "/instances", altered1)
-	if _, b := g.orthanc.call(http.MethodGet, "/instances/"+id1+"/file", nil); !bytes.Equal(b, before1) {
-		t.Fatal("a tampered copy uploaded to Orthanc's REST API replaced the attested instance")
+	// Through Orthanc's REST API (the received-instance callback): a
+	// tampered copy of an instance attested elsewhere is not kept.
+	direct := studyFiles(t, tools, "1.2.826.0.1.3680043.10.1501.3", "pydicom-MR_small.dcm")[0]
+	if r := g.srv.ingest(direct); r.status != http.StatusCreated {
+		t.Fatalf("ingest: %d %s", r.status, r.body)
+	}
+	tampered := bytes.Clone(direct)
+	tampered[len(tampered)-2] ^= 0xFF // MR_small ends with its Pixel Data
+	g.orthanc.call(http.MethodPost, "/instances", tampered)
+	if g.kept("1.2.826.0.1.3680043.10.1501.3.1.1") {
+		t.Fatal("Orthanc kept a tampered copy uploaded to its REST API")
 	}
 	if q, _ := os.ReadDir(g.quar); len(q) != 2 {
 		t.Fatalf("quarantine holds %d files, want both refused copies", len(q))
@@ -169,13 +171,17 @@ func TestOrthancGateRefuses(t *testing.T) {
 	// dicomseal down: nothing is kept unattested.
 	g.srv.stop()
 	late := studyFiles(t, tools, "1.2.826.0.1.3680043.10.1501.2", "pydicom-CT_small.dcm")[0]
-	if code, out := g.store(late); code == 0 && !strings.Contains(out, "Error") {
+	if code, out := g.store(late); !strings.Contains(out, "Received Store Response (Refused: OutOfResources)") { // 0xA700
 		t.Fatalf("storescu with dicomseal down: exit %d\n%s", code, out)
 	} else {
 		t.Logf("storescu with dicomseal down: exit %d, %s", code, storeStatus(out))
 	}
 	if g.kept("1.2.826.0.1.3680043.10.1501.2.1.1") {
 		t.Fatal("Orthanc kept an instance dicomseal never attested")
+	}
+	g.orthanc.call(http.MethodPost, "/instances", late) // through the REST API
+	if g.kept("1.2.826.0.1.3680043.10.1501.2.1.1") {
+		t.Fatal("Orthanc kept an instance uploaded to its REST API while dicomseal was down")
 	}
 }
 
@@ -189,16 +195,25 @@ func TestOrthancGateOutbox(t *testing.T) {
 	}
 	id0, _ := g.orthanc.lookup(study + ".1.1")
 	_, original := g.orthanc.call(http.MethodGet, "/instances/"+id0+"/file", nil)
+	// Attested in dicomseal, never sent to Orthanc: a tampered copy of it
+	// is new to Orthanc, which keeps it while dicomseal is down.
+	direct := studyFiles(t, tools, "1.2.826.0.1.3680043.10.1502.2", "pydicom-MR_small.dcm")[0]
+	if r := g.srv.ingest(direct); r.status != http.StatusCreated {
+		t.Fatalf("ingest: %d %s", r.status, r.body)
+	}
+	tamperedNew := bytes.Clone(direct)
+	tamperedNew[len(tamperedNew)-2] ^= 0xFF
 	// dicomseal down: Orthanc keeps what arrives, each durably in the
 	// outbox first; a tampered copy of an attested instance too, for now.
 	g.srv.stop()
 	altered := bytes.Clone(files[0])
 	altered[len(altered)-2] ^= 0xFF
-	if code, out := g.store(files[1], altered); code != 0 {
+	if code, out := g.store(files[1], altered, tamperedNew); code != 0 {
 		t.Fatalf("storescu with dicomseal down, outbox mode: exit %d\n%s", code, out)
 	}
-	if box, _ := os.ReadDir(g.outbox); len(box) != 2 || !g.kept(study+".2.2") {
-		t.Fatalf("outbox holds %d files (want 2); Orthanc kept the new one: %v\n%s", len(box), g.kept(study+".2.2"), g.orthanc.logs.String())
+	if box, _ := os.ReadDir(g.outbox); len(box) != 3 || !g.kept(study+".2.2") || !g.kept("1.2.826.0.1.3680043.10.1502.2.1.1") {
+		t.Fatalf("outbox holds %d files (want 3); Orthanc kept the new ones: %v, %v\n%s", len(box), g.kept(study+".2.2"),
+			g.kept("1.2.826.0.1.3680043.10.1502.2.1.1"), g.orthanc.logs.String())
 	}
 	// dicomseal back: the outbox drains; the new instance is attested, the
 	// tampered copy refused (Orthanc kept its attested original, not it).
@@ -218,8 +233,18 @@ func TestOrthancGateOutbox(t *testing.T) {
 	if _, b := g.orthanc.call(http.MethodGet, "/instances/"+id+"/file", nil); !ok || !bytes.Equal(b, original) {
 		t.Fatal("Orthanc lost the attested original")
 	}
-	if q, _ := os.ReadDir(g.quar); len(q) != 1 {
-		t.Fatalf("quarantine holds %d files, want the tampered copy", len(q))
+	if q, _ := os.ReadDir(g.quar); len(q) != 2 {
+		t.Fatalf("quarantine holds %d files, want the two tampered copies", len(q))
+	}
+	// The tampered copy Orthanc had kept is out of it again; the drained
+	// instance is kept, byte for byte as attested.
+	if g.kept("1.2.826.0.1.3680043.10.1502.2.1.1") {
+		t.Fatal("Orthanc still holds the tampered copy dicomseal refused after the outage")
+	}
+	id2, _ := g.orthanc.lookup(study + ".2.2")
+	_, kept2 := g.orthanc.call(http.MethodGet, "/instances/"+id2+"/file", nil)
+	if got := g.srv.do(http.MethodGet, "/v1/instances/"+study+".2.2", "", nil); !bytes.Equal(got.body, kept2) {
+		t.Fatal("the drained instance is not kept as dicomseal attested it")
 	}
 }
 
