@@ -120,7 +120,9 @@ type Store interface {
 	Entry(ctx context.Context, sopInstanceUID string) (Entry, error)
 	// Entries lists a study's instances (series "": all its series; else
 	// that series) ordered by series number, series UID, instance number,
-	// SOP UID. An empty list, and no error, when there are none.
+	// SOP UID, their Attributes left out ("{}": a retrieval needs where to
+	// look, not what to show, and a study may have thousands). An empty
+	// list, and no error, when there are none.
 	Entries(ctx context.Context, study, series string) ([]Entry, error)
 	// SearchStudies, SearchSeries and SearchInstances run a query of their
 	// level (see the package doc for what matches, in which order).

@@ -352,7 +352,12 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		if len(es) != 1 {
 			t.Fatalf("Entries of one series: %d", len(es))
 		}
-		sameEntry(t, es[0], fixture(now)[2])
+		want := fixture(now)[2]
+		if string(es[0].Attributes) != "{}" {
+			t.Fatalf("Entries returned the attributes: %s", es[0].Attributes)
+		}
+		want.Attributes = es[0].Attributes
+		sameEntry(t, es[0], want)
 	})
 
 	t.Run("reset empties, count counts", func(t *testing.T) {

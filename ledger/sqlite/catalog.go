@@ -110,7 +110,7 @@ func (d *DB) Entries(ctx context.Context, study, series string) ([]catalog.Entry
 	if series != "" {
 		where, args = where+` AND series_instance_uid = ?`, append(args, series)
 	}
-	return d.catalogEntries(ctx, `SELECT `+catalogsql.Select("")+` FROM catalog WHERE `+where+`
+	return d.catalogEntries(ctx, `SELECT `+catalogsql.SelectLean("")+` FROM catalog WHERE `+where+`
 		ORDER BY series_number IS NULL, series_number, series_instance_uid, instance_number IS NULL, instance_number, sop_instance_uid`, args...)
 }
 

@@ -62,3 +62,20 @@ func Upsert(placeholder func(i int) string) string {
 		ON CONFLICT (sop_instance_uid) DO UPDATE SET ` + strings.Join(set, ", ") + `
 		WHERE excluded.ledger_index >= catalog.ledger_index`
 }
+
+// SelectLean is Select with the attributes left out (an empty object in
+// their place): for listings that need where to look, not what to show.
+func SelectLean(a string) string {
+	cols := make([]string, len(Columns))
+	for i, c := range Columns {
+		switch {
+		case c == "attributes":
+			cols[i] = "'{}' AS attributes"
+		case a != "":
+			cols[i] = a + "." + c
+		default:
+			cols[i] = c
+		}
+	}
+	return strings.Join(cols, ", ")
+}
