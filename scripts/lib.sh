@@ -20,6 +20,21 @@ apt_ready() {
   fi
 }
 
+# need_curl installs curl (Debian's package) when it is missing.
+need_curl() {
+  command -v curl >/dev/null || { apt_ready; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >&2; }
+}
+
+# free_port prints a loopback TCP port nobody listens on.
+free_port() {
+  local p
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free port"
+}
+
 # start_test_services makes sure PostgreSQL answers and makes a database
 # for this run, starts a MinIO server, exports the DICOMSEAL_TEST_* the
 # tests read, and drops and stops both when the calling script exits.

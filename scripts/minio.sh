@@ -28,16 +28,7 @@ if [ ! -x "$bin" ]; then
   log "building MinIO $version with go install (about 3 minutes, once)"
   GOBIN="$DICOMSEAL_CACHE/bin" GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$version" >&2
 fi
-command -v curl >/dev/null || { apt_ready; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >&2; }
-
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  die "no free port"
-}
+need_curl
 port=$(free_port)
 console=$(free_port)
 dir=$(mktemp -d "${TMPDIR:-/tmp}/dicomseal-minio.XXXXXX")

@@ -102,15 +102,7 @@ if [ "$1" = install ]; then
   exit 0
 fi
 
-command -v curl >/dev/null || { apt_ready; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >&2; }
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  die "no free port"
-}
+need_curl
 servers=""
 if [ -n "${DICOMSEAL_ORTHANC_TARGET:-}" ]; then
   server() { printf '"%s": {"Url": "%s", "HttpHeaders": {"Authorization": "Bearer %s"}}' "$1" "$DICOMSEAL_ORTHANC_TARGET" "$2"; }
