@@ -14,7 +14,7 @@ import (
 
 // uniqueInstances returns n copies of a real file, each with its own SOP
 // Instance UID (same length, so the file stays well-formed).
-func uniqueInstances(b *testing.B, name string, n int) [][]byte {
+func uniqueInstances(b testing.TB, name string, n int) [][]byte {
 	b.Helper()
 	data := fixture(b, name)
 	const uidTail = "20040119072730.12322"

@@ -23,6 +23,9 @@ import (
 // newer one's.
 type Catalog interface {
 	PutEntry(ctx context.Context, e catalog.Entry) error
+	// Entries lists a study's instances (of one series, unless series is
+	// ""): what a study transfer sends and a series check re-reads.
+	Entries(ctx context.Context, study, series string) ([]catalog.Entry, error)
 }
 
 // catalogRow is a file's catalog row, for an append to write in its own

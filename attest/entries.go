@@ -28,6 +28,12 @@ var EntryFormats = ledger.Formats{
 	custody.KindConflict:           {0, 1},
 	custody.KindSecurityAlert:      {0, 1},
 	custody.KindIntegrityFailure:   {0, 1},
+	// Custody events, new in version 1 (events.go).
+	custody.KindTransfer:         {1},
+	custody.KindExport:           {1},
+	custody.KindStorageMigration: {1},
+	custody.KindFixity:           {1},
+	custody.KindRepair:           {1},
 }
 
 // entryHead starts every custody body: version, kind and the SOP Instance
@@ -87,6 +93,7 @@ const (
 	ReasonAltered            = "altered"             // the store returned other bytes
 	ReasonMissing            = "missing"             // the store has no object
 	ReasonAttestationInvalid = "attestation-invalid" // the entry or its signature fails
+	ReasonUnreadable         = "unreadable"          // the store holds the object but reading it fails (the scrubber's READ_ERROR)
 )
 
 type integrityFailureBody struct {

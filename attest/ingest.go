@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
+	"github.com/dicomseal/dicomseal/fixity"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
 	"github.com/dicomseal/dicomseal/spool"
@@ -159,10 +161,51 @@ func (s *Service) again(ctx context.Context, entry ledger.Entry, sp *spool.Spool
 	if err != nil {
 		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
 	}
-	if err := s.store.Put(ctx, entry.FileSHA256, sp.Reader(), sp.Size()); err != nil {
-		return nil, storageError(err)
+	if err := s.restore(ctx, entry, sp); err != nil {
+		return nil, err
 	}
 	return &IngestResult{Attestation: att}, nil
+}
+
+// restore makes sure the store holds entry's attested bytes, which sp
+// holds (the caller matched their digest). A stored copy that is gone,
+// altered or unreadable is rewritten from sp and the repair is logged;
+// an intact one is only touched (see the stores' Put).
+func (s *Service) restore(ctx context.Context, entry ledger.Entry, sp *spool.Spool) error {
+	outcome, observed, _, _, err := s.readBack(ctx, entry.FileSHA256, sp.Size(), nil)
+	if err != nil {
+		return storageError(err)
+	}
+	if outcome == fixity.OK {
+		if err := s.store.Put(ctx, entry.FileSHA256, sp.Reader(), sp.Size()); err != nil {
+			return storageError(err)
+		}
+		return nil
+	}
+	if err := s.store.Replace(ctx, entry.FileSHA256, sp.Reader(), sp.Size()); err != nil {
+		return storageError(err)
+	}
+	actor := ""
+	if id, ok := auth.FromContext(ctx); ok {
+		actor = id.Name
+	}
+	found := outcomeReason[outcome]
+	_, err = s.ledger.AppendEvents(ctx, []custody.Record{{
+		Kind: custody.KindRepair, Subject: entry.Subject, FileSHA256: entry.FileSHA256,
+		Body: encodeBody(repairBody{entryHead: head(custody.KindRepair, entry.Subject),
+			FileSHA256: entry.FileSHA256, IngestIndex: entry.Index, IngestEntryHash: entry.LeafHashHex(),
+			Found: found, ObservedSHA256: observed, Actor: actor, RecordedAt: s.Now().UTC()}),
+	}})
+	if err != nil {
+		// The copy is whole again; the next repeat logs the repair only if
+		// it finds something to repair, so say it here.
+		s.log.ErrorContext(ctx, "stored copy repaired but the repair entry could not be logged",
+			"sop_instance_uid", entry.Subject, "err", err)
+		return unavailable(ProblemLedgerUnavailable, err)
+	}
+	s.log.WarnContext(ctx, "stored copy repaired from re-ingested attested bytes", "sop_instance_uid", entry.Subject,
+		"found", found, "observed_sha256", observed, "actor", actor)
+	return nil
 }
 
 // attest stores, signs and logs the file as an ingest, a revision or (with

@@ -113,6 +113,7 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 	entry := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
 	rc, err := s.store.Get(ctx, entry.FileSHA256)
 	if errors.Is(err, store.ErrNotFound) {
+		s.checkSeries(att)
 		return nil, s.integrityFailure(ctx, entry, ReasonMissing, "", err)
 	}
 	if err != nil {
@@ -125,9 +126,19 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 	}
 	if got := sp.SHA256Hex(); got != entry.FileSHA256 || sp.Size() != att.Size {
 		sp.Close()
+		s.checkSeries(att)
 		return nil, s.integrityFailure(ctx, entry, ReasonAltered, got, nil)
 	}
 	return &Retrieved{Attestation: att, SHA256: sp.SHA256(), spool: sp, limits: s.Limits}, nil
+}
+
+// checkSeries asks for a check of the whole series of an instance whose
+// stored copy failed: what damaged one object (a bad disk, a botched
+// restore) rarely damages only one.
+func (s *Service) checkSeries(att *Attestation) {
+	if s.SeriesCheck != nil && att.StudyInstanceUID != "" && att.SeriesInstanceUID != "" {
+		s.SeriesCheck(att.StudyInstanceUID, att.SeriesInstanceUID)
+	}
 }
 
 func (s *Service) instanceEntry(ctx context.Context, uid string) (ledger.Entry, error) {
@@ -214,6 +225,7 @@ func (s *Service) integrityFailure(ctx context.Context, entry ledger.Entry, reas
 		ReasonMissing:            "the stored object is missing",
 		ReasonAltered:            "the stored object's bytes do not match the attested digest",
 		ReasonAttestationInvalid: "the ledger entry or its signature fails verification",
+		ReasonUnreadable:         "the stored object cannot be read",
 	}[reason]
 	return &Error{Code: EIntegrity, Problem: ProblemIntegrity,
 		Message: fmt.Sprintf("%s for SOP Instance UID %s; nothing is served", msg, entry.Subject),

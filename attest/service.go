@@ -45,6 +45,13 @@ type Ledger interface {
 	// ProveIncluded checks that leaf is at idx in the latest signed
 	// checkpoint's tree (ledger.ErrNotFound: not integrated yet).
 	ProveIncluded(ctx context.Context, idx uint64, leaf [32]byte) error
+	// AppendEvents appends custody events (transfers, migrations, fixity
+	// summaries, repairs) in one commit.
+	AppendEvents(ctx context.Context, recs []custody.Record) ([]ledger.Entry, error)
+	// Size is the number of entries; ScanAttesting lists up to max
+	// attesting entries in [from, to) and where to continue.
+	Size(ctx context.Context) (uint64, error)
+	ScanAttesting(ctx context.Context, from, to uint64, max int) ([]ledger.Entry, uint64, error)
 	LogReader
 }
 
@@ -65,6 +72,9 @@ type ObjectStore interface {
 	Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
 	// Get returns store.ErrNotFound when the object is absent.
 	Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error)
+	// Replace overwrites whatever is stored under sha256Hex (a repair);
+	// like Put it rejects bytes that do not hash to it.
+	Replace(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
 	Ping(ctx context.Context) error
 }
 
@@ -106,6 +116,12 @@ type Service struct {
 	// Catalog, when set, indexes every attested instance for DICOMweb
 	// searches.
 	Catalog Catalog
+	// SeriesCheck, when set, is asked (without waiting) to check every
+	// stored object of a series in which a retrieval found one failing
+	// (Scrubber.CheckSeries).
+	SeriesCheck func(study, series string)
+	// Destinations are where push transfers may go, by name.
+	Destinations map[string]Destination
 }
 
 // AppendQueue is how many ledger appends wait for a commit: a gauge of

@@ -32,7 +32,26 @@ const (
 	KindConflict           ledger.Kind = "conflict"
 	KindSecurityAlert      ledger.Kind = "security-alert" // a refused revision: what changed, never the values
 	KindIntegrityFailure   ledger.Kind = "integrity-failure"
+
+	// Custody events: what happened to attested bytes after ingest. Each
+	// is appended as it is, never counted or deduplicated: every move and
+	// every check is its own fact.
+	KindTransfer         ledger.Kind = "transfer"          // verified bytes sent to (or taken to) a destination
+	KindExport           ledger.Kind = "export"            // verified bytes written out of dicomseal, to a directory
+	KindStorageMigration ledger.Kind = "storage-migration" // an object copied to another store, checked on both sides
+	KindFixity           ledger.Kind = "fixity"            // the signed summary of one scrub pass
+	KindRepair           ledger.Kind = "repair"            // a stored copy rewritten from re-ingested attested bytes
 )
+
+// Event tells whether entries of kind k are custody events: appended as
+// they come, deciding nothing about claims or incidents.
+func Event(k ledger.Kind) bool {
+	switch k {
+	case KindTransfer, KindExport, KindStorageMigration, KindFixity, KindRepair:
+		return true
+	}
+	return false
+}
 
 // Attests tells whether entries of kind k attest bytes: an ingest, or a
 // later version of an attested instance.

@@ -102,6 +102,8 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 			e := add(p)
 			incidents[k], touched[k], added[k] = Incident{IncidentKey: k, Index: e.Index, Count: 1, LastSeen: m.SeenAt}, true, e
 			p.Value = int64(1)
+		case Event(rec.Kind):
+			add(p)
 		default:
 			p.Err = fmt.Errorf("%w: kind %q", ErrNotCustody, rec.Kind)
 		}

@@ -2,6 +2,7 @@ package custody
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/dicomseal/dicomseal/catalog"
 	"time"
@@ -76,6 +77,81 @@ func (c *Log) RecordIncident(ctx context.Context, rec Record, seenAt time.Time) 
 	count, _ := ps[0].Value.(int64)
 	return ps[0].Entry, count, nil
 }
+
+// AppendEvents appends custody events (transfers, exports, migrations,
+// fixity summaries, repairs) in one commit, in order.
+func (c *Log) AppendEvents(ctx context.Context, recs []Record) ([]ledger.Entry, error) {
+	lrs := make([]ledger.Record, len(recs))
+	for i, r := range recs {
+		if !Event(r.Kind) {
+			return nil, fmt.Errorf("custody: AppendEvents given a %s record", r.Kind)
+		}
+		lrs[i] = r.ledger(time.Time{})
+	}
+	ps, err := c.Submit(ctx, lrs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ledger.Entry, len(ps))
+	for i, p := range ps {
+		if p.Err != nil {
+			return nil, p.Err
+		}
+		out[i] = p.Entry
+	}
+	return out, nil
+}
+
+// Size is the number of entries in the log, integrated or not.
+func (c *Log) Size(ctx context.Context) (n uint64, err error) {
+	err = c.View(ctx, func(tx ledger.Tx) error {
+		n, err = tx.NextIndex(ctx)
+		return err
+	})
+	return n, err
+}
+
+// ScanAttesting returns up to max attesting entries (ingests, revisions,
+// corrections: every version that has a stored object) with indexes in
+// [from, to), in index order, and the index to continue from (to when the
+// range is done).
+func (c *Log) ScanAttesting(ctx context.Context, from, to uint64, max int) (out []ledger.Entry, next uint64, err error) {
+	const window = 4096 // indexes read per transaction, whatever their kinds
+	next = from
+	for len(out) < max && next < to {
+		full := false
+		err = c.View(ctx, func(tx ledger.Tx) error {
+			end := min(next+window, to)
+			err := tx.ScanEntries(ctx, next, end, func(e ledger.Entry) error {
+				if Attests(e.Kind) {
+					if len(out) >= max {
+						full = true
+						return errStop
+					}
+					out = append(out, e)
+				}
+				return nil
+			})
+			if full {
+				next = out[len(out)-1].Index + 1
+				return nil
+			}
+			if err == nil {
+				next = end
+			}
+			return err
+		})
+		if err != nil {
+			return nil, from, err
+		}
+		if full {
+			break
+		}
+	}
+	return out, next, nil
+}
+
+var errStop = errors.New("stop")
 
 func (c *Log) view(ctx context.Context, fn func(Tx) error) error {
 	return c.View(ctx, func(ltx ledger.Tx) error {

@@ -40,6 +40,7 @@ const (
 	ERateLimited     Code = "rate-limited"    // too many requests
 	EInternal        Code = "internal"        // a bug
 	ENotAcceptable   Code = "not-acceptable"  // no representation the client accepts (DICOMweb Accept)
+	EBadGateway      Code = "bad-gateway"     // a peer dicomseal sent to answered with a refusal
 )
 
 // statusOf is the one status of each code.
@@ -59,6 +60,7 @@ var statusOf = map[Code]int{
 	ERateLimited:     http.StatusTooManyRequests,
 	EInternal:        http.StatusInternalServerError,
 	ENotAcceptable:   http.StatusNotAcceptable,
+	EBadGateway:      http.StatusBadGateway,
 }
 
 // Slugs, stable: part of the API contract.
@@ -103,6 +105,10 @@ const (
 	InvalidQuery     = "invalid-query"
 	NotAcceptable    = "not-acceptable"
 	IndexUnavailable = "index-unavailable"
+	// Transfers to other systems.
+	UnknownDestination     = "unknown-destination"
+	DestinationRefused     = "destination-refused"
+	DestinationUnavailable = "destination-unavailable"
 )
 
 // Type is one problem type.
@@ -160,6 +166,9 @@ var table = []Type{
 	entry(TooManyParts, ETooLarge, "Too many parts"),
 	entry(NotAcceptable, ENotAcceptable, "Not acceptable"),
 	entry(IndexUnavailable, EUnavailable, "Search index unavailable"),
+	entry(UnknownDestination, EInvalid, "Unknown destination"),
+	entry(DestinationRefused, EBadGateway, "Destination refused the transfer"),
+	entry(DestinationUnavailable, EUnavailable, "Destination unavailable"),
 }
 
 var bySlug = func() map[string]Type {

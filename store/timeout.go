@@ -15,17 +15,20 @@ var ErrTimeout = errors.New("object store timed out")
 // Backend is the object store a Timeout wraps.
 type Backend interface {
 	Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
+	// Replace is Put without the skip of an object already present: the
+	// repair of a copy altered behind the store's back.
+	Replace(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
 	Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error)
 	Ping(ctx context.Context) error
 }
 
 // Timeout bounds every call on a store, so that one that hangs (a frozen
 // server, a dead network path, a hung NFS mount) fails the request instead
-// of holding it: Ping by D, and Put and Get by D without progress — a large
-// object may take longer than D to move, a stalled one may not. A backend
-// that ignores its context (the filesystem store, in a blocked system call)
-// is left to finish in the background; its caller is answered at the
-// deadline all the same. D <= 0 disables the bound.
+// of holding it: Ping by D, and Put, Replace and Get by D without progress
+// — a large object may take longer than D to move, a stalled one may not.
+// A backend that ignores its context (the filesystem store, in a blocked
+// system call) is left to finish in the background; its caller is answered
+// at the deadline all the same. D <= 0 disables the bound.
 type Timeout struct {
 	Backend
 	D time.Duration
@@ -68,18 +71,32 @@ func race[T any](ctx context.Context, call func() (T, error)) (T, error) {
 }
 
 func (t Timeout) Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error {
+	return t.send(ctx, r, func(ctx context.Context, body io.Reader) error {
+		return t.Backend.Put(ctx, sha256Hex, body, size)
+	})
+}
+
+func (t Timeout) Replace(ctx context.Context, sha256Hex string, r io.Reader, size int64) error {
+	return t.send(ctx, r, func(ctx context.Context, body io.Reader) error {
+		return t.Backend.Replace(ctx, sha256Hex, body, size)
+	})
+}
+
+// send runs an upload of r, by put, under the watchdog: reading the body
+// is its progress.
+func (t Timeout) send(ctx context.Context, r io.Reader, put func(context.Context, io.Reader) error) error {
 	if t.D <= 0 {
-		return t.Backend.Put(ctx, sha256Hex, r, size)
+		return put(ctx, r)
 	}
 	ctx, kick, stop := watch(ctx, t.D)
 	defer stop()
 	body, detach := progress(r, kick)
 	_, err := race(ctx, func() (struct{}, error) {
-		return struct{}{}, t.Backend.Put(ctx, sha256Hex, body, size)
+		return struct{}{}, put(ctx, body)
 	})
 	// Whatever the backend still does in the background (an HTTP client
 	// may read a body after it returned), it no longer reads the caller's
-	// bytes, which are released once Put returns.
+	// bytes, which are released once the call returns.
 	detach()
 	return err
 }

@@ -29,6 +29,10 @@ func (s stalling) Put(ctx context.Context, _ string, r io.Reader, _ int64) error
 	}
 }
 
+func (s stalling) Replace(ctx context.Context, sha256Hex string, r io.Reader, size int64) error {
+	return s.Put(ctx, sha256Hex, r, size)
+}
+
 func (s stalling) Get(ctx context.Context, _ string) (io.ReadCloser, error) {
 	return io.NopCloser(&slowReader{ctx: ctx, per: s.perRead, left: 8}), nil
 }
@@ -41,9 +45,10 @@ type deafStore struct{}
 
 var forever = make(chan struct{})
 
-func (deafStore) Put(context.Context, string, io.Reader, int64) error { <-forever; return nil }
-func (deafStore) Get(context.Context, string) (io.ReadCloser, error)  { <-forever; return nil, nil }
-func (deafStore) Ping(context.Context) error                          { <-forever; return nil }
+func (deafStore) Put(context.Context, string, io.Reader, int64) error     { <-forever; return nil }
+func (deafStore) Replace(context.Context, string, io.Reader, int64) error { <-forever; return nil }
+func (deafStore) Get(context.Context, string) (io.ReadCloser, error)      { <-forever; return nil, nil }
+func (deafStore) Ping(context.Context) error                              { <-forever; return nil }
 
 type slowReader struct {
 	ctx  context.Context
@@ -74,6 +79,9 @@ func TestTimeout(t *testing.T) {
 	if err := moving.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8); err != nil {
 		t.Fatalf("moving Put: %v", err)
 	}
+	if err := moving.Replace(ctx, "x", bytes.NewReader(make([]byte, 8)), 8); err != nil {
+		t.Fatalf("moving Replace: %v", err)
+	}
 	rc, err := moving.Get(ctx, "x")
 	if err != nil {
 		t.Fatal(err)
@@ -86,10 +94,12 @@ func TestTimeout(t *testing.T) {
 	stalled := store.Timeout{Backend: stalling{perRead: time.Hour}, D: d}
 	deaf := store.Timeout{Backend: deafStore{}, D: d}
 	for name, call := range map[string]func() error{
-		"Put, ignoring its context":  func() error { return deaf.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
-		"Ping, ignoring its context": func() error { return deaf.Ping(ctx) },
-		"Put":                        func() error { return stalled.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
-		"Ping":                       func() error { return stalled.Ping(ctx) },
+		"Put, ignoring its context":     func() error { return deaf.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
+		"Replace, ignoring its context": func() error { return deaf.Replace(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
+		"Ping, ignoring its context":    func() error { return deaf.Ping(ctx) },
+		"Put":                           func() error { return stalled.Put(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
+		"Replace":                       func() error { return stalled.Replace(ctx, "x", bytes.NewReader(make([]byte, 8)), 8) },
+		"Ping":                          func() error { return stalled.Ping(ctx) },
 		"Get": func() error {
 			rc, err := stalled.Get(ctx, "x")
 			if err != nil {

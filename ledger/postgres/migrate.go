@@ -38,7 +38,7 @@ var (
 		AuditSchema: {"entries", "events", "batches", "tree_nodes", "checkpoints"},
 	}
 	mutableTables = map[string][]string{
-		Schema:      {"incidents", "identity", "tokens", "cursors", "catalog"},
+		Schema:      {"incidents", "identity", "tokens", "cursors", "catalog", "leases", "scrub_progress"},
 		AuditSchema: {"cursors"},
 	}
 	// emptiable mutable tables may also be deleted from: the search index

@@ -19,6 +19,7 @@ import (
 	"github.com/dicomseal/dicomseal/catalog"
 	"github.com/dicomseal/dicomseal/catalog/catalogtest"
 	"github.com/dicomseal/dicomseal/custody"
+	"github.com/dicomseal/dicomseal/fixity/fixitytest"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/postgres"
@@ -118,6 +119,12 @@ func TestCatalogConformance(t *testing.T) {
 		_, service := newDatabase(t)
 		return open(t, service)
 	})
+}
+
+func TestFixityStoreConformance(t *testing.T) {
+	pgtest.AdminURL(t)
+	_, service := newDatabase(t)
+	fixitytest.Run(t, open(t, service))
 }
 
 // The search index is the one table the service may empty (before a

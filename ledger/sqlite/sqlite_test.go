@@ -14,6 +14,7 @@ import (
 	"github.com/dicomseal/dicomseal/catalog"
 	"github.com/dicomseal/dicomseal/catalog/catalogtest"
 	"github.com/dicomseal/dicomseal/custody"
+	"github.com/dicomseal/dicomseal/fixity/fixitytest"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/ledgertest"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
@@ -49,6 +50,10 @@ func TestTokenStoreConformance(t *testing.T) {
 
 func TestCatalogConformance(t *testing.T) {
 	catalogtest.Run(t, func(t *testing.T) catalog.Store { return open(t, filepath.Join(t.TempDir(), "ledger.db")) })
+}
+
+func TestFixityStoreConformance(t *testing.T) {
+	fixitytest.Run(t, open(t, filepath.Join(t.TempDir(), "ledger.db")))
 }
 
 // The triggers refuse to rewrite history through an ordinary connection.

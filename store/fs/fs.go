@@ -1,6 +1,6 @@
 // Package fs is the filesystem object store: content-addressed files under
-// one root directory, written so that a successful Put survives a crash
-// (temp file, fsync, rename, fsync of the directory).
+// one root directory, written so that a successful Put or Replace survives
+// a crash (temp file, fsync, rename, fsync of the directory).
 package fs
 
 import (
@@ -55,6 +55,27 @@ func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int
 		os.Chtimes(p, now, now)
 		return nil
 	}
+	return write(p, sha256Hex, r, size, "put")
+}
+
+// Replace stores the size bytes read from r under their SHA-256 digest
+// whether or not an object is already there, for repairing a copy that was
+// altered behind the store's back: Put trusts a present file of the right
+// size, so it cannot undo a same-size bit flip. Bytes that do not hash to
+// sha256Hex, or fall short, are rejected and leave the present file as it
+// is.
+func (s *Store) Replace(ctx context.Context, sha256Hex string, r io.Reader, size int64) error {
+	p, err := s.path(sha256Hex)
+	if err != nil {
+		return err
+	}
+	return write(p, sha256Hex, r, size, "replace")
+}
+
+// write puts the size bytes read from r at p once they hash to sha256Hex:
+// into a temporary file beside it, synced, then renamed over p, so that p
+// holds either its old content or all of the new, never part of it.
+func write(p, sha256Hex string, r io.Reader, size int64, op string) error {
 	dir := filepath.Dir(p)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("fs store: %w", err)
@@ -79,7 +100,7 @@ func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("fs store: put %s: %w", sha256Hex, err)
+		return fmt.Errorf("fs store: %s %s: %w", op, sha256Hex, err)
 	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return fmt.Errorf("fs store: %w", err)

@@ -9,17 +9,29 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/dicomseal/dicomseal/store"
 	"github.com/dicomseal/dicomseal/store/fs"
 	"github.com/dicomseal/dicomseal/store/storetest"
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
-		s, err := fs.Open(t.TempDir())
+	storetest.Run(t, func(t *testing.T) storetest.Instance {
+		root := t.TempDir()
+		s, err := fs.Open(root)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
+		// A same-size rewrite in place, as a bit flip on disk leaves it.
+		corrupt := func(t *testing.T, sha256Hex string, data []byte) {
+			key, err := store.Key(sha256Hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(key)), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return storetest.Instance{Store: s, Corrupt: corrupt}
 	})
 }
 

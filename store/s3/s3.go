@@ -104,8 +104,30 @@ func (s *Store) Put(ctx context.Context, sha256Hex string, r io.Reader, size int
 	if info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{}); err == nil && info.Size == size {
 		return nil
 	}
+	return s.put(ctx, key, sha256Hex, r, size)
+}
+
+// Replace uploads size bytes from r under their SHA-256 as Put does, but
+// whether or not an object is already there, for repairing a copy that was
+// altered behind the store's back: Put trusts a present object of the
+// right size, so it cannot undo a same-size overwrite. The PUT is atomic
+// on the server: bytes that do not match (store.ErrDigestMismatch) or fall
+// short leave the present object as it is.
+func (s *Store) Replace(ctx context.Context, sha256Hex string, r io.Reader, size int64) error {
+	key, err := store.Key(sha256Hex)
+	if err != nil {
+		return err
+	}
+	if size > maxSinglePut {
+		return fmt.Errorf("s3 store: %d bytes exceed the 5 GiB single-PUT limit", size)
+	}
+	return s.put(ctx, key, sha256Hex, r, size)
+}
+
+// put sends the object in one PUT that carries its checksum.
+func (s *Store) put(ctx context.Context, key, sha256Hex string, r io.Reader, size int64) error {
 	sum, _ := hex.DecodeString(sha256Hex)
-	_, err = s.client.PutObject(ctx, s.bucket, key, r, size, minio.PutObjectOptions{
+	_, err := s.client.PutObject(ctx, s.bucket, key, r, size, minio.PutObjectOptions{
 		ContentType:      "application/dicom",
 		DisableMultipart: true,
 		UserMetadata:     map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum)},

@@ -26,7 +26,22 @@ func open(t testing.TB, cfg s3.Config) *s3.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t, s3test.Config(t)) })
+	storetest.Run(t, func(t *testing.T) storetest.Instance {
+		cfg := s3test.Config(t)
+		// Another upload under the key, without the checksum that would
+		// tie it to the key: what a client other than dicomseal can do.
+		corrupt := func(t *testing.T, sha256Hex string, data []byte) {
+			key, err := store.Key(sha256Hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s3test.Client(t, cfg).PutObject(context.Background(), cfg.Bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return storetest.Instance{Store: open(t, cfg), Corrupt: corrupt}
+	})
 }
 
 // The object carries its SHA-256 as an S3 checksum: the server verified

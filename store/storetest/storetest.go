@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/dicomseal/dicomseal/store"
@@ -21,9 +22,19 @@ import (
 // Store is the behaviour under test.
 type Store interface {
 	Put(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
+	Replace(ctx context.Context, sha256Hex string, r io.Reader, size int64) error
 	Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error)
 	Ping(ctx context.Context) error
 	List(ctx context.Context, fn func(sha256Hex string, size int64) error) error
+}
+
+// Instance is one empty store under test.
+type Instance struct {
+	Store
+	// Corrupt overwrites the object stored under sha256Hex with data
+	// directly in the storage, past every check of the store's own: what a
+	// failing disk or an operator's mistake does behind the service's back.
+	Corrupt func(t *testing.T, sha256Hex string, data []byte)
 }
 
 func digest(b []byte) string {
@@ -45,8 +56,16 @@ func get(t *testing.T, s Store, key string) []byte {
 	return b
 }
 
+func put(t *testing.T, s Store, data []byte) string {
+	t.Helper()
+	if err := s.Put(context.Background(), digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	return digest(data)
+}
+
 // Run runs the suite; newStore returns an empty store for each subtest.
-func Run(t *testing.T, newStore func(t *testing.T) Store) {
+func Run(t *testing.T, newStore func(t *testing.T) Instance) {
 	ctx := context.Background()
 	t.Run("put then get", func(t *testing.T) {
 		s := newStore(t)
@@ -142,6 +161,75 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 			if got[sha] != size {
 				t.Fatalf("%s listed with size %d, want %d", sha, got[sha], size)
 			}
+		}
+	})
+	t.Run("replace stores an absent object", func(t *testing.T) {
+		s := newStore(t)
+		data := []byte("a copy lost from the store")
+		if err := s.Replace(ctx, digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(t, s, digest(data)); !bytes.Equal(got, data) {
+			t.Fatalf("Get returned %q", got)
+		}
+	})
+	t.Run("replace repairs a same-size corruption that put leaves", func(t *testing.T) {
+		s := newStore(t)
+		if s.Corrupt == nil {
+			t.Fatal("the backend gives the suite no Corrupt hook")
+		}
+		data := bytes.Repeat([]byte("stored, then altered behind our back "), 100)
+		key := put(t, s, data)
+		bad := bytes.Clone(data)
+		bad[len(bad)/2] ^= 0x01
+		s.Corrupt(t, key, bad)
+		if got := get(t, s, key); !bytes.Equal(got, bad) {
+			t.Fatal("Corrupt did not alter the stored object")
+		}
+		// Put trusts a present object of the right size: that is why
+		// repair needs Replace.
+		if err := s.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(t, s, key); !bytes.Equal(got, bad) {
+			t.Fatal("Put rewrote a present object of the right size; Replace is no longer the only repair")
+		}
+		if err := s.Replace(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(t, s, key); !bytes.Equal(got, data) {
+			t.Fatal("after Replace, Get still returns the corrupted bytes")
+		}
+	})
+	t.Run("replace refuses bytes that do not match the key", func(t *testing.T) {
+		s := newStore(t)
+		data := []byte("the real bytes")
+		key := put(t, s, data)
+		other := []byte("other bytes!!!")
+		err := s.Replace(ctx, key, bytes.NewReader(other), int64(len(other)))
+		if !errors.Is(err, store.ErrDigestMismatch) {
+			t.Fatalf("Replace error = %v, want store.ErrDigestMismatch", err)
+		}
+		if got := get(t, s, key); !bytes.Equal(got, data) {
+			t.Fatalf("a refused Replace left %q, want the previous object", got)
+		}
+	})
+	t.Run("replace from a short stream keeps the object", func(t *testing.T) {
+		data := bytes.Repeat([]byte("the whole object "), 1000)
+		for name, r := range map[string]io.Reader{
+			"short":  bytes.NewReader(data[:len(data)-1]),
+			"failed": io.MultiReader(bytes.NewReader(data[:len(data)/2]), iotest.ErrReader(errors.New("spool lost"))),
+		} {
+			t.Run(name, func(t *testing.T) {
+				s := newStore(t)
+				key := put(t, s, data)
+				if err := s.Replace(ctx, key, r, int64(len(data))); err == nil {
+					t.Fatal("Replace accepted fewer bytes than its size")
+				}
+				if got := get(t, s, key); !bytes.Equal(got, data) {
+					t.Fatalf("a failed Replace left %d bytes, want the previous %d", len(got), len(data))
+				}
+			})
 		}
 	})
 	t.Run("large object in bounded memory", func(t *testing.T) {

@@ -1,0 +1,483 @@
+package attest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/dicomseal/dicomseal/custody"
+	"github.com/dicomseal/dicomseal/fixity"
+	"github.com/dicomseal/dicomseal/ledger"
+	"golang.org/x/time/rate"
+)
+
+// scrubName names the scrubber's lease and progress.
+const scrubName = "scrub"
+
+// Scrubber re-reads every stored object, pass after pass, in ledger index
+// order and at a bounded rate, and checks each against its signed
+// attestation (CheckStored). One replica at a time scrubs: it holds a
+// lease in the database while it works. Progress is saved after every
+// batch, so that a restart (or another replica, once the lease expires)
+// resumes where it stopped. Each complete pass ends with a signed fixity
+// summary in the log.
+type Scrubber struct {
+	svc   *Service
+	state fixity.Store
+
+	// Holder names this replica in the lease (host and process).
+	Holder string
+	// Rate bounds the bytes read per second (<= 0: unbounded).
+	Rate float64
+	// Batch is how many objects are checked between progress saves.
+	Batch int
+	// LeaseTTL is how long the lease outlives a replica that stops
+	// renewing it (it is renewed every batch, and at least every TTL/3).
+	LeaseTTL time.Duration
+	// Actor names who runs the scrub in the summary ("scrubber", or the
+	// operator of `dicomseal scrub`).
+	Actor string
+	// OnFailure, when set, hears of every failure as it is found.
+	OnFailure func(fixity.Failure)
+
+	mu       sync.Mutex
+	status   ScrubStatus
+	checking map[string]bool // series being checked (CheckSeries)
+}
+
+// ScrubStatus is what metrics show of the scrubber.
+type ScrubStatus struct {
+	Progress fixity.Progress
+	// Checked counts the objects checked by this process, by outcome;
+	// BytesRead the bytes it read.
+	Checked   map[string]int64
+	BytesRead int64
+	// OldestUnverified is the attestation (or last verification) time of
+	// the object that has gone longest without a check; zero when all are
+	// checked.
+	OldestUnverified time.Time
+	// Scrubbing is whether this process holds the lease.
+	Scrubbing bool
+}
+
+// NewScrubber returns a scrubber of svc's store, keeping its lease and
+// progress in state.
+func NewScrubber(svc *Service, state fixity.Store, holder string) *Scrubber {
+	return &Scrubber{svc: svc, state: state, Holder: holder, Batch: 64, LeaseTTL: time.Minute, Actor: "scrubber",
+		status: ScrubStatus{Checked: map[string]int64{}}}
+}
+
+// Status is a snapshot of the scrubber's state.
+func (sc *Scrubber) Status() ScrubStatus {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	st := sc.status
+	st.Checked = maps.Clone(st.Checked)
+	st.Progress.Counts = maps.Clone(st.Progress.Counts)
+	st.Progress.Failures = nil // the summary's, not a metric's
+	return st
+}
+
+// ErrLeaseHeld: another replica holds the scrub lease.
+var ErrLeaseHeld = errors.New("another replica is scrubbing (it holds the lease)")
+
+// PassResult is a complete pass: its progress at the end and its summary
+// entry.
+type PassResult struct {
+	Progress fixity.Progress
+	Summary  ledger.Entry
+}
+
+// Pass runs (or resumes) one pass to its end and appends its summary.
+// Errors: ErrLeaseHeld, ErrStoreDown (the pass stops where it is; its
+// progress is saved), context errors, the ledger's.
+func (sc *Scrubber) Pass(ctx context.Context) (*PassResult, error) {
+	if err := sc.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer sc.Release(context.WithoutCancel(ctx))
+	return sc.pass(ctx)
+}
+
+// Run scrubs until ctx ends: a pass, then every interval (measured from
+// the start of the last complete pass) the next. A pass interrupted by an
+// outage is retried after a pause; while another replica holds the lease
+// it waits. The lease is released when Run returns.
+func (sc *Scrubber) Run(ctx context.Context, interval time.Duration) {
+	defer sc.Release(context.WithoutCancel(ctx))
+	for ctx.Err() == nil {
+		wait := sc.LeaseTTL / 3
+		if err := sc.acquire(ctx); err == nil {
+			p, err := sc.state.Progress(ctx, scrubName)
+			switch {
+			case err != nil:
+				sc.svc.log.WarnContext(ctx, "scrub: read progress", "err", err)
+			case p.Pass > 0 && p.Position >= p.End && time.Since(p.PreviousStarted) < interval:
+				// Done for now: keep coverage fresh, keep the lease alive.
+				sc.refreshOldest(ctx, p)
+				wait = min(wait, interval-time.Since(p.PreviousStarted))
+			default:
+				if _, err := sc.pass(ctx); err != nil && ctx.Err() == nil {
+					sc.svc.log.WarnContext(ctx, "scrub pass interrupted; it resumes", "err", err)
+				}
+				continue
+			}
+		} else if errors.Is(err, ErrLeaseHeld) {
+			// Another replica scrubs: show its progress all the same.
+			if p, err := sc.state.Progress(ctx, scrubName); err == nil {
+				sc.publish(p)
+				sc.refreshOldest(ctx, p)
+			}
+		} else if ctx.Err() == nil {
+			sc.svc.log.WarnContext(ctx, "scrub: lease", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(max(wait, 100*time.Millisecond)):
+		}
+	}
+}
+
+func (sc *Scrubber) acquire(ctx context.Context) error {
+	ok, err := sc.state.AcquireLease(ctx, scrubName, sc.Holder, sc.svc.Now(), sc.LeaseTTL)
+	sc.mu.Lock()
+	sc.status.Scrubbing = ok && err == nil
+	sc.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("scrub lease: %w", err)
+	}
+	if !ok {
+		return ErrLeaseHeld
+	}
+	return nil
+}
+
+// Release gives up the lease (a server stopping, a command done).
+func (sc *Scrubber) Release(ctx context.Context) {
+	if err := sc.state.ReleaseLease(ctx, scrubName, sc.Holder); err != nil {
+		sc.svc.log.WarnContext(ctx, "scrub: release lease", "err", err)
+	}
+	sc.mu.Lock()
+	sc.status.Scrubbing = false
+	sc.mu.Unlock()
+}
+
+// pass runs the pass in hand, or a new one, to its end. The lease is held.
+func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
+	p, err := sc.state.Progress(ctx, scrubName)
+	if err != nil {
+		return nil, fmt.Errorf("scrub progress: %w", err)
+	}
+	if p.Pass == 0 || p.Position >= p.End {
+		if p, err = sc.begin(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	var limiter *rate.Limiter
+	if sc.Rate > 0 {
+		// A burst of 64 KiB (or the rate, if smaller) keeps reads smooth.
+		limiter = rate.NewLimiter(rate.Limit(sc.Rate), int(min(sc.Rate, 64<<10)))
+	}
+	lastRenew := time.Now()
+	sc.refreshOldest(ctx, p)
+	for p.Position < p.End {
+		entries, next, err := sc.svc.ledger.ScanAttesting(ctx, p.Position, p.End, sc.batch())
+		if err != nil {
+			return nil, fmt.Errorf("scrub: read the log: %w", err)
+		}
+		for _, e := range entries {
+			f, n, ok, err := sc.svc.CheckStored(ctx, e, limiter)
+			if err != nil {
+				sc.save(ctx, p) // what was checked stays checked
+				return nil, err
+			}
+			p.Position, p.Bytes = e.Index+1, p.Bytes+n
+			sc.count(f.Outcome, n, ok)
+			if !ok {
+				continue
+			}
+			p.Counts[f.Outcome]++
+			if f.Outcome != fixity.OK {
+				if len(p.Failures) < fixity.MaxFailures {
+					p.Failures = append(p.Failures, f)
+				}
+				if sc.OnFailure != nil {
+					sc.OnFailure(f)
+				}
+			}
+			if time.Since(lastRenew) > sc.LeaseTTL/3 {
+				// A large object at a low rate may take long: renew within.
+				if err := sc.acquire(ctx); err != nil {
+					sc.save(ctx, p)
+					return nil, err
+				}
+				lastRenew = time.Now()
+			}
+		}
+		p.Position = next
+		sc.refreshOldest(ctx, p)
+		if err := sc.save(ctx, p); err != nil {
+			return nil, err
+		}
+		if err := sc.acquire(ctx); err != nil {
+			return nil, err
+		}
+		lastRenew = time.Now()
+	}
+	summary, err := sc.finish(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	p.PreviousStarted, p.PreviousEnd = p.Started, p.End
+	if err := sc.save(ctx, p); err != nil {
+		return nil, err
+	}
+	sc.refreshOldest(ctx, p)
+	sc.svc.log.InfoContext(ctx, "scrub pass complete", "pass", p.Pass, "objects", total(p.Counts),
+		"failures", total(p.Counts)-p.Counts[fixity.OK], "bytes", p.Bytes, "summary_index", summary.Index,
+		"took", sc.svc.Now().Sub(p.Started).Round(time.Millisecond).String())
+	return &PassResult{Progress: p, Summary: summary}, nil
+}
+
+// begin starts pass p.Pass+1 over what the log holds now.
+func (sc *Scrubber) begin(ctx context.Context, prev fixity.Progress) (fixity.Progress, error) {
+	end, err := sc.svc.ledger.Size(ctx)
+	if err != nil {
+		return prev, fmt.Errorf("scrub: log size: %w", err)
+	}
+	p := fixity.Progress{Pass: prev.Pass + 1, End: end, Started: sc.svc.Now().UTC(), Counts: map[string]int64{},
+		PreviousStarted: prev.PreviousStarted, PreviousEnd: prev.PreviousEnd}
+	if prev.Pass > 0 {
+		// The pass that just ended may not have had its summary saved
+		// (a crash between the append and the save): it counts as done.
+		p.PreviousStarted, p.PreviousEnd = prev.Started, prev.End
+	}
+	return p, sc.save(ctx, p)
+}
+
+func (sc *Scrubber) batch() int {
+	if sc.Batch <= 0 {
+		return 64
+	}
+	return sc.Batch
+}
+
+func (sc *Scrubber) save(ctx context.Context, p fixity.Progress) error {
+	if err := sc.state.SaveProgress(ctx, scrubName, p); err != nil {
+		return fmt.Errorf("scrub: save progress: %w", err)
+	}
+	sc.publish(p)
+	return nil
+}
+
+func (sc *Scrubber) publish(p fixity.Progress) {
+	sc.mu.Lock()
+	sc.status.Progress = p
+	sc.mu.Unlock()
+}
+
+func (sc *Scrubber) count(outcome string, n int64, ok bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.status.BytesRead += n
+	if ok {
+		sc.status.Checked[outcome]++
+	}
+}
+
+// refreshOldest sets OldestUnverified for progress p: while a pass is
+// short of where the previous one ended, the previous pass's start;
+// beyond it, the attestation time of the first object still ahead; once
+// the pass is complete, its start (what came since was attested later).
+func (sc *Scrubber) refreshOldest(ctx context.Context, p fixity.Progress) {
+	oldest := p.PreviousStarted
+	if p.Position < p.End && p.Position >= p.PreviousEnd {
+		es, _, err := sc.svc.ledger.ScanAttesting(ctx, p.Position, p.End, 1)
+		if err != nil {
+			return // keep the last value: a metric is no reason to fail
+		}
+		if len(es) == 1 {
+			if pred, _, err := sc.svc.openPredicate(es[0]); err == nil {
+				oldest = pred.AttestedAt
+			}
+		}
+	}
+	sc.mu.Lock()
+	sc.status.OldestUnverified = oldest
+	sc.mu.Unlock()
+}
+
+func total(counts map[string]int64) int64 {
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
+
+// FixityPredicateType is the predicate of a fixity summary's statement.
+const FixityPredicateType = "https://dicomseal.dev/fixity/v1"
+
+// FixitySummary is what a fixity entry's signed statement asserts: one
+// pass over the log's first End entries, what it found, and how to repair.
+type FixitySummary struct {
+	Pass     int64            `json:"pass"`
+	From     uint64           `json:"from"`
+	End      uint64           `json:"end"`
+	Started  time.Time        `json:"started"`
+	Finished time.Time        `json:"finished"`
+	Objects  int64            `json:"objects"`
+	Bytes    int64            `json:"bytes"`
+	Counts   map[string]int64 `json:"counts"`
+	Failures []fixity.Failure `json:"failures"`
+	// FailuresOmitted counts failures beyond fixity.MaxFailures.
+	FailuresOmitted int64  `json:"failures_omitted,omitempty"`
+	Actor           string `json:"actor"`
+	KeyID           string `json:"key_id"`
+	// Repair says what an operator does about the failures.
+	Repair string `json:"repair,omitempty"`
+}
+
+// RepairHint is the summary's advice when a pass found failures.
+const RepairHint = "re-ingest each failed instance's original bytes (POST /v1/instances or STOW-RS, from the sending PACS or a backup): " +
+	"bytes that match the attestation rewrite the stored copy and are logged as a repair entry; then run the next scrub"
+
+type fixityStatement struct {
+	Type          string        `json:"_type"`
+	Subject       []Subject     `json:"subject"`
+	PredicateType string        `json:"predicateType"`
+	Predicate     FixitySummary `json:"predicate"`
+}
+
+// finish signs the pass's summary and appends it as a fixity entry. The
+// statement's subject digest is over the failures list, so that the
+// summary cannot be shortened without breaking the signature.
+func (sc *Scrubber) finish(ctx context.Context, p fixity.Progress) (ledger.Entry, error) {
+	failures := p.Failures
+	if failures == nil {
+		failures = []fixity.Failure{}
+	}
+	sum := FixitySummary{Pass: p.Pass, End: p.End, Started: p.Started, Finished: sc.svc.Now().UTC(),
+		Objects: total(p.Counts), Bytes: p.Bytes, Counts: p.Counts, Failures: failures,
+		FailuresOmitted: total(p.Counts) - p.Counts[fixity.OK] - int64(len(failures)),
+		Actor:           sc.Actor, KeyID: sc.svc.attestor.KeyID()}
+	if len(failures) > 0 {
+		sum.Repair = RepairHint
+	}
+	list, _ := json.Marshal(failures)
+	digest := sha256.Sum256(list)
+	payload, err := json.Marshal(fixityStatement{Type: StatementType, PredicateType: FixityPredicateType, Predicate: sum,
+		Subject: []Subject{{Name: fmt.Sprintf("fixity-pass-%d", p.Pass), Digest: map[string]string{"sha256": hex.EncodeToString(digest[:])}}}})
+	if err != nil {
+		return ledger.Entry{}, internal(err)
+	}
+	env, err := sc.svc.attestor.Sign(ctx, payload)
+	if err != nil {
+		return ledger.Entry{}, internal(fmt.Errorf("sign the fixity summary: %w", err))
+	}
+	es, err := sc.svc.ledger.AppendEvents(ctx, []custody.Record{{
+		Kind: custody.KindFixity, Subject: FixitySubject,
+		Body: encodeBody(fixityBody{entryHead: head(custody.KindFixity, FixitySubject), Pass: p.Pass, Envelope: env}),
+	}})
+	if err != nil {
+		return ledger.Entry{}, unavailable(ProblemLedgerUnavailable, err)
+	}
+	return es[0], nil
+}
+
+// OpenFixity verifies a fixity entry (leaf hash, signature, statement)
+// and returns its summary.
+func (s *Service) OpenFixity(e ledger.Entry) (*FixitySummary, error) {
+	if e.Kind != custody.KindFixity || ledger.LeafHash(e.Body) != e.LeafHash {
+		return nil, fmt.Errorf("entry %d is not an intact fixity entry", e.Index)
+	}
+	var body fixityBody
+	if err := json.Unmarshal(e.Body, &body); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+	}
+	payload, err := s.attestor.Open(body.Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+	}
+	var st fixityStatement
+	if err := json.Unmarshal(payload, &st); err != nil || st.PredicateType != FixityPredicateType || len(st.Subject) != 1 {
+		return nil, fmt.Errorf("entry %d: not a fixity statement", e.Index)
+	}
+	list, _ := json.Marshal(st.Predicate.Failures)
+	if d := sha256.Sum256(list); hex.EncodeToString(d[:]) != st.Subject[0].Digest["sha256"] || st.Predicate.Pass != body.Pass {
+		return nil, fmt.Errorf("entry %d: the fixity statement does not match its failures", e.Index)
+	}
+	return &st.Predicate, nil
+}
+
+// CheckSeries checks every stored object of a series in the background,
+// at the scrubber's rate, once at a time per series (a request for a
+// series already being checked is dropped). Failures are recorded as a
+// pass's are; the pass's own progress is not touched.
+func (sc *Scrubber) CheckSeries(study, series string) {
+	if sc.svc.Catalog == nil {
+		return
+	}
+	key := study + "/" + series
+	sc.mu.Lock()
+	if sc.checking == nil {
+		sc.checking = map[string]bool{}
+	}
+	if sc.checking[key] {
+		sc.mu.Unlock()
+		return
+	}
+	sc.checking[key] = true
+	sc.mu.Unlock()
+	go func() {
+		defer func() {
+			sc.mu.Lock()
+			delete(sc.checking, key)
+			sc.mu.Unlock()
+		}()
+		ctx := context.Background()
+		found, err := sc.checkSeries(ctx, study, series)
+		if err != nil {
+			sc.svc.log.WarnContext(ctx, "series check", "study_instance_uid", study, "series_instance_uid", series, "err", err)
+			return
+		}
+		sc.svc.log.InfoContext(ctx, "series checked after a failed retrieval", "study_instance_uid", study,
+			"series_instance_uid", series, "failures", found)
+	}()
+}
+
+func (sc *Scrubber) checkSeries(ctx context.Context, study, series string) (int, error) {
+	rows, err := sc.svc.Catalog.Entries(ctx, study, series)
+	if err != nil {
+		return 0, err
+	}
+	var limiter *rate.Limiter
+	if sc.Rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(sc.Rate), int(min(sc.Rate, 64<<10)))
+	}
+	failed := 0
+	for _, row := range rows {
+		e, err := sc.svc.ledger.Entry(ctx, row.LedgerIndex)
+		if err != nil {
+			return failed, err
+		}
+		f, n, ok, err := sc.svc.CheckStored(ctx, e, limiter)
+		if err != nil {
+			return failed, err
+		}
+		sc.count(f.Outcome, n, ok)
+		if ok && f.Outcome != fixity.OK {
+			failed++
+			if sc.OnFailure != nil {
+				sc.OnFailure(f)
+			}
+		}
+	}
+	return failed, nil
+}
