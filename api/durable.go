@@ -23,6 +23,10 @@ var durableActions = map[string]bool{
 	"verify.digest":                true,
 	"instance.ingest":              true,
 	"instance.identity-correction": true,
+	// A transfer records each instance sent before it leaves
+	// (instance.transfer.send), and its answer like any other.
+	"instance.transfer": true,
+	"study.transfer":    true,
 	// DICOMweb hands out images, metadata and patient data in results.
 	"dicomweb.store":             true,
 	"dicomweb.search.studies":    true,

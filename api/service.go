@@ -21,6 +21,10 @@ type Custody interface {
 	Attestation(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)
 	VerifyFile(ctx context.Context, body io.Reader) (*attest.Verification, error)
 	VerifyDigest(ctx context.Context, sha string) (*attest.Verification, error)
+	// TransferInstance and TransferStudy verify and record (or send) a
+	// move of attested bytes to another system.
+	TransferInstance(ctx context.Context, uid string, req attest.TransferRequest, actor string) (*attest.Transfer, error)
+	TransferStudy(ctx context.Context, study string, req attest.TransferRequest, actor string) ([]attest.Transfer, error)
 }
 
 // LogReader is the custody log as its public endpoints serve it.

@@ -21,6 +21,8 @@ type Service struct {
 	AttestationFn          func(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)
 	VerifyFileFn           func(ctx context.Context, body io.Reader) (*attest.Verification, error)
 	VerifyDigestFn         func(ctx context.Context, sha string) (*attest.Verification, error)
+	TransferInstanceFn     func(ctx context.Context, uid string, req attest.TransferRequest, actor string) (*attest.Transfer, error)
+	TransferStudyFn        func(ctx context.Context, study string, req attest.TransferRequest, actor string) ([]attest.Transfer, error)
 	KeysFn                 func() []attest.Key
 	CheckpointFn           func(ctx context.Context) ([]byte, error)
 	LogEntryFn             func(ctx context.Context, index uint64) (*attest.LogEntry, error)
@@ -54,6 +56,20 @@ func (s *Service) CorrectIdentity(ctx context.Context, uid string, body io.Reade
 		return nil, unset("CorrectIdentity")
 	}
 	return s.CorrectIdentityFn(ctx, uid, body, reason, actor)
+}
+
+func (s *Service) TransferInstance(ctx context.Context, uid string, req attest.TransferRequest, actor string) (*attest.Transfer, error) {
+	if s.TransferInstanceFn == nil {
+		return nil, unset("TransferInstance")
+	}
+	return s.TransferInstanceFn(ctx, uid, req, actor)
+}
+
+func (s *Service) TransferStudy(ctx context.Context, study string, req attest.TransferRequest, actor string) ([]attest.Transfer, error) {
+	if s.TransferStudyFn == nil {
+		return nil, unset("TransferStudy")
+	}
+	return s.TransferStudyFn(ctx, study, req, actor)
 }
 
 func (s *Service) Retrieve(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error) {
