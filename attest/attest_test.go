@@ -31,7 +31,12 @@ type fixtureService struct {
 // newService wires the service to the real embedded backends.
 func newService(t testing.TB) fixtureService {
 	t.Helper()
-	dir := t.TempDir()
+	return newServiceIn(t, t.TempDir())
+}
+
+// newServiceIn is newService over dir.
+func newServiceIn(t testing.TB, dir string) fixtureService {
+	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(dir, "ledger.db")
 	l, err := sqlite.Open(ctx, path)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"sync"
 	"time"
 
@@ -184,51 +185,45 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 		// A burst of 64 KiB (or the rate, if smaller) keeps reads smooth.
 		limiter = rate.NewLimiter(rate.Limit(sc.Rate), int(min(sc.Rate, 64<<10)))
 	}
-	lastRenew := time.Now()
+	// The lease is renewed in the background while objects are read (a
+	// large one at a low rate may take longer than the lease); losing it
+	// to another replica stops this pass.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go sc.keepLease(ctx, stop)
 	sc.refreshOldest(ctx, p)
 	for p.Position < p.End {
 		entries, next, err := sc.svc.ledger.ScanAttesting(ctx, p.Position, p.End, sc.batch())
 		if err != nil {
-			return nil, fmt.Errorf("scrub: read the log: %w", err)
+			return nil, fmt.Errorf("scrub: read the log: %w", cause(ctx, err))
 		}
-		for _, e := range entries {
-			f, n, ok, err := sc.svc.CheckStored(ctx, e, limiter)
-			if err != nil {
-				sc.save(ctx, p) // what was checked stays checked
-				return nil, err
+		results := sc.checkAll(ctx, entries, limiter)
+		for i, e := range entries {
+			r := results[i]
+			if r.err != nil {
+				sc.save(context.WithoutCancel(ctx), p) // what was checked stays checked
+				return nil, cause(ctx, r.err)
 			}
-			p.Position, p.Bytes = e.Index+1, p.Bytes+n
-			sc.count(f.Outcome, n, ok)
-			if !ok {
+			p.Position, p.Bytes = e.Index+1, p.Bytes+r.n
+			sc.count(r.f.Outcome, r.n, r.ok)
+			if !r.ok {
 				continue
 			}
-			p.Counts[f.Outcome]++
-			if f.Outcome != fixity.OK {
+			p.Counts[r.f.Outcome]++
+			if r.f.Outcome != fixity.OK {
 				if len(p.Failures) < fixity.MaxFailures {
-					p.Failures = append(p.Failures, f)
+					p.Failures = append(p.Failures, r.f)
 				}
 				if sc.OnFailure != nil {
-					sc.OnFailure(f)
+					sc.OnFailure(r.f)
 				}
-			}
-			if time.Since(lastRenew) > sc.LeaseTTL/3 {
-				// A large object at a low rate may take long: renew within.
-				if err := sc.acquire(ctx); err != nil {
-					sc.save(ctx, p)
-					return nil, err
-				}
-				lastRenew = time.Now()
 			}
 		}
 		p.Position = next
 		sc.refreshOldest(ctx, p)
 		if err := sc.save(ctx, p); err != nil {
-			return nil, err
+			return nil, cause(ctx, err)
 		}
-		if err := sc.acquire(ctx); err != nil {
-			return nil, err
-		}
-		lastRenew = time.Now()
 	}
 	summary, err := sc.finish(ctx, p)
 	if err != nil {
@@ -243,6 +238,60 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 		"failures", total(p.Counts)-p.Counts[fixity.OK], "bytes", p.Bytes, "summary_index", summary.Index,
 		"took", sc.svc.Now().Sub(p.Started).Round(time.Millisecond).String())
 	return &PassResult{Progress: p, Summary: summary}, nil
+}
+
+type checked struct {
+	f   fixity.Failure
+	n   int64
+	ok  bool
+	err error
+}
+
+// checkAll checks a batch's objects, a few at a time (signature checks
+// and hashing use every core; the limiter, shared, still bounds the
+// bytes read), and returns the results in the batch's order.
+func (sc *Scrubber) checkAll(ctx context.Context, entries []ledger.Entry, limiter *rate.Limiter) []checked {
+	out := make([]checked, len(entries))
+	sem := make(chan struct{}, max(1, min(runtime.GOMAXPROCS(0), 8)))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r := &out[i]
+			r.f, r.n, r.ok, r.err = sc.svc.CheckStored(ctx, e, limiter)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// keepLease renews the lease every LeaseTTL/3 until ctx ends, and stops
+// the pass (stop) if another replica has taken it.
+func (sc *Scrubber) keepLease(ctx context.Context, stop context.CancelCauseFunc) {
+	t := time.NewTicker(max(sc.LeaseTTL/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := sc.acquire(ctx); errors.Is(err, ErrLeaseHeld) {
+				stop(err)
+				return
+			} else if err != nil && ctx.Err() == nil {
+				sc.svc.log.WarnContext(ctx, "scrub: renew the lease", "err", err)
+			}
+		}
+	}
+}
+
+// cause names why ctx ended when it did (a lost lease), else err.
+func cause(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c != nil && !errors.Is(err, c) {
+		return fmt.Errorf("%w (%v)", c, err)
+	}
+	return err
 }
 
 // begin starts pass p.Pass+1 over what the log holds now.

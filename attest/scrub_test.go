@@ -36,8 +36,7 @@ func scrubFixture(t *testing.T, n int) (fixtureService, *attest.Scrubber, [][]by
 		}
 		uids[string(b)] = res.SOPInstanceUID
 		sum := sha256.Sum256(b)
-		key, _ := store.Key(hex.EncodeToString(sum[:]))
-		paths[i] = filepath.Join(filepath.Dir(f.ledgerDB), "objects", filepath.FromSlash(key))
+		paths[i] = objectPath(filepath.Dir(f.ledgerDB), hex.EncodeToString(sum[:]))
 	}
 	state, err := sqlite.Open(context.Background(), f.ledgerDB)
 	if err != nil {
@@ -199,6 +198,12 @@ func TestScrubLease(t *testing.T) {
 	if _, err := other.Pass(context.Background()); err != nil {
 		t.Fatalf("after the first stopped: %v", err)
 	}
+}
+
+// objectPath is where the filesystem store under dir keeps sha's object.
+func objectPath(dir, sha string) string {
+	key, _ := store.Key(sha)
+	return filepath.Join(dir, "objects", filepath.FromSlash(key))
 }
 
 var uids = map[string]string{} // file bytes → SOP Instance UID, as ingested

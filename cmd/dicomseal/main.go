@@ -26,6 +26,8 @@ Commands:
   tokens   create, list and revoke API tokens (roles: ingest, viewer, auditor, admin, reconciler)
   reconcile  list (and with --remove-orphans delete) stored objects no entry references, and attested objects gone
   index    rebuild the DICOMweb search index from the stored objects ('index rebuild')
+  scrub    re-read every stored object and check it against its signed attestation (fixity)
+  store    copy every object to another store, verified on both sides ('store migrate')
   health   exit 0 when a running dicomseal is ready (for container health checks)
   version  print the version
 
@@ -67,6 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return tokensCommand(ctx, args[1:], stdout, stderr)
 	case "index":
 		return indexCommand(ctx, args[1:], stdout, stderr)
+	case "scrub":
+		return scrubCommand(ctx, args[1:], stdout, stderr)
+	case "store":
+		return storeCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dicomseal", version)
 	case "help", "-h", "--help", "-help":

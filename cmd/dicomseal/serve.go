@@ -87,6 +87,12 @@ type Main struct {
 	MaxParts    int
 	CORSOrigins originList
 
+	// Custody of images at rest and on the move.
+	ScrubInterval      time.Duration
+	ScrubRate          byteSize
+	Destinations       destinationFlags
+	DestinationTimeout time.Duration
+
 	// Stderr receives logs (os.Stderr unless a test sets it).
 	Stderr io.Writer
 	// noAudit leaves requests unaudited: only for the benchmark that
@@ -104,6 +110,8 @@ type Main struct {
 	served     chan error
 	integrator context.CancelFunc
 	integrated chan struct{}
+	scrubStop  context.CancelFunc
+	scrubbed   chan struct{}
 }
 
 // Defaults of the limits on hostile input and hanging dependencies: part
@@ -146,6 +154,9 @@ func NewMain() *Main {
 		AuthFailLimit:   20,
 		AuthFailWindow:  10 * time.Second,
 		MaxParts:        api.DefaultMaxParts,
+
+		ScrubRate:          32 << 20,
+		DestinationTimeout: 2 * time.Minute,
 	}
 }
 
@@ -153,16 +164,9 @@ func NewMain() *Main {
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
+	m.storageFlags(fs)
 	fs.StringVar(&m.Addr, "addr", m.Addr, "address to listen on, HOST:PORT (port 0 picks a free port)")
-	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the embedded ledger, object store, keys and spool")
-	fs.StringVar(&m.KeyFile, "key-file", m.KeyFile, "attestation private key (PEM, ECDSA P-256); default <data-dir>/keys/attestation.pem, created if missing")
-	fs.StringVar(&m.LogKeyFile, "log-key-file", m.LogKeyFile, "the custody log's signing key (Ed25519 signed-note key) for checkpoints and batches; default <data-dir>/keys/log.key, created while both logs are empty")
-	fs.StringVar(&m.AuditLogKeyFile, "audit-log-key-file", m.AuditLogKeyFile, "the audit log's own signing key, named for --audit-origin; default <data-dir>/keys/audit-log.key, created once for an audit log that has none yet")
-	fs.StringVar(&m.LogOrigin, "log-origin", m.LogOrigin, "origin line of the custody log's checkpoints: a name unique to this deployment")
 	fs.DurationVar(&m.Checkpoint, "checkpoint-interval", m.Checkpoint, "how often new entries are integrated into the tree and a checkpoint is published")
-	m.Ledger.flags(fs)
-	m.Objects.flags(fs)
-	fs.StringVar(&m.AuditOrigin, "audit-origin", m.AuditOrigin, "origin line of the audit log's checkpoints")
 	fs.DurationVar(&m.AuditWindow, "audit-window", m.AuditWindow, "requests without valid credentials are counted per source over this window, one audit entry each")
 	fs.BoolVar(&m.PublicLog, "public-log", m.PublicLog, "serve /v1/keys, the checkpoint and consistency proofs without a token (witnesses need them)")
 	fs.Var(&m.MetricsAllow, "metrics-allow", "comma-separated addresses or CIDRs that may read /metrics")
@@ -175,8 +179,6 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Var(&m.SpoolMemory, "spool-memory", "bytes of a body or object buffered in memory before spilling to a 0600 file in <data-dir>/spool")
 	fs.StringVar(&m.TLSCert, "tls-cert", m.TLSCert, "TLS certificate (PEM); with --tls-key serves HTTPS, TLS 1.2 minimum")
 	fs.StringVar(&m.TLSKey, "tls-key", m.TLSKey, "TLS private key (PEM)")
-	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "json or text")
 	fs.DurationVar(&m.ShutdownWait, "shutdown-timeout", m.ShutdownWait, "how long to let requests in flight finish on shutdown")
 	fs.Var(&m.MaxInflated, "max-inflated", "largest size a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) may inflate to; beyond: 400 (0: no limit)")
 	fs.Int64Var(&m.MaxInflateRatio, "max-inflate-ratio", m.MaxInflateRatio, "most bytes a deflated data set may inflate to per compressed byte (a deflate bomb inflates ~1000 times); beyond: 400 (0: no limit)")
@@ -185,12 +187,15 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Var(&m.BodyMinRate, "body-min-rate", "slowest request body accepted, in bytes per second averaged over 30 s (e.g. 4KiB); slower: 408 (0: off)")
 	fs.IntVar(&m.MaxConns, "max-conns", m.MaxConns, "most client connections open at once; more are closed on accept (kept below the open-file limit)")
 	fs.IntVar(&m.MaxConnsSource, "max-conns-per-source", m.MaxConnsSource, "most connections from one address (an IPv6 /64); --trusted-proxies are exempt and their clients are capped per X-Forwarded-For instead")
-	fs.DurationVar(&m.S3Timeout, "s3-timeout", m.S3Timeout, "deadline of each object store call (for transfers: without progress); a hung store gives 503 (0: none)")
-	fs.DurationVar(&m.DBTimeout, "db-timeout", m.DBTimeout, "deadline of each database call; a hung database gives 503 (for long scans: without a row; 0: none)")
 	fs.Var(&m.MinFreeSpace, "min-free-space", "free space the data directory must keep: below it ingest answers 507 and /readyz is not ready (0: no check)")
 	fs.IntVar(&m.AuthFailLimit, "auth-fail-limit", m.AuthFailLimit, "failed authentications one source may make per --auth-fail-window before it gets 429 (0: no limit)")
 	fs.DurationVar(&m.AuthFailWindow, "auth-fail-window", m.AuthFailWindow, "the window --auth-fail-limit counts over")
 	fs.IntVar(&m.MaxParts, "max-parts", m.MaxParts, "most parts in one DICOMweb STOW-RS request; more: 413 (the parts before the limit are stored)")
+	fs.DurationVar(&m.ScrubInterval, "scrub-interval", m.ScrubInterval, "check every stored object against its signed attestation once per this interval, e.g. 720h (0: no scheduled scrub; `dicomseal scrub` runs one on demand)")
+	fs.Var(&m.ScrubRate, "scrub-rate", "most bytes per second the scrubber reads from the object store (e.g. 32MiB)")
+	fs.Var(&m.Destinations.urls, "destination", "a transfer destination, NAME=URL (repeatable): a DICOMweb root for STOW-RS (http(s)://…), or file:///DIR to export into a directory")
+	fs.Var(&m.Destinations.tokens, "destination-token-file", "NAME=PATH (repeatable): the file holding destination NAME's credentials, a bearer token or a whole Authorization value (\"Basic …\"); never put them in a flag")
+	fs.DurationVar(&m.DestinationTimeout, "destination-timeout", m.DestinationTimeout, "deadline of one instance's send to a destination; beyond it the transfer is recorded unreachable")
 	fs.Var(&m.CORSOrigins, "cors-origins", "browser origins (scheme://host[:port], comma-separated) allowed to call the API, e.g. a web viewer's; none by default")
 	fs.Usage = usage(fs, m.Stderr, "dicomseal serve [flags]", serveDescription)
 	if err := parseWithEnv(fs, args); err != nil {
@@ -211,59 +216,53 @@ func (m *Main) ParseFlags(args []string) error {
 	return nil
 }
 
-// Run opens the data directory, the ledger, the store and the key, and
-// starts serving in the background. It returns once the listener is bound.
-func (m *Main) Run(ctx context.Context) (err error) {
+// open opens what the service and the offline commands share: the
+// logger, the spool, both logs and their keys, the token store, the
+// catalog and the object store, and wires the domain service. On error
+// the caller closes m.
+func (m *Main) open(ctx context.Context) (_ *attest.Service, _ ledger.Backend, err error) {
 	if m.log, err = newLogger(m.Stderr, m.LogLevel, m.LogFormat); err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer func() {
-		if err != nil {
-			m.Close()
-		}
-	}()
 	spoolDir := filepath.Join(m.DataDir, "spool")
 	if err := prepareSpool(spoolDir); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if m.MigrateURL != "" {
 		roles := postgres.Roles{Owner: m.Ledger.OwnerRole, Service: m.Ledger.ServiceRole}
 		if err := postgres.Migrate(ctx, m.MigrateURL, roles, m.log); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	backend, err := m.Ledger.open(ctx, m.DataDir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := m.auditLogPresent(ctx, backend); err != nil {
 		backend.Close()
-		return err
+		return nil, nil, err
 	}
 	auditBackend, err := m.Ledger.openAudit(ctx, m.DataDir)
 	if err != nil {
 		backend.Close()
-		return err
+		return nil, nil, err
 	}
 	keys, err := m.checkedKeys(ctx, backend, auditBackend)
 	if err != nil {
 		backend.Close()
 		auditBackend.Close()
-		return err
+		return nil, nil, err
 	}
 	warnPrivileges(ctx, backend, m.log)
 	m.ledger = custody.New(ledger.New(backend, m.LogOrigin, keys.log, keys.log.Verifier()))
 	m.ledger.Timeout = m.DBTimeout
 	tokens, ok := backend.(auth.Store)
 	if !ok {
-		return errors.New("the ledger backend keeps no tokens")
+		return nil, nil, errors.New("the ledger backend keeps no tokens")
 	}
 	m.tokens = tokens
 	if m.catalog, ok = backend.(catalog.Store); !ok {
-		return errors.New("the ledger backend keeps no DICOMweb catalog")
-	}
-	if err := m.firstAdminToken(ctx); err != nil {
-		return err
+		return nil, nil, errors.New("the ledger backend keeps no DICOMweb catalog")
 	}
 	m.auditLog = ledger.New(auditBackend, m.AuditOrigin, keys.audit, keys.audit.Verifier())
 	m.auditLog.Handover = keys.log
@@ -271,7 +270,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.audit = audit.NewWithWindow(m.auditLog, m.log, m.AuditWindow)
 	objects, err := m.Objects.open(ctx, m.DataDir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	objects = store.Timeout{Backend: objects, D: m.S3Timeout}
 	svc := attest.NewService(m.ledger, objects, keys.attestation, m.log)
@@ -281,6 +280,49 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	svc.LogKey = logKeyInfo(keys.log, "log")
 	svc.AuditLogKey = logKeyInfo(keys.audit, "audit-log")
 	svc.Catalog = catalog.Timeout{Store: m.catalog, D: m.DBTimeout}
+	return svc, backend, nil
+}
+
+// storageFlags are the flags of what serve and the offline commands that
+// write to the log (scrub, store migrate) open alike: the data directory,
+// both logs and their keys, the object store, their deadlines, the logger.
+func (m *Main) storageFlags(fs *flag.FlagSet) {
+	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the embedded ledger, object store, keys and spool")
+	fs.StringVar(&m.KeyFile, "key-file", m.KeyFile, "attestation private key (PEM, ECDSA P-256); default <data-dir>/keys/attestation.pem, created if missing")
+	fs.StringVar(&m.LogKeyFile, "log-key-file", m.LogKeyFile, "the custody log's signing key (Ed25519 signed-note key) for checkpoints and batches; default <data-dir>/keys/log.key, created while both logs are empty")
+	fs.StringVar(&m.AuditLogKeyFile, "audit-log-key-file", m.AuditLogKeyFile, "the audit log's own signing key, named for --audit-origin; default <data-dir>/keys/audit-log.key, created once for an audit log that has none yet")
+	fs.StringVar(&m.LogOrigin, "log-origin", m.LogOrigin, "origin line of the custody log's checkpoints: a name unique to this deployment")
+	m.Ledger.flags(fs)
+	m.Objects.flags(fs)
+	fs.StringVar(&m.AuditOrigin, "audit-origin", m.AuditOrigin, "origin line of the audit log's checkpoints")
+	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "json or text")
+	fs.DurationVar(&m.S3Timeout, "s3-timeout", m.S3Timeout, "deadline of each object store call (for transfers: without progress); a hung store gives 503 (0: none)")
+	fs.DurationVar(&m.DBTimeout, "db-timeout", m.DBTimeout, "deadline of each database call; a hung database gives 503 (for long scans: without a row; 0: none)")
+}
+
+// Run opens the data directory, the ledger, the store and the key, and
+// starts serving in the background. It returns once the listener is bound.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	svc, backend, err := m.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := m.firstAdminToken(ctx); err != nil {
+		return err
+	}
+	if svc.Destinations, err = m.Destinations.open(m.DestinationTimeout); err != nil {
+		return err
+	}
+	scrubber, err := m.scrubber(svc, backend)
+	if err != nil {
+		return err
+	}
 	srv := api.New(svc, m.log)
 	srv.MaxBody = int64(m.MaxBody)
 	srv.Tokens, srv.Audit, srv.AuditLog = m.tokens, m.audit, m.audit
@@ -302,6 +344,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}})
 	if check := syncReplicaCheck(backend, m.RequireSync); check != nil {
 		srv.Probes = append(srv.Probes, api.Probe{Name: "sync-replica", Check: check})
+	}
+	svc.SeriesCheck = scrubber.CheckSeries
+	if m.ScrubInterval > 0 {
+		srv.ServeFixityMetrics(scrubber)
+		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		m.scrubStop, m.scrubbed = stop, make(chan struct{})
+		go func() {
+			defer close(m.scrubbed)
+			scrubber.Run(sctx, m.ScrubInterval)
+		}()
 	}
 
 	m.server = &http.Server{
@@ -353,8 +405,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}()
 	m.log.Info("dicomseal serving", "addr", m.listener.Addr().String(), "tls", m.TLSCert != "",
 		"data_dir", m.DataDir, "ledger", map[bool]string{true: "postgresql", false: "sqlite"}[m.Ledger.DatabaseURL != ""],
-		"objects", map[bool]string{true: "s3 " + m.Objects.s3.Endpoint + "/" + m.Objects.s3.Bucket, false: "filesystem"}[m.Objects.s3.Endpoint != ""], "key_id", keys.attestation.KeyID(), "log_origin", m.LogOrigin,
-		"log_key", keys.log.VerifierKey())
+		"objects", map[bool]string{true: "s3 " + m.Objects.s3.Endpoint + "/" + m.Objects.s3.Bucket, false: "filesystem"}[m.Objects.s3.Endpoint != ""], "key_id", svc.Keys()[0].KeyID, "log_origin", m.LogOrigin,
+		"log_key", svc.LogKey.VerifierKey, "scrub_interval", m.ScrubInterval.String(), "destinations", len(svc.Destinations))
 	return nil
 }
 
@@ -485,6 +537,11 @@ func (m *Main) Close() error {
 	if m.audit != nil {
 		m.audit.Close() // flushes what was queued: nothing audited is lost on shutdown
 		m.audit = nil
+	}
+	if m.scrubStop != nil {
+		m.scrubStop() // releases the lease: another replica takes over at once
+		<-m.scrubbed
+		m.scrubStop = nil
 	}
 	if m.integrator != nil {
 		m.integrator()
