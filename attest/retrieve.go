@@ -137,7 +137,7 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 // restore) rarely damages only one.
 func (s *Service) checkSeries(att *Attestation) {
 	if s.SeriesCheck != nil && att.StudyInstanceUID != "" && att.SeriesInstanceUID != "" {
-		s.SeriesCheck(att.StudyInstanceUID, att.SeriesInstanceUID)
+		s.SeriesCheck(att.StudyInstanceUID, att.SeriesInstanceUID, att.SOPInstanceUID)
 	}
 }
 

@@ -47,9 +47,13 @@ type Scrubber struct {
 	// OnFailure, when set, hears of every failure as it is found.
 	OnFailure func(fixity.Failure)
 
-	mu       sync.Mutex
-	status   ScrubStatus
-	checking map[string]bool // series being checked (CheckSeries)
+	mu         sync.Mutex
+	status     ScrubStatus
+	checking   map[string]time.Time // series checked lately (CheckSeries)
+	closed     bool
+	bg         context.Context // the series checks'; Close ends it
+	stopBG     context.CancelFunc
+	background sync.WaitGroup
 }
 
 // ScrubStatus is what metrics show of the scrubber.
@@ -70,8 +74,9 @@ type ScrubStatus struct {
 // NewScrubber returns a scrubber of svc's store, keeping its lease and
 // progress in state.
 func NewScrubber(svc *Service, state fixity.Store, holder string) *Scrubber {
+	bg, stop := context.WithCancel(context.Background())
 	return &Scrubber{svc: svc, state: state, Holder: holder, Batch: 64, LeaseTTL: time.Minute, Actor: "scrubber",
-		status: ScrubStatus{Checked: map[string]int64{}}}
+		status: ScrubStatus{Checked: map[string]int64{}}, bg: bg, stopBG: stop}
 }
 
 // Status is a snapshot of the scrubber's state.
@@ -465,35 +470,47 @@ func (s *Service) OpenFixity(e ledger.Entry) (*FixitySummary, error) {
 	return &st.Predicate, nil
 }
 
-// CheckSeries checks every stored object of a series in the background,
-// at the scrubber's rate, once at a time per series (a request for a
-// series already being checked is dropped). Failures are recorded as a
-// pass's are; the pass's own progress is not touched.
-func (sc *Scrubber) CheckSeries(study, series string) {
+// seriesRecheck is how long a series, once checked after a failed
+// retrieval, is not checked again for another: a viewer retrying a broken
+// image must not re-read (and re-count the incidents of) its series each time.
+const seriesRecheck = 10 * time.Minute
+
+// CheckSeries checks, in the background and at the scrubber's rate, every
+// stored object of the series of instance uid, whose retrieval just failed
+// (uid itself is skipped: the retrieval recorded it). A series is checked
+// by one goroutine at a time, and not again within seriesRecheck.
+// Failures are recorded as a pass's are; the pass's progress is not
+// touched. Close stops and waits for the checks in flight.
+func (sc *Scrubber) CheckSeries(study, series, uid string) {
 	if sc.svc.Catalog == nil {
 		return
 	}
 	key := study + "/" + series
+	now := time.Now()
 	sc.mu.Lock()
 	if sc.checking == nil {
-		sc.checking = map[string]bool{}
+		sc.checking = map[string]time.Time{}
 	}
-	if sc.checking[key] {
+	if last, ok := sc.checking[key]; ok && now.Sub(last) < seriesRecheck || sc.closed {
 		sc.mu.Unlock()
 		return
 	}
-	sc.checking[key] = true
+	for k, t := range sc.checking { // forget old ones: the map stays small
+		if now.Sub(t) >= seriesRecheck {
+			delete(sc.checking, k)
+		}
+	}
+	sc.checking[key] = now
+	sc.background.Add(1)
 	sc.mu.Unlock()
 	go func() {
-		defer func() {
-			sc.mu.Lock()
-			delete(sc.checking, key)
-			sc.mu.Unlock()
-		}()
-		ctx := context.Background()
-		found, err := sc.checkSeries(ctx, study, series)
+		defer sc.background.Done()
+		ctx := sc.bg
+		found, err := sc.checkSeries(ctx, study, series, uid)
 		if err != nil {
-			sc.svc.log.WarnContext(ctx, "series check", "study_instance_uid", study, "series_instance_uid", series, "err", err)
+			if ctx.Err() == nil {
+				sc.svc.log.WarnContext(ctx, "series check", "study_instance_uid", study, "series_instance_uid", series, "err", err)
+			}
 			return
 		}
 		sc.svc.log.InfoContext(ctx, "series checked after a failed retrieval", "study_instance_uid", study,
@@ -501,7 +518,17 @@ func (sc *Scrubber) CheckSeries(study, series string) {
 	}()
 }
 
-func (sc *Scrubber) checkSeries(ctx context.Context, study, series string) (int, error) {
+// Close stops the series checks in flight and waits for them (before the
+// ledger they record into closes).
+func (sc *Scrubber) Close() {
+	sc.mu.Lock()
+	sc.closed = true
+	sc.mu.Unlock()
+	sc.stopBG()
+	sc.background.Wait()
+}
+
+func (sc *Scrubber) checkSeries(ctx context.Context, study, series, skip string) (int, error) {
 	rows, err := sc.svc.Catalog.Entries(ctx, study, series)
 	if err != nil {
 		return 0, err
@@ -512,6 +539,9 @@ func (sc *Scrubber) checkSeries(ctx context.Context, study, series string) (int,
 	}
 	failed := 0
 	for _, row := range rows {
+		if row.SOPInstanceUID == skip {
+			continue
+		}
 		e, err := sc.svc.ledger.Entry(ctx, row.LedgerIndex)
 		if err != nil {
 			return failed, err

@@ -117,9 +117,9 @@ type Service struct {
 	// searches.
 	Catalog Catalog
 	// SeriesCheck, when set, is asked (without waiting) to check every
-	// stored object of a series in which a retrieval found one failing
-	// (Scrubber.CheckSeries).
-	SeriesCheck func(study, series string)
+	// other stored object of the series of instance uid, whose retrieval
+	// found its stored copy failing (Scrubber.CheckSeries).
+	SeriesCheck func(study, series, uid string)
 	// Destinations are where push transfers may go, by name.
 	Destinations map[string]Destination
 }

@@ -78,7 +78,7 @@ func (d destinationFlags) open(timeout time.Duration) (map[string]attest.Destina
 
 // scrubber builds the fixity scrubber over the ledger backend's lease and
 // progress tables.
-func (m *Main) scrubber(svc *attest.Service, backend any) (*attest.Scrubber, error) {
+func (m *Main) newScrubber(svc *attest.Service, backend any) (*attest.Scrubber, error) {
 	state, ok := backend.(fixity.Store)
 	if !ok {
 		return nil, fmt.Errorf("the ledger backend keeps no scrub progress")

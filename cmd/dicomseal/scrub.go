@@ -55,7 +55,7 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	sc, err := m.scrubber(svc, backend)
+	sc, err := m.newScrubber(svc, backend)
 	if err != nil {
 		return fail(err)
 	}

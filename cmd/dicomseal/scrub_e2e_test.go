@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // `dicomseal scrub`, offline: one line per failure, a summary, exit 1;
@@ -52,5 +53,50 @@ func TestScrubCommand(t *testing.T) {
 	held.stop()
 	if code, out := runCLI("scrub", "--data-dir", dataDir); code != 0 || !strings.Contains(out, "3 OK, 0 failed") {
 		t.Fatalf("scrub after the server stopped: exit %d\n%s", code, out)
+	}
+}
+
+// A retrieval that finds one altered object has its whole series checked:
+// the other damaged instance of the series is found (and recorded) without
+// anyone asking for it, and the other series is left alone.
+func TestAlteredRetrievalChecksItsSeries(t *testing.T) {
+	dataDir := t.TempDir()
+	dep := newDeployment(t, "embedded", dataDir)
+	srv := startServer(t, dataDir)
+	study := newCTStudy(t)
+	for _, b := range study.files {
+		if r := srv.ingest(b); r.status != http.StatusCreated {
+			t.Fatalf("ingest: %d %s", r.status, r.body)
+		}
+	}
+	series := study.sopsOf(study.series[0])
+	first, second := series[0], series[1]
+	flipped := bytes.Clone(study.files[first])
+	flipped[len(flipped)-3] ^= 0x04
+	dep.put(t, study.files[first], flipped)
+	dep.remove(t, study.files[second])
+	other := study.sopsOf(study.series[1])[0]
+	dep.remove(t, study.files[other]) // in the other series: not checked
+
+	assertProblem(t, srv.do(http.MethodGet, "/v1/instances/"+first, "", nil), http.StatusBadGateway, "integrity-violation")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		found := map[string]string{}
+		for _, e := range srv.entriesOf("integrity-failure") {
+			found[e["subject"].(string)] = e["reason"].(string)
+		}
+		if found[second] == "missing" {
+			if _, ok := found[other]; ok {
+				t.Fatalf("the other series was checked too: %v", found)
+			}
+			if found[first] != "altered" {
+				t.Fatalf("incidents %v", found)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the series was not checked: incidents %v", found)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -112,6 +112,7 @@ type Main struct {
 	integrated chan struct{}
 	scrubStop  context.CancelFunc
 	scrubbed   chan struct{}
+	scrubber   *attest.Scrubber
 }
 
 // Defaults of the limits on hostile input and hanging dependencies: part
@@ -319,7 +320,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if svc.Destinations, err = m.Destinations.open(m.DestinationTimeout); err != nil {
 		return err
 	}
-	scrubber, err := m.scrubber(svc, backend)
+	scrubber, err := m.newScrubber(svc, backend)
 	if err != nil {
 		return err
 	}
@@ -345,7 +346,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if check := syncReplicaCheck(backend, m.RequireSync); check != nil {
 		srv.Probes = append(srv.Probes, api.Probe{Name: "sync-replica", Check: check})
 	}
-	svc.SeriesCheck = scrubber.CheckSeries
+	svc.SeriesCheck, m.scrubber = scrubber.CheckSeries, scrubber
 	if m.ScrubInterval > 0 {
 		srv.ServeFixityMetrics(scrubber)
 		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -542,6 +543,10 @@ func (m *Main) Close() error {
 		m.scrubStop() // releases the lease: another replica takes over at once
 		<-m.scrubbed
 		m.scrubStop = nil
+	}
+	if m.scrubber != nil {
+		m.scrubber.Close() // series checks in flight, before the ledger closes
+		m.scrubber = nil
 	}
 	if m.integrator != nil {
 		m.integrator()
