@@ -42,6 +42,10 @@ var durableActions = map[string]bool{
 	"dicomweb.bulkdata":          true,
 }
 
+// sendsOut are the durable actions whose handler may have sent images to
+// another system before its answer is withheld.
+var sendsOut = map[string]bool{"instance.transfer": true, "study.transfer": true}
+
 // durableWriter holds a handler's answer until its audit event, with the
 // status about to be sent, is durable.
 type durableWriter struct {
@@ -92,8 +96,14 @@ func (w *durableWriter) WriteHeader(code int) {
 			h.Del(k)
 		}
 		w.ResponseWriter.Header().Set("Retry-After", retryAfterSeconds)
-		writeProblem(w.ResponseWriter, problem.AuditUnavailable,
-			"the audit log cannot record this access now; nothing was sent; retry later", nil)
+		msg := "the audit log cannot record this access now; nothing was sent; retry later"
+		if sendsOut[ev.Action] {
+			// The answer is withheld, not the move: each instance sent was
+			// audited before it left and has its transfer entry.
+			msg = "the audit log cannot record this answer now; instances may have been sent (each audited as " +
+				"instance.transfer.send and recorded in a transfer entry): check the log before retrying"
+		}
+		writeProblem(w.ResponseWriter, problem.AuditUnavailable, msg, nil)
 		return
 	}
 	w.ResponseWriter.WriteHeader(code)

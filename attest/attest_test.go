@@ -37,6 +37,13 @@ func newService(t testing.TB) fixtureService {
 // newServiceIn is newService over dir.
 func newServiceIn(t testing.TB, dir string) fixtureService {
 	t.Helper()
+	return newServiceWith(t, dir, nil)
+}
+
+// newServiceWith is newService over dir, its filesystem store seen
+// through wrap (when not nil).
+func newServiceWith(t testing.TB, dir string, wrap func(attest.ObjectStore) attest.ObjectStore) fixtureService {
+	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(dir, "ledger.db")
 	l, err := sqlite.Open(ctx, path)
@@ -53,7 +60,11 @@ func newServiceIn(t testing.TB, dir string) fixtureService {
 		t.Fatal(err)
 	}
 	ls, lv := ledgertest.LogKey(t)
-	svc := attest.NewService(custody.New(ledger.New(l, ledgertest.Origin, ls, lv)), s, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var objects attest.ObjectStore = s
+	if wrap != nil {
+		objects = wrap(s)
+	}
+	svc := attest.NewService(custody.New(ledger.New(l, ledgertest.Origin, ls, lv)), objects, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	svc.SpoolDir = dir
 	return fixtureService{svc: svc, ledgerDB: path, attestor: a}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 
 	"github.com/dicomseal/dicomseal/fixity"
@@ -53,7 +54,12 @@ func (s *Service) CheckStored(ctx context.Context, e ledger.Entry, limiter *rate
 		ierr := s.integrityFailure(ctx, e, ReasonAttestationInvalid, "", err)
 		var ae *Error
 		if errors.As(ierr, &ae) && ae.Code == EUnavailable {
-			return f, 0, false, ierr
+			// Signed by a key this server lacks, or of a newer format:
+			// nothing against the image, and no reason to stop the pass.
+			f.Outcome = fixity.Unchecked
+			s.log.WarnContext(ctx, "scrub: an attestation this server cannot check", "sop_instance_uid", e.Subject,
+				"ledger_index", e.Index, "err", ae.Message)
+			return f, 0, true, nil
 		}
 		f.Outcome = fixity.AttestationInvalid
 		f.IncidentIndex = incidentIndex(ierr)
@@ -81,21 +87,26 @@ func (s *Service) CheckStored(ctx context.Context, e ledger.Entry, limiter *rate
 // reads at most size+1 bytes: a grown object is a SIZE_MISMATCH without
 // reading it all.
 func (s *Service) readBack(ctx context.Context, sha string, size int64, limiter *rate.Limiter) (outcome, observed string, observedSize, n int64, err error) {
-	rc, err := s.store.Get(ctx, sha)
-	if errors.Is(err, store.ErrNotFound) {
-		return fixity.Missing, "", 0, 0, nil
-	}
-	if err != nil {
-		return s.readFailed(ctx, err, 0)
-	}
-	defer rc.Close()
-	h := sha256.New()
-	n, err = io.Copy(h, paced(ctx, io.LimitReader(rc, size+1), limiter))
-	if err != nil {
+	var h hash.Hash
+	for attempt := 1; ; attempt++ {
+		h, n, err = s.readOnce(ctx, sha, size, limiter)
+		if errors.Is(err, store.ErrNotFound) {
+			// Absent — or the whole store is (an unmounted volume, a
+			// deleted bucket): that is an outage, not a missing image.
+			if perr := s.store.Ping(ctx); perr != nil {
+				return "", "", 0, 0, fmt.Errorf("%w: %v", ErrStoreDown, perr)
+			}
+			return fixity.Missing, "", 0, 0, nil
+		}
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil || errors.Is(err, errPacing) {
 			return "", "", 0, n, err // stopped, not unreadable
 		}
-		return s.readFailed(ctx, err, n)
+		if attempt == 2 || errors.Is(err, store.ErrTimeout) {
+			return s.readFailed(ctx, err, n)
+		}
 	}
 	observed = hex.EncodeToString(h.Sum(nil))
 	switch {
@@ -107,10 +118,26 @@ func (s *Service) readBack(ctx context.Context, sha string, size int64, limiter 
 	return fixity.OK, observed, n, n, nil
 }
 
-// readFailed tells a READ_ERROR of one object from a store that is down.
+// readOnce reads the object once, hashing it.
+func (s *Service) readOnce(ctx context.Context, sha string, size int64, limiter *rate.Limiter) (hash.Hash, int64, error) {
+	rc, err := s.store.Get(ctx, sha)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, paced(ctx, io.LimitReader(rc, size+1), limiter))
+	return h, n, err
+}
+
+// readFailed tells a READ_ERROR of one object (read twice) from a store
+// that is down or hanging.
 func (s *Service) readFailed(ctx context.Context, cause error, n int64) (string, string, int64, int64, error) {
 	if ctx.Err() != nil {
 		return "", "", 0, n, ctx.Err()
+	}
+	if errors.Is(cause, store.ErrTimeout) {
+		return "", "", 0, n, fmt.Errorf("%w: %v", ErrStoreDown, cause)
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		return "", "", 0, n, fmt.Errorf("%w: %v (reading: %v)", ErrStoreDown, err, cause)

@@ -190,7 +190,9 @@ func (s *Service) restore(ctx context.Context, entry ledger.Entry, sp *spool.Spo
 		actor = id.Name
 	}
 	found := outcomeReason[outcome]
-	_, err = s.ledger.AppendEvents(ctx, []custody.Record{{
+	// Not cancelled with the request: the copy is rewritten, its entry
+	// must follow.
+	_, err = s.ledger.AppendEvents(context.WithoutCancel(ctx), []custody.Record{{
 		Kind: custody.KindRepair, Subject: entry.Subject, FileSHA256: entry.FileSHA256,
 		Body: encodeBody(repairBody{entryHead: head(custody.KindRepair, entry.Subject),
 			FileSHA256: entry.FileSHA256, IngestIndex: entry.Index, IngestEntryHash: entry.LeafHashHex(),

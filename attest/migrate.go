@@ -32,30 +32,31 @@ type Migration struct {
 // credential). A damaged source is not copied: its outcome is recorded as
 // an integrity failure, as a scrub would.
 func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectStore, fromDesc, toDesc, actor string) (*Migration, error) {
-	pred, _, err := s.openPredicate(e)
+	// The source first, as a scrub checks it: a damaged object is
+	// recorded and not copied.
+	f, _, ok, err := s.CheckStored(ctx, e, nil)
 	if err != nil {
-		return nil, s.integrityFailure(ctx, e, ReasonAttestationInvalid, "", err)
+		return nil, fmt.Errorf("the source store: %w", err)
 	}
-	sha, size := pred.Digests[DigestFile], pred.Size
-	m := &Migration{SOPInstanceUID: e.Subject, SHA256: sha, Size: size, Outcome: fixity.OK}
+	m := &Migration{SOPInstanceUID: e.Subject, SHA256: f.ExpectedSHA256, Size: f.ExpectedSize, Outcome: f.Outcome}
+	if !ok || f.Outcome != fixity.OK {
+		if !ok {
+			m.Outcome = fixity.Unchecked // no object by design: nothing to move
+		}
+		return m, nil
+	}
+	sha, size := f.ExpectedSHA256, f.ExpectedSize
 	dst := &Service{store: to, log: s.log}
 	// Already there and intact (a migration killed between the copy and
-	// its entry): record it without copying again.
-	if outcome, _, _, _, err := dst.readBack(ctx, sha, size, nil); err != nil {
+	// its entry): recorded without copying again.
+	outcome, _, _, _, err := dst.readBack(ctx, sha, size, nil)
+	if err != nil {
 		return nil, fmt.Errorf("the destination store: %w", err)
-	} else if outcome != fixity.OK {
+	}
+	if outcome != fixity.OK {
 		rc, err := s.store.Get(ctx, sha)
 		if err != nil {
-			// Missing, or unreadable: CheckStored tells which and records it.
-			f, _, _, cerr := s.CheckStored(ctx, e, nil)
-			if cerr != nil {
-				return nil, cerr
-			}
-			m.Outcome = f.Outcome
-			if m.Outcome == fixity.OK {
-				return nil, fmt.Errorf("the source store: %w", err)
-			}
-			return m, nil
+			return nil, fmt.Errorf("read %s from the source store: %w", sha, err)
 		}
 		sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, rc)
 		rc.Close()
@@ -63,16 +64,9 @@ func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectSt
 			return nil, fmt.Errorf("read %s from the source store: %w", sha, err)
 		}
 		defer sp.Close()
-		if got := sp.SHA256Hex(); got != sha || sp.Size() != size {
-			m.Outcome = fixity.DigestMismatch
-			if sp.Size() != size {
-				m.Outcome = fixity.SizeMismatch
-			}
-			entry := ledger.Entry{Index: e.Index, Subject: e.Subject, FileSHA256: sha}
-			s.integrityFailure(ctx, entry, ReasonAltered, got, nil)
-			s.securityAlert(ctx, fixity.Failure{SOPInstanceUID: e.Subject, IngestIndex: e.Index, Outcome: m.Outcome,
-				ExpectedSHA256: sha, ObservedSHA256: got, ExpectedSize: size, ObservedSize: sp.Size()})
-			return m, nil
+		if sp.SHA256Hex() != sha || sp.Size() != size {
+			// Changed since it was checked a moment ago: not copied.
+			return nil, fmt.Errorf("the source object %s changed while it was being migrated", sha)
 		}
 		if err := to.Replace(ctx, sha, sp.Reader(), size); err != nil {
 			return nil, fmt.Errorf("write %s to the destination store: %w", sha, err)
@@ -82,11 +76,11 @@ func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectSt
 			return nil, fmt.Errorf("the copy of %s read back from the destination store: %s %s %v", sha, outcome, observed, err)
 		}
 	}
-	es, err := s.ledger.AppendEvents(ctx, []custody.Record{{
+	es, err := s.ledger.AppendEvents(context.WithoutCancel(ctx), []custody.Record{{
 		Kind: custody.KindStorageMigration, Subject: e.Subject, FileSHA256: sha,
 		Body: encodeBody(storageMigrationBody{entryHead: head(custody.KindStorageMigration, e.Subject),
 			FileSHA256: sha, IngestIndex: e.Index, IngestEntryHash: e.LeafHashHex(), Size: size,
-			FromStore: fromDesc, ToStore: toDesc, SourceSHA256: sha, DestinationSHA256: sha,
+			FromStore: fromDesc, ToStore: toDesc, SourceSHA256: f.ObservedSHA256, DestinationSHA256: sha,
 			Actor: actor, RecordedAt: s.Now().UTC()}),
 	}})
 	if err != nil {

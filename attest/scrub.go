@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +51,8 @@ type Scrubber struct {
 	mu         sync.Mutex
 	status     ScrubStatus
 	checking   map[string]time.Time // series checked lately (CheckSeries)
+	inFlight   int                  // series checks running
+	bucket     *rate.Limiter
 	closed     bool
 	bg         context.Context // the series checks'; Close ends it
 	stopBG     context.CancelFunc
@@ -117,6 +120,7 @@ func (sc *Scrubber) Pass(ctx context.Context) (*PassResult, error) {
 // it waits. The lease is released when Run returns.
 func (sc *Scrubber) Run(ctx context.Context, interval time.Duration) {
 	defer sc.Release(context.WithoutCancel(ctx))
+	var backoff time.Duration
 	for ctx.Err() == nil {
 		wait := sc.LeaseTTL / 3
 		if err := sc.acquire(ctx); err == nil {
@@ -124,15 +128,22 @@ func (sc *Scrubber) Run(ctx context.Context, interval time.Duration) {
 			switch {
 			case err != nil:
 				sc.svc.log.WarnContext(ctx, "scrub: read progress", "err", err)
-			case p.Pass > 0 && p.Position >= p.End && time.Since(p.PreviousStarted) < interval:
+			case p.Pass > 0 && p.Position >= p.End && p.Summarized && time.Since(p.PreviousStarted) < interval:
 				// Done for now: keep coverage fresh, keep the lease alive.
 				sc.refreshOldest(ctx, p)
 				wait = min(wait, interval-time.Since(p.PreviousStarted))
 			default:
-				if _, err := sc.pass(ctx); err != nil && ctx.Err() == nil {
-					sc.svc.log.WarnContext(ctx, "scrub pass interrupted; it resumes", "err", err)
+				_, err := sc.pass(ctx)
+				if err == nil {
+					backoff = 0
+					continue
 				}
-				continue
+				if ctx.Err() == nil {
+					// An outage, a lost lease: pause, longer each time.
+					backoff = min(max(2*backoff, time.Second), 5*time.Minute)
+					wait = backoff
+					sc.svc.log.WarnContext(ctx, "scrub pass interrupted; it resumes", "err", err, "retry_in", backoff.String())
+				}
 			}
 		} else if errors.Is(err, ErrLeaseHeld) {
 			// Another replica scrubs: show its progress all the same.
@@ -180,16 +191,17 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scrub progress: %w", err)
 	}
+	if p.Pass > 0 && p.Position >= p.End && !p.Summarized {
+		// Checked to its end, but its summary was not recorded (the
+		// append failed, or the process stopped): that comes first.
+		return sc.summarize(ctx, p)
+	}
 	if p.Pass == 0 || p.Position >= p.End {
 		if p, err = sc.begin(ctx, p); err != nil {
 			return nil, err
 		}
 	}
-	var limiter *rate.Limiter
-	if sc.Rate > 0 {
-		// A burst of 64 KiB (or the rate, if smaller) keeps reads smooth.
-		limiter = rate.NewLimiter(rate.Limit(sc.Rate), int(min(sc.Rate, 64<<10)))
-	}
+	limiter := sc.limiter()
 	// The lease is renewed in the background while objects are read (a
 	// large one at a low rate may take longer than the lease); losing it
 	// to another replica stops this pass.
@@ -226,16 +238,32 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 		}
 		p.Position = next
 		sc.refreshOldest(ctx, p)
-		if err := sc.save(ctx, p); err != nil {
+		// Saved even when ctx just ended: the batch was checked.
+		if err := sc.save(context.WithoutCancel(ctx), p); err != nil {
 			return nil, cause(ctx, err)
 		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 	}
-	summary, err := sc.finish(ctx, p)
+	return sc.summarize(ctx, p)
+}
+
+// summarize appends the signed summary of pass p, checked to its end,
+// unless the log already holds it (appended, then not saved as such),
+// and records that it did.
+func (sc *Scrubber) summarize(ctx context.Context, p fixity.Progress) (*PassResult, error) {
+	summary, found, err := sc.findSummary(ctx, p.Pass)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scrub: read the log: %w", err)
 	}
-	p.PreviousStarted, p.PreviousEnd = p.Started, p.End
-	if err := sc.save(ctx, p); err != nil {
+	if !found {
+		if summary, err = sc.finish(context.WithoutCancel(ctx), p); err != nil {
+			return nil, err
+		}
+	}
+	p.PreviousStarted, p.PreviousEnd, p.Summarized = p.Started, p.End, true
+	if err := sc.save(context.WithoutCancel(ctx), p); err != nil {
 		return nil, err
 	}
 	sc.refreshOldest(ctx, p)
@@ -307,12 +335,34 @@ func (sc *Scrubber) begin(ctx context.Context, prev fixity.Progress) (fixity.Pro
 	}
 	p := fixity.Progress{Pass: prev.Pass + 1, End: end, Started: sc.svc.Now().UTC(), Counts: map[string]int64{},
 		PreviousStarted: prev.PreviousStarted, PreviousEnd: prev.PreviousEnd}
-	if prev.Pass > 0 {
-		// The pass that just ended may not have had its summary saved
-		// (a crash between the append and the save): it counts as done.
-		p.PreviousStarted, p.PreviousEnd = prev.Started, prev.End
-	}
 	return p, sc.save(ctx, p)
+}
+
+// findSummary looks in the log for the fixity entry of pass n.
+func (sc *Scrubber) findSummary(ctx context.Context, n int64) (e ledger.Entry, found bool, err error) {
+	err = sc.svc.ledger.ScanSubject(ctx, FixitySubject, func(x ledger.Entry) error {
+		var body fixityBody
+		if x.Kind == custody.KindFixity && json.Unmarshal(x.Body, &body) == nil && body.Pass == n {
+			e, found = x, true
+		}
+		return nil
+	})
+	return e, found, err
+}
+
+// limiter is the one token bucket every read of this scrubber shares
+// (passes and series checks alike); nil when unbounded.
+func (sc *Scrubber) limiter() *rate.Limiter {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.Rate <= 0 {
+		return nil
+	}
+	if sc.bucket == nil || sc.bucket.Limit() != rate.Limit(sc.Rate) {
+		// A burst of 64 KiB (or the rate, if smaller) keeps reads smooth.
+		sc.bucket = rate.NewLimiter(rate.Limit(sc.Rate), int(min(sc.Rate, 64<<10)))
+	}
+	return sc.bucket
 }
 
 func (sc *Scrubber) batch() int {
@@ -323,7 +373,7 @@ func (sc *Scrubber) batch() int {
 }
 
 func (sc *Scrubber) save(ctx context.Context, p fixity.Progress) error {
-	if err := sc.state.SaveProgress(ctx, scrubName, p); err != nil {
+	if err := sc.state.SaveProgress(ctx, scrubName, sc.Holder, sc.svc.Now(), p); err != nil {
 		return fmt.Errorf("scrub: save progress: %w", err)
 	}
 	sc.publish(p)
@@ -331,6 +381,8 @@ func (sc *Scrubber) save(ctx context.Context, p fixity.Progress) error {
 }
 
 func (sc *Scrubber) publish(p fixity.Progress) {
+	// A copy: the pass goes on counting into its own maps.
+	p.Counts, p.Failures = maps.Clone(p.Counts), slices.Clone(p.Failures)
 	sc.mu.Lock()
 	sc.status.Progress = p
 	sc.mu.Unlock()
@@ -475,6 +527,10 @@ func (s *Service) OpenFixity(e ledger.Entry) (*FixitySummary, error) {
 // image must not re-read (and re-count the incidents of) its series each time.
 const seriesRecheck = 10 * time.Minute
 
+// maxSeriesChecks bounds the series checks running at once; more are
+// dropped (the next pass covers them).
+const maxSeriesChecks = 2
+
 // CheckSeries checks, in the background and at the scrubber's rate, every
 // stored object of the series of instance uid, whose retrieval just failed
 // (uid itself is skipped: the retrieval recorded it). A series is checked
@@ -491,7 +547,7 @@ func (sc *Scrubber) CheckSeries(study, series, uid string) {
 	if sc.checking == nil {
 		sc.checking = map[string]time.Time{}
 	}
-	if last, ok := sc.checking[key]; ok && now.Sub(last) < seriesRecheck || sc.closed {
+	if last, ok := sc.checking[key]; ok && now.Sub(last) < seriesRecheck || sc.closed || sc.inFlight >= maxSeriesChecks {
 		sc.mu.Unlock()
 		return
 	}
@@ -501,10 +557,16 @@ func (sc *Scrubber) CheckSeries(study, series, uid string) {
 		}
 	}
 	sc.checking[key] = now
+	sc.inFlight++
 	sc.background.Add(1)
 	sc.mu.Unlock()
 	go func() {
 		defer sc.background.Done()
+		defer func() {
+			sc.mu.Lock()
+			sc.inFlight--
+			sc.mu.Unlock()
+		}()
 		ctx := sc.bg
 		found, err := sc.checkSeries(ctx, study, series, uid)
 		if err != nil {
@@ -533,10 +595,7 @@ func (sc *Scrubber) checkSeries(ctx context.Context, study, series, skip string)
 	if err != nil {
 		return 0, err
 	}
-	var limiter *rate.Limiter
-	if sc.Rate > 0 {
-		limiter = rate.NewLimiter(rate.Limit(sc.Rate), int(min(sc.Rate, 64<<10)))
-	}
+	limiter := sc.limiter()
 	failed := 0
 	for _, row := range rows {
 		if row.SOPInstanceUID == skip {

@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,33 +143,186 @@ func TestScrubFindsDamageAndSignsTheSummary(t *testing.T) {
 	}
 }
 
-// A pass stopped half way resumes where it stopped: every object is
-// checked once in the pass, none twice.
-func TestScrubResumes(t *testing.T) {
-	_, sc, files, _ := scrubFixture(t, 6)
-	sc.Batch = 1
-	total := int64(0)
-	for _, b := range files {
-		total += int64(len(b))
+// watchedStore is the real filesystem store, counting the reads of each
+// object; after reads, its Get calls stop (a process stopping), and while
+// down it answers as an unreachable store does.
+type watchedStore struct {
+	attest.ObjectStore
+	mu    sync.Mutex
+	gets  map[string]int
+	after int
+	stop  context.CancelFunc
+	down  bool
+}
+
+var errDown = errors.New("connection refused")
+
+func (w *watchedStore) Get(ctx context.Context, sha string) (io.ReadCloser, error) {
+	w.mu.Lock()
+	w.gets[sha]++
+	n, down := total(w.gets), w.down
+	if w.stop != nil && n > w.after {
+		w.stop()
 	}
-	// About one object per 50 ms: stopped after ~120 ms, two or three are done.
-	sc.Rate = float64(len(files[0])) * 20
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Millisecond)
+	w.mu.Unlock()
+	if down {
+		return nil, errDown
+	}
+	return w.ObjectStore.Get(ctx, sha)
+}
+
+func (w *watchedStore) Ping(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.down {
+		return errDown
+	}
+	return w.ObjectStore.Ping(ctx)
+}
+
+func total(m map[string]int) (n int) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// scrubWatched is scrubFixture over a watchedStore.
+func scrubWatched(t *testing.T, n int) (fixtureService, *attest.Scrubber, [][]byte, *watchedStore) {
+	t.Helper()
+	w := &watchedStore{gets: map[string]int{}}
+	f := newServiceWith(t, t.TempDir(), func(s attest.ObjectStore) attest.ObjectStore { w.ObjectStore = s; return w })
+	files := uniqueInstances(t, "pydicom-CT_small.dcm", n)
+	for _, b := range files {
+		if _, err := f.svc.Ingest(context.Background(), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state, err := sqlite.Open(context.Background(), f.ledgerDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { state.Close() })
+	w.mu.Lock()
+	clear(w.gets) // the ingests' own reads
+	w.mu.Unlock()
+	return f, attest.NewScrubber(f.svc, state, "test"), files, w
+}
+
+// A pass stopped half way resumes where it stopped: every object is read
+// once in the pass, none twice, none skipped, and the progress of the
+// batches done before the stop is kept.
+func TestScrubResumes(t *testing.T) {
+	_, sc, files, w := scrubWatched(t, 6)
+	sc.Batch = 2
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	w.mu.Lock()
+	w.after, w.stop = 3, cancel // the 4th read stops the process
+	w.mu.Unlock()
 	if _, err := sc.Pass(ctx); err == nil {
 		t.Fatal("a pass stopped by its context reports no error")
 	}
 	mid := sc.Status().Progress
-	if mid.Position == 0 || total64(mid.Counts) == 0 || total64(mid.Counts) >= 6 || mid.Counts[fixity.OK] != total64(mid.Counts) {
-		t.Fatalf("interrupted at %+v", mid)
+	if mid.Counts[fixity.OK] < 2 || mid.Counts[fixity.OK] != total64(mid.Counts) || mid.Position == 0 {
+		t.Fatalf("interrupted at %+v: the first batch's progress was not kept", mid)
 	}
-	sc.Rate = 0
+	w.mu.Lock()
+	w.stop = nil
+	readBefore := maps.Clone(w.gets)
+	w.mu.Unlock()
 	res, err := sc.Pass(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Progress.Pass != 1 || res.Progress.Counts[fixity.OK] != 6 || res.Progress.Bytes != total {
-		t.Fatalf("resumed pass: %+v (want pass 1, 6 OK, %d bytes)", res.Progress, total)
+	if res.Progress.Pass != 1 || res.Progress.Counts[fixity.OK] != 6 {
+		t.Fatalf("resumed pass: %+v (want pass 1, 6 OK)", res.Progress)
+	}
+	// Each object read once, but for those of the batch in hand when it
+	// stopped (read again after the resumption): never more than twice.
+	for _, b := range files {
+		sum := sha256.Sum256(b)
+		sha := hex.EncodeToString(sum[:])
+		if n := w.gets[sha]; n == 0 || n > 2 || (n == 2 && readBefore[sha] == 0) {
+			t.Fatalf("object read %d times (%d before the stop)", n, readBefore[sha])
+		}
+	}
+	if twice := total(w.gets) - len(files); twice > sc.Batch {
+		t.Fatalf("%d objects read twice: more than the batch in hand", twice)
+	}
+}
+
+// A store that is down is an outage, not damage: the pass stops with
+// ErrStoreDown, records no integrity failure and no summary, and resumes
+// once the store is back.
+func TestScrubDuringAnOutageRecordsNothing(t *testing.T) {
+	f, sc, _, w := scrubWatched(t, 3)
+	w.mu.Lock()
+	w.down = true
+	w.mu.Unlock()
+	if _, err := sc.Pass(context.Background()); !errors.Is(err, attest.ErrStoreDown) {
+		t.Fatalf("pass with the store down: %v", err)
+	}
+	for _, k := range []ledger.Kind{custody.KindIntegrityFailure, custody.KindFixity} {
+		scanKind(t, f, k, func(b map[string]any) { t.Fatalf("recorded during an outage: %v", b) })
+	}
+	w.mu.Lock()
+	w.down = false
+	w.mu.Unlock()
+	res, err := sc.Pass(context.Background())
+	if err != nil || res.Progress.Counts[fixity.OK] != 3 {
+		t.Fatalf("after the outage: %+v %v", res, err)
+	}
+}
+
+// The objects' root gone (an unmounted volume) is an outage too, never
+// every image MISSING.
+func TestScrubOfAVanishedStoreIsAnOutage(t *testing.T) {
+	f, sc, _, _ := scrubFixture(t, 2)
+	root := filepath.Join(filepath.Dir(f.ledgerDB), "objects")
+	if err := os.Rename(root, root+".unmounted"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Pass(context.Background()); !errors.Is(err, attest.ErrStoreDown) {
+		t.Fatalf("pass over a vanished store: %v", err)
+	}
+	scanKind(t, f, custody.KindIntegrityFailure, func(b map[string]any) { t.Fatalf("recorded: %v", b) })
+}
+
+// A pass checked to its end whose summary was not recorded as such (the
+// process stopped between the append and the save) gets exactly one
+// summary: appended if absent, found if present.
+func TestScrubSummaryOncePerPass(t *testing.T) {
+	f, sc, _, _ := scrubFixture(t, 2)
+	ctx := context.Background()
+	res, err := sc.Pass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := sqlite.Open(ctx, f.ledgerDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
+	p := res.Progress
+	p.Summarized = false
+	if ok, err := state.AcquireLease(ctx, "scrub", "test", time.Now(), time.Minute); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := state.SaveProgress(ctx, "scrub", "test", time.Now(), p); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sc.Pass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Progress.Pass != 1 || again.Summary.Index != res.Summary.Index {
+		t.Fatalf("resumed summary: pass %d at %d, want pass 1 at %d", again.Progress.Pass, again.Summary.Index, res.Summary.Index)
+	}
+	n := 0
+	scanKind(t, f, custody.KindFixity, func(map[string]any) { n++ })
+	if n != 1 {
+		t.Fatalf("%d fixity entries for one pass", n)
 	}
 }
 

@@ -52,6 +52,8 @@ type Ledger interface {
 	// attesting entries in [from, to) and where to continue.
 	Size(ctx context.Context) (uint64, error)
 	ScanAttesting(ctx context.Context, from, to uint64, max int) ([]ledger.Entry, uint64, error)
+	// ScanSubject calls fn for every entry about subject, in order.
+	ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error
 	LogReader
 }
 

@@ -126,7 +126,7 @@ func (s *Service) TransferStudy(ctx context.Context, study string, req TransferR
 	if blocked != nil {
 		var out []Transfer
 		for _, row := range rows {
-			t, err := s.transfer(ctx, row.SOPInstanceUID, req, nil, actor, withBlock(blocked))
+			t, err := s.transfer(ctx, row.SOPInstanceUID, req, d, actor, withBlock(blocked))
 			if err != nil && t == nil {
 				return nil, err
 			}
@@ -149,7 +149,11 @@ func (s *Service) TransferStudy(ctx context.Context, study string, req TransferR
 		if err != nil {
 			var ae *Error
 			if errors.As(err, &ae) {
-				ae.Details = map[string]any{"transfers": out}
+				ae.Details = maps.Clone(ae.Details) // which instance failed, and why
+				if ae.Details == nil {
+					ae.Details = map[string]any{}
+				}
+				ae.Details["transfers"] = out
 			}
 			return out, err
 		}
@@ -283,7 +287,9 @@ func (s *Service) ingestEntry(ctx context.Context, idx uint64) (ledger.Entry, er
 
 func (s *Service) recordTransfer(ctx context.Context, kind ledger.Kind, body transferBody) (*Transfer, error) {
 	body.RecordedAt = s.Now().UTC()
-	es, err := s.ledger.AppendEvents(ctx, []custody.Record{{Kind: kind, Subject: body.Subject, FileSHA256: body.FileSHA256,
+	// Not cancelled with the request: a client gone after the bytes left
+	// must not leave the move unrecorded.
+	es, err := s.ledger.AppendEvents(context.WithoutCancel(ctx), []custody.Record{{Kind: kind, Subject: body.Subject, FileSHA256: body.FileSHA256,
 		Body: encodeBody(body)}})
 	if err != nil {
 		return nil, unavailable(ProblemLedgerUnavailable, err)

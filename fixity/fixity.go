@@ -8,6 +8,7 @@ package fixity
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -22,9 +23,14 @@ type Store interface {
 	// Progress is the progress saved under name; the zero Progress when
 	// none was ever saved.
 	Progress(ctx context.Context, name string) (Progress, error)
-	// SaveProgress saves p under name.
-	SaveProgress(ctx context.Context, name string, p Progress) error
+	// SaveProgress saves p under name, only while holder holds the lease
+	// of that name at now: ErrLeaseLost otherwise (a replica that lost its
+	// lease must not overwrite its successor's progress).
+	SaveProgress(ctx context.Context, name, holder string, now time.Time, p Progress) error
 }
+
+// ErrLeaseLost: the lease is another's (or expired); nothing was saved.
+var ErrLeaseLost = errors.New("the scrub lease is no longer held")
 
 // Outcomes of checking one stored object.
 const (
@@ -36,7 +42,7 @@ const (
 )
 
 // Outcomes lists every outcome, OK first.
-var Outcomes = []string{OK, Missing, SizeMismatch, DigestMismatch, ReadError, AttestationInvalid}
+var Outcomes = []string{OK, Missing, SizeMismatch, DigestMismatch, ReadError, AttestationInvalid, Unchecked}
 
 // Progress is a scrub pass in hand, and what the last complete pass covered.
 type Progress struct {
@@ -58,6 +64,9 @@ type Progress struct {
 	// log size it covered (zero: none yet).
 	PreviousStarted time.Time `json:"previous_started"`
 	PreviousEnd     uint64    `json:"previous_end"`
+	// Summarized is set once the pass's signed summary is in the log: a
+	// pass at its end without it has its summary appended on resume.
+	Summarized bool `json:"summarized,omitempty"`
 }
 
 // MaxFailures bounds the failures one summary lists.
@@ -80,3 +89,8 @@ type Failure struct {
 // because its own ledger entry or signature fails: there is no signed
 // digest to compare with (an integrity failure of the record itself).
 const AttestationInvalid = "ATTESTATION_INVALID"
+
+// Unchecked is the outcome for an object whose attestation this server
+// cannot read (signed by a key it is not configured with, or of a newer
+// entry format): a configuration matter, not evidence; no incident.
+const Unchecked = "UNCHECKED"

@@ -31,16 +31,15 @@ func (n *namedValues) Set(s string) error {
 	if *n == nil {
 		*n = namedValues{}
 	}
-	for _, item := range strings.Split(s, ",") {
-		name, v, err := destination.Parse(strings.TrimSpace(item))
-		if err != nil {
-			return err
-		}
-		if _, dup := (*n)[name]; dup {
-			return fmt.Errorf("%s is given twice", name)
-		}
-		(*n)[name] = v
+	// One NAME=VALUE per flag (a URL may hold a comma).
+	name, v, err := destination.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return err
 	}
+	if _, dup := (*n)[name]; dup {
+		return fmt.Errorf("%s is given twice", name)
+	}
+	(*n)[name] = v
 	return nil
 }
 

@@ -72,7 +72,7 @@ func storeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "dicomseal store migrate: --to is required (and --workers and --progress-interval positive); see --help")
 		return 2
 	}
-	dest, toDesc, err := openStoreURL(ctx, *to, *secret)
+	dest, toDesc, err := openStoreURL(ctx, *to, *secret, m.S3Timeout)
 	if err != nil {
 		fmt.Fprintln(stderr, "dicomseal store migrate: --to:", err)
 		return 2
@@ -192,8 +192,8 @@ feed:
 	if firstErr != nil {
 		return fail(fmt.Errorf("%w (run it again to resume)", firstErr))
 	}
-	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
-		return fail(ctx.Err())
+	if done := copied.Load() + present.Load() + damaged.Load(); done < int64(len(todo)) {
+		return fail(fmt.Errorf("interrupted after %d of %d objects (run it again to resume)", done, len(todo)))
 	}
 	if damaged.Load() > 0 {
 		return 1
@@ -215,7 +215,7 @@ func (m *Main) storeDescription() string {
 
 // openStoreURL opens a store named by URL, and describes it without
 // credentials.
-func openStoreURL(ctx context.Context, raw, secret string) (attest.ObjectStore, string, error) {
+func openStoreURL(ctx context.Context, raw, secret string, timeout time.Duration) (attest.ObjectStore, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, "", err
@@ -260,7 +260,7 @@ func openStoreURL(ctx context.Context, raw, secret string) (attest.ObjectStore, 
 		if err != nil {
 			return nil, "", err
 		}
-		return store.Timeout{Backend: st, D: 30 * time.Second}, "s3://" + u.Host + "/" + bucket, nil
+		return store.Timeout{Backend: st, D: timeout}, "s3://" + u.Host + "/" + bucket, nil
 	}
 	return nil, "", fmt.Errorf("want a file:// or s3:// URL, got %q", u.Redacted())
 }

@@ -4,6 +4,7 @@ package fixitytest
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -68,8 +69,15 @@ func Run(t *testing.T, s fixity.Store) {
 			Failures: []fixity.Failure{{SOPInstanceUID: "1.2.3", IngestIndex: 4, Outcome: fixity.Missing,
 				ExpectedSHA256: "ab", ExpectedSize: 9, IncidentIndex: &idx}},
 			PreviousStarted: t0.Add(-time.Hour), PreviousEnd: 90}
+		at := t0.Add(time.Hour)
+		if err := s.SaveProgress(ctx, "scrub", "a", at, want); !errors.Is(err, fixity.ErrLeaseLost) {
+			t.Fatalf("saved without the lease: %v", err)
+		}
+		if ok, err := s.AcquireLease(ctx, "scrub", "a", at, time.Minute); !ok || err != nil {
+			t.Fatalf("lease: %v %v", ok, err)
+		}
 		for range 2 { // an update in place as well as the first save
-			if err := s.SaveProgress(ctx, "scrub", want); err != nil {
+			if err := s.SaveProgress(ctx, "scrub", "a", at, want); err != nil {
 				t.Fatal(err)
 			}
 			got, err := s.Progress(ctx, "scrub")
@@ -80,6 +88,17 @@ func Run(t *testing.T, s fixity.Store) {
 				t.Fatalf("got %+v, want %+v", got, want)
 			}
 			want.Position++
+		}
+		// Another holder, once a's lease expired, fences a out.
+		later := at.Add(2 * time.Minute)
+		if ok, _ := s.AcquireLease(ctx, "scrub", "b", later, time.Minute); !ok {
+			t.Fatal("b could not take an expired lease")
+		}
+		if err := s.SaveProgress(ctx, "scrub", "a", later, want); !errors.Is(err, fixity.ErrLeaseLost) {
+			t.Fatalf("a saved after losing the lease: %v", err)
+		}
+		if err := s.SaveProgress(ctx, "scrub", "b", later, want); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

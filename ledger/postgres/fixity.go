@@ -57,14 +57,20 @@ func (d *DB) Progress(ctx context.Context, name string) (fixity.Progress, error)
 }
 
 // SaveProgress implements fixity.Store.
-func (d *DB) SaveProgress(ctx context.Context, name string, p fixity.Progress) error {
+func (d *DB) SaveProgress(ctx context.Context, name, holder string, now time.Time, p fixity.Progress) error {
 	state, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	if _, err := d.pool.Exec(ctx, `INSERT INTO scrub_progress (name, state) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_at = now()`, name, string(state)); err != nil {
+	// One statement, so that the lease check and the write are atomic.
+	tag, err := d.pool.Exec(ctx, `INSERT INTO scrub_progress (name, state)
+		SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM leases WHERE name = $1 AND holder = $3 AND expires_at > $4)
+		ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_at = now()`, name, string(state), holder, now)
+	if err != nil {
 		return fmt.Errorf("postgres: save scrub progress %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w (%s, by %s)", fixity.ErrLeaseLost, name, holder)
 	}
 	return nil
 }

@@ -58,16 +58,22 @@ func (d *DB) Progress(ctx context.Context, name string) (fixity.Progress, error)
 }
 
 // SaveProgress implements fixity.Store.
-func (d *DB) SaveProgress(ctx context.Context, name string, p fixity.Progress) error {
+func (d *DB) SaveProgress(ctx context.Context, name, holder string, now time.Time, p fixity.Progress) error {
 	state, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	_, err = d.write.ExecContext(ctx, `INSERT INTO scrub_progress (name, state, updated_at) VALUES (?, ?, ?)
+	// One statement: the lease check and the write cannot be split by
+	// another process taking the lease in between.
+	res, err := d.write.ExecContext(ctx, `INSERT INTO scrub_progress (name, state, updated_at)
+		SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM leases WHERE name = ? AND holder = ? AND expires_at > ?)
 		ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
-		name, string(state), stamp(time.Now()))
+		name, string(state), stamp(now), name, holder, stamp(now))
 	if err != nil {
 		return fmt.Errorf("sqlite: save scrub progress %s: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("%w (%s, by %s)", fixity.ErrLeaseLost, name, holder)
 	}
 	return nil
 }
