@@ -26,6 +26,8 @@ type fixtureService struct {
 	svc      *attest.Service
 	ledgerDB string
 	attestor *signer.Attestor
+	log      *custody.Log
+	objects  attest.ObjectStore
 }
 
 // newService wires the service to the real embedded backends.
@@ -64,9 +66,10 @@ func newServiceWith(t testing.TB, dir string, wrap func(attest.ObjectStore) atte
 	if wrap != nil {
 		objects = wrap(s)
 	}
-	svc := attest.NewService(custody.New(ledger.New(l, ledgertest.Origin, ls, lv)), objects, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	clog := custody.New(ledger.New(l, ledgertest.Origin, ls, lv))
+	svc := attest.NewService(clog, objects, a, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	svc.SpoolDir = dir
-	return fixtureService{svc: svc, ledgerDB: path, attestor: a}
+	return fixtureService{svc: svc, ledgerDB: path, attestor: a, log: clog, objects: objects}
 }
 
 func fixture(t testing.TB, name string) []byte {

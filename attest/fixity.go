@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/dicomseal/dicomseal/fixity"
 	"github.com/dicomseal/dicomseal/ledger"
@@ -93,7 +94,7 @@ func (s *Service) readBack(ctx context.Context, sha string, size int64, limiter 
 		if errors.Is(err, store.ErrNotFound) {
 			// Absent — or the whole store is (an unmounted volume, a
 			// deleted bucket): that is an outage, not a missing image.
-			if perr := s.store.Ping(ctx); perr != nil {
+			if perr := s.storeHoldsObjects(ctx); perr != nil {
 				return "", "", 0, 0, fmt.Errorf("%w: %v", ErrStoreDown, perr)
 			}
 			return fixity.Missing, "", 0, 0, nil
@@ -104,7 +105,7 @@ func (s *Service) readBack(ctx context.Context, sha string, size int64, limiter 
 		if ctx.Err() != nil || errors.Is(err, errPacing) {
 			return "", "", 0, n, err // stopped, not unreadable
 		}
-		if attempt == 2 || errors.Is(err, store.ErrTimeout) {
+		if attempt == 2 {
 			return s.readFailed(ctx, err, n)
 		}
 	}
@@ -116,6 +117,18 @@ func (s *Service) readBack(ctx context.Context, sha string, size int64, limiter 
 		return fixity.DigestMismatch, observed, n, n, nil
 	}
 	return fixity.OK, observed, n, n, nil
+}
+
+// storeHoldsObjects is the store's ping, and for a store that can tell
+// (the filesystem's), whether its tree of objects is there at all.
+func (s *Service) storeHoldsObjects(ctx context.Context) error {
+	if err := s.store.Ping(ctx); err != nil {
+		return err
+	}
+	if h, ok := s.store.(interface{ HoldsObjects(context.Context) error }); ok {
+		return h.HoldsObjects(ctx)
+	}
+	return nil
 }
 
 // readOnce reads the object once, hashing it.
@@ -136,9 +149,8 @@ func (s *Service) readFailed(ctx context.Context, cause error, n int64) (string,
 	if ctx.Err() != nil {
 		return "", "", 0, n, ctx.Err()
 	}
-	if errors.Is(cause, store.ErrTimeout) {
-		return "", "", 0, n, fmt.Errorf("%w: %v", ErrStoreDown, cause)
-	}
+	// A store that does not answer is down; one that answers but stalls
+	// (or fails) twice on this object cannot read it.
 	if err := s.store.Ping(ctx); err != nil {
 		return "", "", 0, n, fmt.Errorf("%w: %v (reading: %v)", ErrStoreDown, err, cause)
 	}
@@ -199,3 +211,12 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 
 // errPacing: a paced read was stopped by its context.
 var errPacing = errors.New("scrub stopped")
+
+// detached is ctx without its cancellation, for a write that must follow
+// what already happened (bytes moved, a batch checked), still bounded so
+// that a hung database cannot hold a shutdown for ever.
+func detached(ctx context.Context) context.Context {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	context.AfterFunc(c, cancel) // released with its deadline
+	return c
+}

@@ -192,7 +192,7 @@ func (s *Service) restore(ctx context.Context, entry ledger.Entry, sp *spool.Spo
 	found := outcomeReason[outcome]
 	// Not cancelled with the request: the copy is rewritten, its entry
 	// must follow.
-	_, err = s.ledger.AppendEvents(context.WithoutCancel(ctx), []custody.Record{{
+	_, err = s.ledger.AppendEvents(detached(ctx), []custody.Record{{
 		Kind: custody.KindRepair, Subject: entry.Subject, FileSHA256: entry.FileSHA256,
 		Body: encodeBody(repairBody{entryHead: head(custody.KindRepair, entry.Subject),
 			FileSHA256: entry.FileSHA256, IngestIndex: entry.Index, IngestEntryHash: entry.LeafHashHex(),

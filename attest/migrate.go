@@ -3,12 +3,14 @@ package attest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/fixity"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/spool"
+	"github.com/dicomseal/dicomseal/store"
 )
 
 // Migration is one object's copy to another store.
@@ -20,7 +22,9 @@ type Migration struct {
 	// bytes (a resumed migration whose entry was not yet written).
 	Copied bool
 	// Outcome is the source object's fixity outcome: anything but OK
-	// means it was not copied (and an integrity failure was recorded).
+	// means it was not copied (a failure is recorded as an integrity
+	// failure; UNCHECKED, an attestation this server cannot check, is
+	// not); "" for an entry without an object by design.
 	Outcome string
 	Entry   ledger.Entry
 }
@@ -39,21 +43,22 @@ func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectSt
 		return nil, fmt.Errorf("the source store: %w", err)
 	}
 	m := &Migration{SOPInstanceUID: e.Subject, SHA256: f.ExpectedSHA256, Size: f.ExpectedSize, Outcome: f.Outcome}
-	if !ok || f.Outcome != fixity.OK {
-		if !ok {
-			m.Outcome = fixity.Unchecked // no object by design: nothing to move
-		}
+	if !ok {
+		m.Outcome = "" // no object by design: nothing to move
 		return m, nil
+	}
+	if f.Outcome != fixity.OK {
+		return m, nil // damaged (recorded), or UNCHECKED (not verifiable here): not copied
 	}
 	sha, size := f.ExpectedSHA256, f.ExpectedSize
 	dst := &Service{store: to, log: s.log}
 	// Already there and intact (a migration killed between the copy and
 	// its entry): recorded without copying again.
-	outcome, _, _, _, err := dst.readBack(ctx, sha, size, nil)
+	intact, err := dst.holdsIntact(ctx, sha, size)
 	if err != nil {
 		return nil, fmt.Errorf("the destination store: %w", err)
 	}
-	if outcome != fixity.OK {
+	if !intact {
 		rc, err := s.store.Get(ctx, sha)
 		if err != nil {
 			return nil, fmt.Errorf("read %s from the source store: %w", sha, err)
@@ -64,9 +69,17 @@ func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectSt
 			return nil, fmt.Errorf("read %s from the source store: %w", sha, err)
 		}
 		defer sp.Close()
-		if sp.SHA256Hex() != sha || sp.Size() != size {
-			// Changed since it was checked a moment ago: not copied.
-			return nil, fmt.Errorf("the source object %s changed while it was being migrated", sha)
+		if got := sp.SHA256Hex(); got != sha || sp.Size() != size {
+			// Changed since it was checked a moment ago: not copied, and
+			// recorded as a scrub would.
+			m.Outcome = fixity.DigestMismatch
+			if sp.Size() != size {
+				m.Outcome = fixity.SizeMismatch
+			}
+			s.integrityFailure(ctx, ledger.Entry{Index: e.Index, Subject: e.Subject, FileSHA256: sha}, ReasonAltered, got, nil)
+			s.securityAlert(ctx, fixity.Failure{SOPInstanceUID: e.Subject, IngestIndex: e.Index, Outcome: m.Outcome,
+				ExpectedSHA256: sha, ObservedSHA256: got, ExpectedSize: size, ObservedSize: sp.Size()})
+			return m, nil
 		}
 		if err := to.Replace(ctx, sha, sp.Reader(), size); err != nil {
 			return nil, fmt.Errorf("write %s to the destination store: %w", sha, err)
@@ -76,7 +89,7 @@ func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectSt
 			return nil, fmt.Errorf("the copy of %s read back from the destination store: %s %s %v", sha, outcome, observed, err)
 		}
 	}
-	es, err := s.ledger.AppendEvents(context.WithoutCancel(ctx), []custody.Record{{
+	es, err := s.ledger.AppendEvents(detached(ctx), []custody.Record{{
 		Kind: custody.KindStorageMigration, Subject: e.Subject, FileSHA256: sha,
 		Body: encodeBody(storageMigrationBody{entryHead: head(custody.KindStorageMigration, e.Subject),
 			FileSHA256: sha, IngestIndex: e.Index, IngestEntryHash: e.LeafHashHex(), Size: size,
@@ -88,6 +101,20 @@ func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectSt
 	}
 	m.Entry = es[0]
 	return m, nil
+}
+
+// holdsIntact tells whether s's store holds the object sha, whole. Absent
+// is the expected answer of a new store (not an outage, as for a scrub).
+func (s *Service) holdsIntact(ctx context.Context, sha string, size int64) (bool, error) {
+	rc, err := s.store.Get(ctx, sha)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err == nil {
+		rc.Close()
+	}
+	outcome, _, _, _, err := s.readBack(ctx, sha, size, nil)
+	return outcome == fixity.OK, err
 }
 
 // MigratedTo reads a storage-migration entry: the object's digest and the

@@ -139,7 +139,9 @@ func (sc *Scrubber) Run(ctx context.Context, interval time.Duration) {
 					continue
 				}
 				if ctx.Err() == nil {
-					// An outage, a lost lease: pause, longer each time.
+					// An outage, a lost lease: pause, longer each time,
+					// without the lease (another replica may do better).
+					sc.Release(context.WithoutCancel(ctx))
 					backoff = min(max(2*backoff, time.Second), 5*time.Minute)
 					wait = backoff
 					sc.svc.log.WarnContext(ctx, "scrub pass interrupted; it resumes", "err", err, "retry_in", backoff.String())
@@ -218,7 +220,7 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 		for i, e := range entries {
 			r := results[i]
 			if r.err != nil {
-				sc.save(context.WithoutCancel(ctx), p) // what was checked stays checked
+				sc.save(detached(ctx), p) // what was checked stays checked
 				return nil, cause(ctx, r.err)
 			}
 			p.Position, p.Bytes = e.Index+1, p.Bytes+r.n
@@ -227,7 +229,7 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 				continue
 			}
 			p.Counts[r.f.Outcome]++
-			if r.f.Outcome != fixity.OK {
+			if fixity.IsFailure(r.f.Outcome) {
 				if len(p.Failures) < fixity.MaxFailures {
 					p.Failures = append(p.Failures, r.f)
 				}
@@ -239,7 +241,7 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 		p.Position = next
 		sc.refreshOldest(ctx, p)
 		// Saved even when ctx just ended: the batch was checked.
-		if err := sc.save(context.WithoutCancel(ctx), p); err != nil {
+		if err := sc.save(detached(ctx), p); err != nil {
 			return nil, cause(ctx, err)
 		}
 		if ctx.Err() != nil {
@@ -253,22 +255,22 @@ func (sc *Scrubber) pass(ctx context.Context) (*PassResult, error) {
 // unless the log already holds it (appended, then not saved as such),
 // and records that it did.
 func (sc *Scrubber) summarize(ctx context.Context, p fixity.Progress) (*PassResult, error) {
-	summary, found, err := sc.findSummary(ctx, p.Pass)
+	summary, found, err := sc.findSummary(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("scrub: read the log: %w", err)
 	}
 	if !found {
-		if summary, err = sc.finish(context.WithoutCancel(ctx), p); err != nil {
+		if summary, err = sc.finish(detached(ctx), p); err != nil {
 			return nil, err
 		}
 	}
 	p.PreviousStarted, p.PreviousEnd, p.Summarized = p.Started, p.End, true
-	if err := sc.save(context.WithoutCancel(ctx), p); err != nil {
+	if err := sc.save(detached(ctx), p); err != nil {
 		return nil, err
 	}
 	sc.refreshOldest(ctx, p)
-	sc.svc.log.InfoContext(ctx, "scrub pass complete", "pass", p.Pass, "objects", total(p.Counts),
-		"failures", total(p.Counts)-p.Counts[fixity.OK], "bytes", p.Bytes, "summary_index", summary.Index,
+	sc.svc.log.InfoContext(ctx, "scrub pass complete", "pass", p.Pass, "objects", p.Checked(),
+		"failures", p.Failed(), "bytes", p.Bytes, "summary_index", summary.Index,
 		"took", sc.svc.Now().Sub(p.Started).Round(time.Millisecond).String())
 	return &PassResult{Progress: p, Summary: summary}, nil
 }
@@ -338,11 +340,13 @@ func (sc *Scrubber) begin(ctx context.Context, prev fixity.Progress) (fixity.Pro
 	return p, sc.save(ctx, p)
 }
 
-// findSummary looks in the log for the fixity entry of pass n.
-func (sc *Scrubber) findSummary(ctx context.Context, n int64) (e ledger.Entry, found bool, err error) {
+// findSummary looks in the log for the fixity entry of pass p: one of its
+// number appended after the pass began (the progress is correctable
+// state: reset, numbers start again, and an old summary is not this one).
+func (sc *Scrubber) findSummary(ctx context.Context, p fixity.Progress) (e ledger.Entry, found bool, err error) {
 	err = sc.svc.ledger.ScanSubject(ctx, FixitySubject, func(x ledger.Entry) error {
 		var body fixityBody
-		if x.Kind == custody.KindFixity && json.Unmarshal(x.Body, &body) == nil && body.Pass == n {
+		if x.Kind == custody.KindFixity && x.Index >= p.End && json.Unmarshal(x.Body, &body) == nil && body.Pass == p.Pass {
 			e, found = x, true
 		}
 		return nil
@@ -419,14 +423,6 @@ func (sc *Scrubber) refreshOldest(ctx context.Context, p fixity.Progress) {
 	sc.mu.Unlock()
 }
 
-func total(counts map[string]int64) int64 {
-	var n int64
-	for _, c := range counts {
-		n += c
-	}
-	return n
-}
-
 // FixityPredicateType is the predicate of a fixity summary's statement.
 const FixityPredicateType = "https://dicomseal.dev/fixity/v1"
 
@@ -470,8 +466,8 @@ func (sc *Scrubber) finish(ctx context.Context, p fixity.Progress) (ledger.Entry
 		failures = []fixity.Failure{}
 	}
 	sum := FixitySummary{Pass: p.Pass, End: p.End, Started: p.Started, Finished: sc.svc.Now().UTC(),
-		Objects: total(p.Counts), Bytes: p.Bytes, Counts: p.Counts, Failures: failures,
-		FailuresOmitted: total(p.Counts) - p.Counts[fixity.OK] - int64(len(failures)),
+		Objects: p.Checked(), Bytes: p.Bytes, Counts: p.Counts, Failures: failures,
+		FailuresOmitted: p.Failed() - int64(len(failures)),
 		Actor:           sc.Actor, KeyID: sc.svc.attestor.KeyID()}
 	if len(failures) > 0 {
 		sum.Repair = RepairHint
@@ -610,7 +606,7 @@ func (sc *Scrubber) checkSeries(ctx context.Context, study, series, skip string)
 			return failed, err
 		}
 		sc.count(f.Outcome, n, ok)
-		if ok && f.Outcome != fixity.OK {
+		if ok && fixity.IsFailure(f.Outcome) {
 			failed++
 			if sc.OnFailure != nil {
 				sc.OnFailure(f)

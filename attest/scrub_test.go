@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/dicomseal/dicomseal/fixity"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/ledger/sqlite"
+	"github.com/dicomseal/dicomseal/signer"
 	"github.com/dicomseal/dicomseal/store"
 )
 
@@ -153,6 +155,7 @@ type watchedStore struct {
 	after int
 	stop  context.CancelFunc
 	down  bool
+	flaky map[string]bool
 }
 
 var errDown = errors.New("connection refused")
@@ -161,6 +164,10 @@ func (w *watchedStore) Get(ctx context.Context, sha string) (io.ReadCloser, erro
 	w.mu.Lock()
 	w.gets[sha]++
 	n, down := total(w.gets), w.down
+	if w.flaky[sha] { // fails once, as a dropped connection would
+		delete(w.flaky, sha)
+		down = true
+	}
 	if w.stop != nil && n > w.after {
 		w.stop()
 	}
@@ -224,14 +231,33 @@ func TestScrubResumes(t *testing.T) {
 		t.Fatal("a pass stopped by its context reports no error")
 	}
 	mid := sc.Status().Progress
-	if mid.Counts[fixity.OK] < 2 || mid.Counts[fixity.OK] != total64(mid.Counts) || mid.Position == 0 {
-		t.Fatalf("interrupted at %+v: the first batch's progress was not kept", mid)
+	// Stopped during the second batch: that batch was checked, and its
+	// progress is saved all the same.
+	if mid.Counts[fixity.OK] != 4 || total64(mid.Counts) != 4 || mid.Position == 0 {
+		t.Fatalf("interrupted at %+v: want the two batches checked before the stop saved", mid)
 	}
 	w.mu.Lock()
 	w.stop = nil
 	readBefore := maps.Clone(w.gets)
 	w.mu.Unlock()
+	// Metrics read the status while the pass counts (run with -race).
+	polled := make(chan struct{})
+	passDone := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-passDone:
+				return
+			default:
+				st := sc.Status()
+				_ = st.Progress.Checked()
+			}
+		}
+	}()
 	res, err := sc.Pass(context.Background())
+	close(passDone)
+	<-polled
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,6 +312,13 @@ func TestScrubOfAVanishedStoreIsAnOutage(t *testing.T) {
 	if _, err := sc.Pass(context.Background()); !errors.Is(err, attest.ErrStoreDown) {
 		t.Fatalf("pass over a vanished store: %v", err)
 	}
+	// And an empty root in its place, as an unmounted volume's mountpoint.
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Pass(context.Background()); !errors.Is(err, attest.ErrStoreDown) {
+		t.Fatalf("pass over an empty mountpoint: %v", err)
+	}
 	scanKind(t, f, custody.KindIntegrityFailure, func(b map[string]any) { t.Fatalf("recorded: %v", b) })
 }
 
@@ -324,6 +357,51 @@ func TestScrubSummaryOncePerPass(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d fixity entries for one pass", n)
 	}
+}
+
+// A read that fails once is read again: a dropped connection is not an
+// unreadable image.
+func TestScrubReadsTwiceBeforeReadError(t *testing.T) {
+	f, sc, files, w := scrubWatched(t, 2)
+	sum := sha256.Sum256(files[0])
+	w.mu.Lock()
+	w.flaky = map[string]bool{hex.EncodeToString(sum[:]): true}
+	w.mu.Unlock()
+	res, err := sc.Pass(context.Background())
+	if err != nil || res.Progress.Counts[fixity.OK] != 2 {
+		t.Fatalf("pass with one dropped read: %+v %v", res, err)
+	}
+	scanKind(t, f, custody.KindIntegrityFailure, func(b map[string]any) { t.Fatalf("recorded: %v", b) })
+}
+
+// Attestations this server cannot check (another attestation key) are
+// UNCHECKED: counted, not failures, no incident, and the pass completes.
+func TestScrubOfAnotherKeysAttestationsIsUnchecked(t *testing.T) {
+	f, _, _, _ := scrubFixture(t, 3)
+	// The signed tree proves the entries genuine: a foreign key is this
+	// server's configuration, not evidence (otherwise it is ATTESTATION_INVALID).
+	if _, _, err := f.log.Integrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key, err := signer.NewEphemeral()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := attest.NewService(f.log, f.objects, key, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	state, err := sqlite.Open(context.Background(), f.ledgerDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
+	res, err := attest.NewScrubber(other, state, "other-key").Pass(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.Progress
+	if p.Counts[fixity.Unchecked] != 3 || p.Failed() != 0 || len(p.Failures) != 0 {
+		t.Fatalf("pass under another key: counts %v failures %v", p.Counts, p.Failures)
+	}
+	scanKind(t, f, custody.KindIntegrityFailure, func(b map[string]any) { t.Fatalf("recorded: %v", b) })
 }
 
 // The lease: a second scrubber is refused while the first holds it, and

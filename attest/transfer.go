@@ -289,7 +289,7 @@ func (s *Service) recordTransfer(ctx context.Context, kind ledger.Kind, body tra
 	body.RecordedAt = s.Now().UTC()
 	// Not cancelled with the request: a client gone after the bytes left
 	// must not leave the move unrecorded.
-	es, err := s.ledger.AppendEvents(context.WithoutCancel(ctx), []custody.Record{{Kind: kind, Subject: body.Subject, FileSHA256: body.FileSHA256,
+	es, err := s.ledger.AppendEvents(detached(ctx), []custody.Record{{Kind: kind, Subject: body.Subject, FileSHA256: body.FileSHA256,
 		Body: encodeBody(body)}})
 	if err != nil {
 		return nil, unavailable(ProblemLedgerUnavailable, err)

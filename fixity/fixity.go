@@ -58,7 +58,7 @@ type Progress struct {
 	Counts map[string]int64 `json:"counts"`
 	Bytes  int64            `json:"bytes"`
 	// Failures found so far in this pass (at most MaxFailures are kept;
-	// Counts counts them all).
+	// Counts counts them all). UNCHECKED objects are counted, not listed.
 	Failures []Failure `json:"failures,omitempty"`
 	// Previous* describe the last complete pass: when it started and the
 	// log size it covered (zero: none yet).
@@ -94,3 +94,19 @@ const AttestationInvalid = "ATTESTATION_INVALID"
 // cannot read (signed by a key it is not configured with, or of a newer
 // entry format): a configuration matter, not evidence; no incident.
 const Unchecked = "UNCHECKED"
+
+// Checked is how many objects the pass has checked so far, all outcomes.
+func (p Progress) Checked() int64 {
+	var n int64
+	for _, c := range p.Counts {
+		n += c
+	}
+	return n
+}
+
+// Failed is how many of them failed: neither OK nor UNCHECKED.
+func (p Progress) Failed() int64 { return p.Checked() - p.Counts[OK] - p.Counts[Unchecked] }
+
+// IsFailure tells whether an outcome is a failure of the object (not OK,
+// and not UNCHECKED, which is this server's configuration).
+func IsFailure(outcome string) bool { return outcome != OK && outcome != Unchecked }

@@ -124,6 +124,16 @@ func (t Timeout) Ping(ctx context.Context) error {
 	return err
 }
 
+// HoldsObjects passes through to a backend that can tell whether its tree
+// of objects is there at all (the filesystem store); others answer nil.
+func (t Timeout) HoldsObjects(ctx context.Context) error {
+	h, ok := t.Backend.(interface{ HoldsObjects(context.Context) error })
+	if !ok {
+		return nil
+	}
+	return h.HoldsObjects(ctx)
+}
+
 // List passes through to a backend that can list its objects.
 func (t Timeout) List(ctx context.Context, fn func(sha256Hex string, size int64) error) error {
 	l, ok := t.Backend.(interface {

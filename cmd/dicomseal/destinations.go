@@ -31,15 +31,18 @@ func (n *namedValues) Set(s string) error {
 	if *n == nil {
 		*n = namedValues{}
 	}
-	// One NAME=VALUE per flag (a URL may hold a comma).
-	name, v, err := destination.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return err
+	// NAME=VALUE items are separated by white space (which no URL holds;
+	// a comma it may), so that one environment variable can hold several.
+	for _, item := range strings.Fields(s) {
+		name, v, err := destination.Parse(item)
+		if err != nil {
+			return err
+		}
+		if _, dup := (*n)[name]; dup {
+			return fmt.Errorf("%s is given twice", name)
+		}
+		(*n)[name] = v
 	}
-	if _, dup := (*n)[name]; dup {
-		return fmt.Errorf("%s is given twice", name)
-	}
-	(*n)[name] = v
 	return nil
 }
 

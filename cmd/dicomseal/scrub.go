@@ -67,7 +67,7 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	stopProgress := progressEvery(2*time.Second, func() {
 		st := sc.Status()
 		fmt.Fprintf(stderr, "scrub: pass %d, %d objects checked, %s read, %d%% of the log\n", st.Progress.Pass,
-			total(st.Progress.Counts), humanBytes(st.Progress.Bytes), percent(st.Progress.Position, st.Progress.End))
+			st.Progress.Checked(), humanBytes(st.Progress.Bytes), percent(st.Progress.Position, st.Progress.End))
 	})
 	res, err := sc.Pass(ctx)
 	stopProgress()
@@ -84,8 +84,8 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for _, f := range p.Failures {
 		fmt.Fprintf(stdout, "%s %s\n", f.SOPInstanceUID, f.Outcome)
 	}
-	failed := total(p.Counts) - p.Counts[fixity.OK]
-	fmt.Fprintf(stderr, "scrub: pass %d: %d objects, %d OK, %d failed", p.Pass, total(p.Counts), p.Counts[fixity.OK], failed)
+	failed := p.Failed()
+	fmt.Fprintf(stderr, "scrub: pass %d: %d objects, %d OK, %d failed", p.Pass, p.Checked(), p.Counts[fixity.OK], failed)
 	for _, o := range fixity.Outcomes[1:] {
 		if p.Counts[o] > 0 {
 			fmt.Fprintf(stderr, ", %d %s", p.Counts[o], o)
@@ -93,6 +93,9 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stderr, "; %s read in %s; signed summary at ledger index %d\n", humanBytes(p.Bytes),
 		time.Since(p.Started).Round(time.Millisecond), res.Summary.Index)
+	if n := p.Counts[fixity.Unchecked]; n > 0 {
+		fmt.Fprintf(stderr, "scrub: %d objects could not be checked: their attestations are signed by a key this server is not configured with, or of a newer format (see the log's warnings); configure the key or upgrade\n", n)
+	}
 	if failed > 0 {
 		if omitted := failed - int64(len(p.Failures)); omitted > 0 {
 			fmt.Fprintf(stderr, "scrub: %d more failures are not listed (see the integrity-failure entries)\n", omitted)
@@ -100,15 +103,10 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "scrub: to repair:", attest.RepairHint)
 		return 1
 	}
-	return 0
-}
-
-func total(counts map[string]int64) int64 {
-	var n int64
-	for _, c := range counts {
-		n += c
+	if p.Counts[fixity.Unchecked] > 0 {
+		return 1 // not all OK
 	}
-	return n
+	return 0
 }
 
 func percent(a, b uint64) uint64 {

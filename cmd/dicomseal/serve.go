@@ -194,7 +194,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.MaxParts, "max-parts", m.MaxParts, "most parts in one DICOMweb STOW-RS request; more: 413 (the parts before the limit are stored)")
 	fs.DurationVar(&m.ScrubInterval, "scrub-interval", m.ScrubInterval, "check every stored object against its signed attestation once per this interval, e.g. 720h (0: no scheduled scrub; `dicomseal scrub` runs one on demand)")
 	fs.Var(&m.ScrubRate, "scrub-rate", "most bytes per second the scrubber reads from the object store (e.g. 32MiB)")
-	fs.Var(&m.Destinations.urls, "destination", "a transfer destination, NAME=URL (repeatable): a DICOMweb root for STOW-RS (http(s)://…), or file:///DIR to export into a directory")
+	fs.Var(&m.Destinations.urls, "destination", "a transfer destination, NAME=URL (repeatable; in DICOMSEAL_DESTINATION, several separated by spaces): a DICOMweb root for STOW-RS (http(s)://…), or file:///DIR to export into a directory")
 	fs.Var(&m.Destinations.tokens, "destination-token-file", "NAME=PATH (repeatable): the file holding destination NAME's credentials, a bearer token or a whole Authorization value (\"Basic …\"); never put them in a flag")
 	fs.DurationVar(&m.DestinationTimeout, "destination-timeout", m.DestinationTimeout, "deadline of one instance's send to a destination; beyond it the transfer is recorded unreachable")
 	fs.Var(&m.CORSOrigins, "cors-origins", "browser origins (scheme://host[:port], comma-separated) allowed to call the API, e.g. a web viewer's; none by default")

@@ -159,10 +159,16 @@ func storeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 					}
 					mu.Unlock()
 					cancel()
+				case mg.Outcome == "":
+					present.Add(1) // no object by design: nothing to move
 				case mg.Outcome != fixity.OK:
 					damaged.Add(1)
+					why := "damaged: recorded as an integrity failure"
+					if mg.Outcome == fixity.Unchecked {
+						why = "its attestation cannot be checked here: configure its key"
+					}
 					mu.Lock()
-					fmt.Fprintf(stdout, "%s %s (not migrated)\n", mg.SOPInstanceUID, mg.Outcome)
+					fmt.Fprintf(stdout, "%s %s (not migrated; %s)\n", mg.SOPInstanceUID, mg.Outcome, why)
 					mu.Unlock()
 				case mg.Copied:
 					copied.Add(1)

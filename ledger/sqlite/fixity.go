@@ -72,7 +72,11 @@ func (d *DB) SaveProgress(ctx context.Context, name, holder string, now time.Tim
 	if err != nil {
 		return fmt.Errorf("sqlite: save scrub progress %s: %w", name, err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlite: save scrub progress %s: %w", name, err)
+	}
+	if n == 0 {
 		return fmt.Errorf("%w (%s, by %s)", fixity.ErrLeaseLost, name, holder)
 	}
 	return nil

@@ -137,6 +137,21 @@ func (s *Store) Get(ctx context.Context, sha256Hex string) (io.ReadCloser, error
 	return f, nil
 }
 
+// HoldsObjects reports whether the store's tree of objects is there (its
+// sha256/ directory, made by the first Put and never by Open): an empty
+// root, such as the mountpoint of an unmounted volume, holds none, and
+// its objects are not missing, they are out of reach.
+func (s *Store) HoldsObjects(ctx context.Context) error {
+	info, err := os.Stat(filepath.Join(s.root, "sha256"))
+	if err != nil {
+		return fmt.Errorf("fs store: no objects under %s (an unmounted volume?): %w", s.root, err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("fs store: %s/sha256 is not a directory", s.root)
+	}
+	return nil
+}
+
 // Ping reports whether the store's root is usable.
 func (s *Store) Ping(ctx context.Context) error {
 	info, err := os.Stat(s.root)
