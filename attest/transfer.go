@@ -134,7 +134,8 @@ func (s *Service) TransferStudy(ctx context.Context, study string, req TransferR
 		}
 		var first *Error
 		errors.As(blocked, &first)
-		details := maps.Clone(first.Details) // the first failing instance's
+		details := map[string]any{}
+		maps.Copy(details, first.Details) // the first failing instance's
 		details["transfers"] = out
 		return out, &Error{Code: EIntegrity, Problem: ProblemIntegrity,
 			Message: fmt.Sprintf("study %s: stored bytes failed verification; nothing was transferred (%s)", study, first.Message),
@@ -161,9 +162,11 @@ func (s *Service) TransferStudy(ctx context.Context, study string, req TransferR
 	return out, nil
 }
 
-// blockAll makes every instance of a study transfer blocked, because one
-// of them failed verification.
+// transferOption changes what transfer records before anything is sent.
 type transferOption func(*transferBody)
+
+// withBlock records an instance of a study as blocked because another
+// instance of the study failed verification.
 
 func withBlock(cause error) transferOption {
 	return func(b *transferBody) {
