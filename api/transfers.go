@@ -44,7 +44,25 @@ func (s *Server) transferRequest(w http.ResponseWriter, r *http.Request) (attest
 // transferInstance answers POST /v1/instances/{uid}/transfers: 201 with
 // the transfer entry.
 func (s *Server) transferInstance(w http.ResponseWriter, r *http.Request) {
-	uid := chi.URLParam(r, "sopInstanceUID")
+	s.transfer(w, r, "sopInstanceUID", func(uid string, req attest.TransferRequest, actor string) (any, error) {
+		return s.svc.TransferInstance(r.Context(), uid, req, actor)
+	})
+}
+
+// transferStudy answers POST /v1/studies/{study}/transfers: 201 with
+// every instance's transfer entry.
+func (s *Server) transferStudy(w http.ResponseWriter, r *http.Request) {
+	s.transfer(w, r, "study", func(study string, req attest.TransferRequest, actor string) (any, error) {
+		ts, err := s.svc.TransferStudy(r.Context(), study, req, actor)
+		return map[string]any{"study_instance_uid": study, "transfers": ts}, err
+	})
+}
+
+// transfer reads the path's UID (param) and the request, and answers what
+// call returns.
+func (s *Server) transfer(w http.ResponseWriter, r *http.Request, param string,
+	call func(uid string, req attest.TransferRequest, actor string) (any, error)) {
+	uid := chi.URLParam(r, param)
 	noteObject(r, uid)
 	req, err := s.transferRequest(w, r)
 	if err != nil {
@@ -52,29 +70,10 @@ func (s *Server) transferInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := auth.FromContext(r.Context())
-	t, err := s.svc.TransferInstance(r.Context(), uid, req, id.Name)
+	out, err := call(uid, req, id.Name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, t)
-}
-
-// transferStudy answers POST /v1/studies/{study}/transfers: 201 with
-// every instance's transfer entry.
-func (s *Server) transferStudy(w http.ResponseWriter, r *http.Request) {
-	study := chi.URLParam(r, "study")
-	noteObject(r, study)
-	req, err := s.transferRequest(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	id, _ := auth.FromContext(r.Context())
-	ts, err := s.svc.TransferStudy(r.Context(), study, req, id.Name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"study_instance_uid": study, "transfers": ts})
+	writeJSON(w, http.StatusCreated, out)
 }

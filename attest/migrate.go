@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,15 +107,14 @@ func (s *Service) MigrateObject(ctx context.Context, e ledger.Entry, to ObjectSt
 // holdsIntact tells whether s's store holds the object sha, whole. Absent
 // is the expected answer of a new store (not an outage, as for a scrub).
 func (s *Service) holdsIntact(ctx context.Context, sha string, size int64) (bool, error) {
-	rc, err := s.store.Get(ctx, sha)
+	h, n, err := s.readOnce(ctx, sha, size, nil)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
-	if err == nil {
-		rc.Close()
+	if err != nil {
+		return false, err
 	}
-	outcome, _, _, _, err := s.readBack(ctx, sha, size, nil)
-	return outcome == fixity.OK, err
+	return n == size && hex.EncodeToString(h.Sum(nil)) == sha, nil
 }
 
 // MigratedTo reads a storage-migration entry: the object's digest and the

@@ -430,7 +430,6 @@ const FixityPredicateType = "https://dicomseal.dev/fixity/v1"
 // pass over the log's first End entries, what it found, and how to repair.
 type FixitySummary struct {
 	Pass     int64            `json:"pass"`
-	From     uint64           `json:"from"`
 	End      uint64           `json:"end"`
 	Started  time.Time        `json:"started"`
 	Finished time.Time        `json:"finished"`

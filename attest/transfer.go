@@ -211,7 +211,7 @@ func (s *Service) transfer(ctx context.Context, uid string, req TransferRequest,
 		if v, ok := ae.Details["incident_ledger_index"].(uint64); ok {
 			body.IntegrityFailureIndex = &v
 		}
-		e, err := s.ingestEntry(ctx, body.IngestIndex)
+		e, err := s.ledger.Entry(ctx, body.IngestIndex)
 		if err == nil {
 			body.IngestEntryHash = e.LeafHashHex()
 		}
@@ -282,10 +282,6 @@ func (s *Service) transfer(ctx context.Context, uid string, req TransferRequest,
 	return t, &Error{Code: EUnavailable, Problem: problem.DestinationUnavailable,
 		Message: fmt.Sprintf("destination %s is unreachable: %s; nothing is known to have arrived", req.Destination, body.Reason),
 		Details: details, Err: sendErr}
-}
-
-func (s *Service) ingestEntry(ctx context.Context, idx uint64) (ledger.Entry, error) {
-	return s.ledger.Entry(ctx, idx)
 }
 
 func (s *Service) recordTransfer(ctx context.Context, kind ledger.Kind, body transferBody) (*Transfer, error) {

@@ -57,16 +57,6 @@ var name = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // ValidName tells whether s is usable as a destination name.
 func ValidName(s string) bool { return name.MatchString(s) }
 
-// Config is one configured destination: --destination NAME=URL, with
-// --destination-token-file NAME=PATH.
-type Config struct {
-	Name string
-	URL  string
-	// TokenFile holds the credentials: a bearer token, or a whole
-	// Authorization value ("Basic …", "Bearer …").
-	TokenFile string
-}
-
 // Parse reads NAME=VALUE.
 func Parse(s string) (name, value string, err error) {
 	n, v, ok := strings.Cut(s, "=")
