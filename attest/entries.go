@@ -15,25 +15,28 @@ import (
 // white space); the stored bytes are what the leaf hash covers and are
 // never re-encoded for verification.
 
-// entryVersion is the body version this release writes.
-const entryVersion = 1
+// entryVersion is the body version this release writes: 2 appended the
+// subject chain (ledger/chain.go) to every kind's version-1 members.
+const entryVersion = 2
 
 // EntryFormats are the custody log's kinds and the body versions this
 // release reads: version 0 (no "v"; the subject is "sop_instance_uid")
-// from the first releases, version 1 since.
+// from the first releases, version 1, and version 2 since subject chains;
+// and the subject map's entries.
 var EntryFormats = ledger.Formats{
-	custody.KindIngest:             {0, 1},
-	custody.KindRevision:           {0, 1},
-	custody.KindIdentityCorrection: {0, 1},
-	custody.KindConflict:           {0, 1},
-	custody.KindSecurityAlert:      {0, 1},
-	custody.KindIntegrityFailure:   {0, 1},
+	custody.KindIngest:             {0, 1, 2},
+	custody.KindRevision:           {0, 1, 2},
+	custody.KindIdentityCorrection: {0, 1, 2},
+	custody.KindConflict:           {0, 1, 2},
+	custody.KindSecurityAlert:      {0, 1, 2},
+	custody.KindIntegrityFailure:   {0, 1, 2},
 	// Custody events, new in version 1 (events.go).
-	custody.KindTransfer:         {1},
-	custody.KindExport:           {1},
-	custody.KindStorageMigration: {1},
-	custody.KindFixity:           {1},
-	custody.KindRepair:           {1},
+	custody.KindTransfer:         {1, 2},
+	custody.KindExport:           {1, 2},
+	custody.KindStorageMigration: {1, 2},
+	custody.KindFixity:           {1, 2},
+	custody.KindRepair:           {1, 2},
+	ledger.KindSubjectMap:        ledger.SubjectMapFormats,
 }
 
 // entryHead starts every custody body: version, kind and the SOP Instance

@@ -22,15 +22,19 @@ import (
 
 // Event is one request as the audit trail records it.
 type Event struct {
-	Time      time.Time `json:"time"`
-	Actor     string    `json:"actor"` // the token's name ("" when not authenticated)
-	Role      auth.Role `json:"role,omitempty"`
-	Action    string    `json:"action"`
-	Object    string    `json:"object,omitempty"` // SOP Instance UID or log index, when the request names one
-	Outcome   string    `json:"outcome"`          // allowed, denied, failed
-	Status    int       `json:"status,omitempty"`
-	Source    string    `json:"source,omitempty"` // client address
-	RequestID string    `json:"request_id,omitempty"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"` // the token's name ("" when not authenticated)
+	Role   auth.Role `json:"role,omitempty"`
+	Action string    `json:"action"`
+	Object string    `json:"object,omitempty"` // SOP Instance UID or log index, when the request names one
+	// Study is the Study Instance UID of the object, when the request
+	// touched a study's instances (from version 2): the entry is chained
+	// under that study.
+	Study     string `json:"study,omitempty"`
+	Outcome   string `json:"outcome"` // allowed, denied, failed
+	Status    int    `json:"status,omitempty"`
+	Source    string `json:"source,omitempty"` // client address
+	RequestID string `json:"request_id,omitempty"`
 	// Count and Until, for aggregated unauthenticated requests: how many
 	// came from Source between Time and Until.
 	Count int64      `json:"count,omitempty"`
@@ -43,10 +47,11 @@ const KindAudit ledger.Kind = "audit"
 
 // EntryFormats are the audit log's one kind and the body versions this
 // release reads (docs/entries.md).
-var EntryFormats = ledger.Formats{KindAudit: {0, 1}}
+var EntryFormats = ledger.Formats{KindAudit: {0, 1, 2}, ledger.KindSubjectMap: ledger.SubjectMapFormats}
 
-// bodyVersion is the version of the bodies this release writes.
-const bodyVersion = 1
+// bodyVersion is the version of the bodies this release writes: 2 added
+// "study" and the subject chain.
+const bodyVersion = 2
 
 // body is the canonical entry of one event. From version 1 the actor is
 // the entry's "subject", as the subject column is; version 0 named it
@@ -104,6 +109,7 @@ func NewWithWindow(l *ledger.Log, logger *slog.Logger, window time.Duration) *Lo
 		logger = slog.Default()
 	}
 	l.Indexer = Index{}
+	l.SubjectMap = true
 	a := &Log{ledger: l, log: logger, Window: window, events: make(chan Event, 1<<16),
 		unauth: map[string]int64{}, unchecked: map[string]int64{}, since: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	a.durable.start(a)
@@ -323,8 +329,12 @@ func (a *Log) Close() {
 // Decode reads an audit entry's event, of any body version this release
 // knows; a *ledger.FormatError for one it does not.
 func Decode(e ledger.Entry) (Event, error) {
-	if _, err := EntryFormats.Check(e); err != nil {
+	hd, err := EntryFormats.Check(e)
+	if err != nil {
 		return Event{}, fmt.Errorf("audit: %w", err)
+	}
+	if hd.Kind != KindAudit {
+		return Event{}, fmt.Errorf("audit: entry %d is a %s entry, not an event", e.Index, hd.Kind)
 	}
 	var b body
 	if err := json.Unmarshal(e.Body, &b); err != nil {

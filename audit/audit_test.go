@@ -132,13 +132,14 @@ func TestQueryFromPastTheCheckpointSeesATruncation(t *testing.T) {
 	if _, _, err := l.Integrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if found, err := a.Query(context.Background(), audit.Filter{From: 4}); err != nil || len(found) != 0 {
+	// Four events and the checkpoint's subject map: entries 0 to 4.
+	if found, err := a.Query(context.Background(), audit.Filter{From: 5}); err != nil || len(found) != 0 {
 		t.Fatalf("from the tail of a sound log: %d entries, %v", len(found), err)
 	}
-	sqlitetest.Tamper(t, path, `DELETE FROM entries WHERE idx = 3`)
+	sqlitetest.Tamper(t, path, `DELETE FROM entries WHERE idx = 4`)
 	var tampered *audit.TamperedError
-	if _, err := a.Query(context.Background(), audit.Filter{From: 4}); !errors.As(err, &tampered) || tampered.Index != 3 {
-		t.Fatalf("from the tail of a truncated log: %v, want a TamperedError at 3", err)
+	if _, err := a.Query(context.Background(), audit.Filter{From: 5}); !errors.As(err, &tampered) || tampered.Index != 4 {
+		t.Fatalf("from the tail of a truncated log: %v, want a TamperedError at 4", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/subject"
 )
 
 // The audit log's index: each entry's time, actor, object and action, in a
@@ -127,6 +128,9 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 		if p.Record.Kind != KindAudit || !ok {
 			p.Err = fmt.Errorf("audit: not an audit record (kind %q)", p.Record.Kind)
 			continue
+		}
+		if ev.Study != "" {
+			p.Record.Chains = []ledger.SubjectKey{subject.Study(ev.Study)}
 		}
 		rows = append(rows, row{add(p).Index, ev})
 	}

@@ -127,8 +127,12 @@ func (a *Log) Query(ctx context.Context, f Filter) ([]Found, error) {
 			}
 			next++
 		}
+		if e.Kind == ledger.KindSubjectMap {
+			return nil // a checkpoint's subject map: no event
+		}
 		if e.Kind != KindAudit {
-			// The audit log holds audit entries only: another kind is an edit.
+			// The audit log holds audit entries and subject maps only:
+			// another kind is an edit.
 			return &TamperedError{Index: e.Index, Reason: fmt.Sprintf("an entry of kind %q in the audit log", e.Kind)}
 		}
 		if f.Actor != "" && e.Subject != f.Actor {

@@ -149,6 +149,22 @@ type Rows struct {
 	Incidents  []Incident
 	// Catalog rows replace an instance's unless it shows a later version.
 	Catalog []catalog.Entry
+	// Patients are the salts of patients first seen in this batch.
+	Patients []PatientSalt
+}
+
+// PatientSalt is the salt a patient's subject key is derived from
+// (package subject), by Patient ID: correctable identity, never in the log.
+type PatientSalt struct {
+	PatientID string
+	Salt      []byte
+}
+
+// Subjects are the study and patient an instance's entries are chained
+// under, as its search index row names them ("" for none).
+type Subjects struct {
+	StudyInstanceUID string
+	PatientID        string
 }
 
 // Tx is the index's storage, in the same transaction as the log's: a
@@ -166,8 +182,14 @@ type Tx interface {
 	InstanceEntries(ctx context.Context, uids []string) (map[string]ledger.Entry, error)
 	// Incidents returns the recorded incidents among keys.
 	Incidents(ctx context.Context, keys []IncidentKey) (map[IncidentKey]Incident, error)
+	// InstanceSubjects returns, for those of uids the search index holds,
+	// the study and patient of the instance's current version.
+	InstanceSubjects(ctx context.Context, uids []string) (map[string]Subjects, error)
+	// PatientSalts returns the salts of those of ids that have one.
+	PatientSalts(ctx context.Context, ids []string) (map[string][]byte, error)
 	// PutRows writes a batch's claims, identity rows, incident updates
-	// (insert or update by key) and catalog rows, after the batch's entries.
+	// (insert or update by key), catalog rows and new patients' salts,
+	// after the batch's entries.
 	PutRows(ctx context.Context, rows Rows) error
 }
 

@@ -46,6 +46,10 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 		return nil, err
 	}
 
+	chains, err := newChainer(ctx, tx, batch)
+	if err != nil {
+		return nil, err
+	}
 	var rows Rows
 	latest := map[string]uint64{} // versions appended in this batch, by UID
 	touched := map[IncidentKey]bool{}
@@ -70,6 +74,7 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 				p.Err = ErrStaleRevision
 				continue
 			}
+			chains.link(p)
 			e := add(p)
 			latest[rec.Subject] = e.Index
 			rows.identity(rec, m)
@@ -79,6 +84,7 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 				p.Err = &InstanceExistsError{Existing: e}
 				continue
 			}
+			chains.link(p)
 			e := add(p)
 			claimed[rec.Subject], latest[rec.Subject] = e, e.Index
 			rows.Claims = append(rows.Claims, Claim{SOPInstanceUID: rec.Subject, Index: e.Index, FileSHA256: rec.FileSHA256})
@@ -99,10 +105,12 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 				p.Value = inc.Count
 				continue
 			}
+			chains.link(p)
 			e := add(p)
 			incidents[k], touched[k], added[k] = Incident{IncidentKey: k, Index: e.Index, Count: 1, LastSeen: m.SeenAt}, true, e
 			p.Value = int64(1)
 		case Event(rec.Kind):
+			chains.link(p)
 			add(p)
 		default:
 			p.Err = fmt.Errorf("%w: kind %q", ErrNotCustody, rec.Kind)
@@ -111,7 +119,8 @@ func (Index) Decide(ctx context.Context, ltx ledger.Tx, batch []*ledger.Pending,
 	for k := range touched {
 		rows.Incidents = append(rows.Incidents, incidents[k])
 	}
-	if len(rows.Claims)+len(rows.Identities)+len(rows.Incidents)+len(rows.Catalog) == 0 {
+	rows.Patients = chains.added
+	if len(rows.Claims)+len(rows.Identities)+len(rows.Incidents)+len(rows.Catalog)+len(rows.Patients) == 0 {
 		return nil, nil
 	}
 	return func() error { return tx.PutRows(ctx, rows) }, nil

@@ -16,9 +16,11 @@ type Log struct {
 	*ledger.Log
 }
 
-// New makes l the custody log: its appends are decided by the index.
+// New makes l the custody log: its appends are decided by the index, and
+// its checkpoints commit the subject map of its studies and patients.
 func New(l *ledger.Log) *Log {
 	l.Indexer = Index{}
+	l.SubjectMap = true
 	return &Log{Log: l}
 }
 

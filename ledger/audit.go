@@ -29,6 +29,9 @@ type AuditReport struct {
 	Checkpoints int
 	// TreeSize is the size of the latest checkpoint whose signature verified.
 	TreeSize uint64
+	// SubjectMaps is how many subject-map entries were rebuilt and
+	// compared, Subjects how many subjects they map.
+	SubjectMaps, Subjects int
 	// Findings, ordered by index; empty when the ledger is sound.
 	Findings []Finding
 }
@@ -41,7 +44,8 @@ func (r *AuditReport) OK() bool { return len(r.Findings) == 0 }
 // the database), every batch's signature, every entry against its stored
 // leaf hash and its signed batch, the tree recomputed from the entries
 // against every checkpoint's root, and the stored tree nodes proofs are
-// served from, and every entry's body format (see AuditOptions).
+// served from, every entry's body format (see AuditOptions), and the
+// subject chains and maps rebuilt from the entries (auditmap.go).
 //
 // It catches edits made behind the service's back by anyone without the
 // log key. A holder of the log key can rewrite entries, batches and
@@ -225,6 +229,7 @@ func (a *auditor) entries(ctx context.Context, tx Tx, progress func(done, total 
 	rng := rangeFactory.NewEmptyRange(0)
 	cpi := 0
 	treeBroken := false
+	maps := newMapAuditor(a.find)
 	addLeaf := func(leaf [32]byte, ok bool) {
 		a.leaves = append(a.leaves, leaf)
 		a.haveLeaf = append(a.haveLeaf, ok)
@@ -287,6 +292,9 @@ func (a *auditor) entries(ctx context.Context, tx Tx, progress func(done, total 
 			}
 		}
 		addLeaf(leaf, true)
+		if err := maps.entry(ctx, e); err != nil {
+			return err
+		}
 		next++
 		if progress != nil && next%10000 == 0 {
 			progress(next, total)
@@ -299,6 +307,8 @@ func (a *auditor) entries(ctx context.Context, tx Tx, progress func(done, total 
 	if end := max(a.rep.TreeSize, uint64(len(a.signed))); next < end {
 		a.find(next, "the log ends at %d entries but its checkpoints and batches cover %d (truncated)", next, end)
 	}
+	maps.checkpoints(a.verified)
+	a.rep.SubjectMaps, a.rep.Subjects = len(maps.maps), len(maps.heads)
 	a.rep.Entries = next
 	if progress != nil {
 		progress(next, total)

@@ -60,6 +60,32 @@ type Tx interface {
 	// SaveCursor inserts or updates the position saved under name (cursors
 	// are the one part of the log's storage updated in place).
 	SaveCursor(ctx context.Context, name string, position uint64) error
+
+	// EntriesAt calls fn for the entries at idxs (ascending), in order;
+	// ErrNotFound if one is missing.
+	EntriesAt(ctx context.Context, idxs []uint64, fn func(Entry) error) error
+
+	// SubjectHeads returns, for each key that has any, its stored link
+	// of the highest sequence number (chain.go).
+	SubjectHeads(ctx context.Context, keys []SubjectKey) (map[SubjectKey]SubjectLink, error)
+	// PutSubjectLinks writes a batch's links, after its entries.
+	PutSubjectLinks(ctx context.Context, links []SubjectLink) error
+	// SubjectLinks calls fn, in sequence order, for the links of key held
+	// by entries below index before.
+	SubjectLinks(ctx context.Context, key SubjectKey, before uint64, fn func(SubjectLink) error) error
+	// MapNode returns the subject map's node of that label as of version
+	// (the stored row of the highest version <= version); ErrNotFound.
+	MapNode(ctx context.Context, label []byte, version uint64) (MapNode, error)
+	// PutMapNodes writes the nodes one map update changed, at its version:
+	// rows are never updated, so every committed map stays readable.
+	PutMapNodes(ctx context.Context, version uint64, nodes []MapNode) error
+}
+
+// MapNode is a stored node of the subject map (submap.go): its label and
+// its children's (encodeLabel), and its hash.
+type MapNode struct {
+	Label, Left, Right []byte
+	Hash               [32]byte
 }
 
 // Batch is one group commit: the leaf hashes of the entries it appended

@@ -62,9 +62,19 @@ func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err
 			return err
 		}
 		next := prev.Size
+		var m *mapUpdate
+		var fold func(Entry) error
+		if l.SubjectMap {
+			total := prev.Size
+			for _, b := range batches {
+				total += uint64(len(b.Leaves))
+			}
+			m = newMapUpdate(tx, total)
+			fold = func(e Entry) error { return m.add(ctx, e) }
+		}
 		for _, b := range batches {
 			var err error
-			if halt, err = l.checkBatch(ctx, tx, b, next); err != nil {
+			if halt, err = l.checkBatch(ctx, tx, b, next, fold); err != nil {
 				return err
 			}
 			if halt != nil {
@@ -82,6 +92,23 @@ func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err
 		if next == prev.Size && !fresh {
 			cp = prev
 			return nil
+		}
+		if m != nil && next > prev.Size {
+			if halt != nil {
+				// The map entry must be the checkpoint's last and there are
+				// entries after the halt: nothing is published until the
+				// halt is resolved.
+				cp = prev
+				return nil
+			}
+			e, err := l.appendMap(ctx, tx, m, next)
+			if err != nil {
+				return err
+			}
+			if err := rng.Append(e.LeafHash[:], visit); err != nil {
+				return err
+			}
+			next++
 		}
 		root, err := rng.GetRootHash(nil)
 		if err != nil {
@@ -110,7 +137,8 @@ func (l *Log) Integrate(ctx context.Context) (cp Checkpoint, published bool, err
 
 // checkBatch verifies a batch before it is integrated: it must start at
 // next, carry a valid signature, and its entries must hash to its leaves.
-func (l *Log) checkBatch(ctx context.Context, tx Tx, b Batch, next uint64) (*HaltError, error) {
+// each, if set, is given every entry of a batch that verifies.
+func (l *Log) checkBatch(ctx context.Context, tx Tx, b Batch, next uint64, each func(Entry) error) (*HaltError, error) {
 	if b.First != next {
 		return &HaltError{Index: next, Reason: fmt.Sprintf("the next signed batch starts at %d", b.First)}, nil
 	}
@@ -119,10 +147,14 @@ func (l *Log) checkBatch(ctx context.Context, tx Tx, b Batch, next uint64) (*Hal
 	}
 	var halt *HaltError
 	i := 0
+	var checked []Entry
 	err := tx.ScanEntries(ctx, b.First, b.First+uint64(len(b.Leaves)), func(e Entry) error {
 		if e.Index != b.First+uint64(i) || LeafHash(e.Body) != b.Leaves[i] || e.LeafHash != b.Leaves[i] {
 			halt = &HaltError{Index: b.First + uint64(i), Reason: "entry does not match its signed batch"}
 			return errStop
+		}
+		if each != nil {
+			checked = append(checked, e)
 		}
 		i++
 		return nil
@@ -135,7 +167,32 @@ func (l *Log) checkBatch(ctx context.Context, tx Tx, b Batch, next uint64) (*Hal
 	case i != len(b.Leaves):
 		return &HaltError{Index: b.First + uint64(i), Reason: "entry of a signed batch is missing"}, nil
 	}
+	// After the scan: a backend may not query while its rows are open.
+	for _, e := range checked {
+		if err := each(e); err != nil {
+			return nil, err
+		}
+	}
 	return nil, nil
+}
+
+// appendMap commits the map of the entries below idx as the entry at idx,
+// in a signed batch of its own.
+func (l *Log) appendMap(ctx context.Context, tx Tx, m *mapUpdate, idx uint64) (Entry, error) {
+	root, err := m.commit(ctx)
+	if err != nil {
+		return Entry{}, err
+	}
+	body := mapBody(idx, root)
+	e := Entry{Index: idx, Kind: KindSubjectMap, Subject: string(KindSubjectMap), Body: body, LeafHash: LeafHash(body)}
+	if err := tx.AppendEntries(ctx, []Entry{e}); err != nil {
+		return Entry{}, err
+	}
+	b := Batch{First: idx, Leaves: [][32]byte{e.LeafHash}}
+	if b.Signature, err = l.key.Sign(batchMessage(l.origin, b.First, b.Leaves)); err != nil {
+		return Entry{}, fmt.Errorf("sign batch: %w", err)
+	}
+	return e, tx.InsertBatch(ctx, b)
 }
 
 var errStop = errors.New("stop")

@@ -42,6 +42,9 @@ type Record struct {
 	// Meta is what the log's Indexer needs to decide the record; the log
 	// never stores it.
 	Meta any
+	// Chains are the subjects the entry is linked under (chain.go): set
+	// by the writer or by the Indexer before it adds the record.
+	Chains []SubjectKey
 }
 
 // Entry is a record as the log holds it.

@@ -32,6 +32,10 @@ type Log struct {
 	// verify with the log's own key: the one checkpoint that hands over,
 	// which a witness holding the old key verifies before it pins the new.
 	Handover note.Signer
+	// SubjectMap: every checkpoint ends with an entry committing the
+	// subject map of the entries before it (submap.go). Set before the
+	// first Integrate, and never unset on a log that has one.
+	SubjectMap bool
 
 	mu      sync.Mutex
 	pending []*Pending
@@ -90,7 +94,7 @@ func (l *Log) read(ctx context.Context, fn func(Tx) error) error {
 // isDomainError tells the errors a caller branches on from backend faults.
 func isDomainError(err error) bool {
 	var bad *BadParameterError
-	return errors.Is(err, ErrNotFound) || errors.As(err, &bad)
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoSubjectMap) || errors.As(err, &bad)
 }
 
 // View runs fn in a read transaction bounded by the log's Timeout: what an

@@ -18,7 +18,9 @@ type Indexer interface {
 	// Decide is called once per commit with the batch's requests in order.
 	// For each it either calls add(p), which gives the record the next
 	// index and returns its entry (the indexer may first fill fields of
-	// p.Record.Body that depend on sequencing), or sets p.Err to refuse it,
+	// p.Record.Body that depend on sequencing, and p.Record.Chains; the
+	// entry's body and leaf hash are final only once the chains are
+	// linked, after Decide), or sets p.Err to refuse it,
 	// or sets p.Entry (and p.Value) to answer it with an entry already in
 	// the log. It returns what to write to its own storage once the
 	// batch's entries are written (nil: nothing). An error aborts the
@@ -170,6 +172,7 @@ func (l *Log) commit(ctx context.Context, batch []*Pending) {
 			return err
 		}
 		var entries []Entry
+		var chains [][]SubjectKey
 		b := Batch{First: next}
 		add := func(p *Pending) Entry {
 			r := p.Record
@@ -177,7 +180,7 @@ func (l *Log) commit(ctx context.Context, batch []*Pending) {
 			next++
 			p.Entry = e
 			entries = append(entries, e)
-			b.Leaves = append(b.Leaves, e.LeafHash)
+			chains = append(chains, r.Chains)
 			return e
 		}
 		failAll(batch, nil)
@@ -191,6 +194,22 @@ func (l *Log) commit(ctx context.Context, batch []*Pending) {
 				add(p)
 			}
 		}
+		// Chained bodies are final only now, in index order; an answer
+		// the indexer gave with an entry of this batch gets the final one.
+		links, err := chain(ctx, tx, entries, chains)
+		if err != nil {
+			return err
+		}
+		if links != nil {
+			for _, p := range batch {
+				if i := p.Entry.Index - b.First; p.Entry.LeafHash != ([32]byte{}) && p.Entry.Index >= b.First && i < uint64(len(entries)) {
+					p.Entry = entries[i]
+				}
+			}
+		}
+		for _, e := range entries {
+			b.Leaves = append(b.Leaves, e.LeafHash)
+		}
 		if len(entries) > 0 {
 			if err := tx.AppendEntries(ctx, entries); err != nil {
 				return err
@@ -198,6 +217,11 @@ func (l *Log) commit(ctx context.Context, batch []*Pending) {
 		}
 		if write != nil {
 			if err := write(); err != nil {
+				return err
+			}
+		}
+		if len(links) > 0 {
+			if err := tx.PutSubjectLinks(ctx, links); err != nil {
 				return err
 			}
 		}

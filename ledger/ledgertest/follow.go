@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 )
 
@@ -129,7 +128,7 @@ func runFollow(t *testing.T, h Harness) {
 		if err := f.log.Close(); err != nil {
 			t.Fatal(err)
 		}
-		l2 := custody.New(ledger.New(f.Reopen(), Origin, f.signer, f.verifier))
+		l2 := f.reopen()
 		defer l2.Close()
 		fl := l2.Follow("report")
 		wantPosition(t, fl, 5)

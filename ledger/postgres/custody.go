@@ -105,6 +105,9 @@ func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 		         ON CONFLICT (kind, sop_instance_uid, incident_key) DO UPDATE SET count = excluded.count, last_seen = excluded.last_seen`,
 			string(in.Kind), in.Subject, in.Key, int64(in.Index), in.Count, in.LastSeen.UTC())
 	}
+	for _, pt := range rows.Patients {
+		t.queue(`INSERT INTO patients (patient_id, salt) VALUES ($1, $2)`, pt.PatientID, pt.Salt)
+	}
 	for _, e := range rows.Catalog {
 		args, err := catalogRow(e)
 		if err != nil {
@@ -113,4 +116,30 @@ func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 		t.queue(catalogUpsert(), args...)
 	}
 	return nil
+}
+
+// InstanceSubjects reads the study and patient of each instance from the
+// search index, in one query.
+func (t *Tx) InstanceSubjects(ctx context.Context, uids []string) (map[string]custody.Subjects, error) {
+	out := make(map[string]custody.Subjects, len(uids))
+	type row struct{ uid, study, patient string }
+	scan := func(r pgx.Row) (v row, err error) { err = r.Scan(&v.uid, &v.study, &v.patient); return }
+	err := each(ctx, t, scan, func(r row) error {
+		out[r.uid] = custody.Subjects{StudyInstanceUID: r.study, PatientID: r.patient}
+		return nil
+	}, `SELECT sop_instance_uid, study_instance_uid, patient_id FROM catalog WHERE sop_instance_uid = ANY($1)`, uids)
+	return out, err
+}
+
+// PatientSalts reads the salts of patients, in one query.
+func (t *Tx) PatientSalts(ctx context.Context, ids []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(ids))
+	type row struct {
+		id   string
+		salt []byte
+	}
+	scan := func(r pgx.Row) (v row, err error) { err = r.Scan(&v.id, &v.salt); return }
+	err := each(ctx, t, scan, func(r row) error { out[r.id] = r.salt; return nil },
+		`SELECT patient_id, salt FROM patients WHERE patient_id = ANY($1)`, ids)
+	return out, err
 }

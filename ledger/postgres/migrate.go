@@ -34,8 +34,8 @@ var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // (cursors: a follower's position moves on, it is not history).
 var (
 	historyTables = map[string][]string{
-		Schema:      {"entries", "instances", "batches", "tree_nodes", "checkpoints"},
-		AuditSchema: {"entries", "events", "batches", "tree_nodes", "checkpoints"},
+		Schema:      {"entries", "instances", "batches", "tree_nodes", "checkpoints", "subject_links", "subject_map_nodes", "patients"},
+		AuditSchema: {"entries", "events", "batches", "tree_nodes", "checkpoints", "subject_links", "subject_map_nodes"},
 	}
 	mutableTables = map[string][]string{
 		Schema:      {"incidents", "identity", "tokens", "cursors", "catalog", "leases", "scrub_progress"},

@@ -181,18 +181,21 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	s, v := ledgertest.LogKey(t)
 	l := custody.New(ledger.New(open(t, service), ledgertest.Origin, s, v))
+	// Catalogued under a study and a patient: chained, so that the
+	// subject tables hold rows too.
 	if _, err := l.AppendIngest(ctx, custody.Record{Kind: custody.KindIngest, Subject: "1.2",
-		FileSHA256: strings.Repeat("a", 64), Body: []byte("{}")}); err != nil {
+		FileSHA256: strings.Repeat("a", 64), Body: []byte("{}"),
+		Catalog: &catalog.Entry{SOPInstanceUID: "1.2", StudyInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.3.4", PatientID: "P"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := l.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	statements := []string{}
-	for _, table := range []string{"entries", "instances", "batches", "tree_nodes", "checkpoints"} {
+	for _, table := range []string{"entries", "instances", "batches", "tree_nodes", "checkpoints", "subject_links", "subject_map_nodes"} {
 		statements = append(statements,
 			`UPDATE `+table+` SET `+map[string]string{"entries": "body", "instances": "file_sha256", "batches": "signature",
-				"tree_nodes": "hash", "checkpoints": "note"}[table]+` = NULL`,
+				"tree_nodes": "hash", "checkpoints": "note", "subject_links": "leaf_hash", "subject_map_nodes": "hash"}[table]+` = NULL`,
 			`DELETE FROM `+table, `TRUNCATE `+table+` CASCADE`)
 	}
 	statements = append(statements, `CREATE TABLE sneaky (x int)`, `DROP TRIGGER entries_append_only ON entries`)
@@ -224,7 +227,7 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 			}
 		}
 	}
-	if rep, err := ledger.Audit(ctx, open(t, service), ledgertest.Origin, v, ledger.AuditOptions{}); err != nil || !rep.OK() || rep.Entries != 1 {
+	if rep, err := ledger.Audit(ctx, open(t, service), ledgertest.Origin, v, ledger.AuditOptions{}); err != nil || !rep.OK() || rep.Entries != 2 || rep.Subjects != 2 {
 		t.Fatalf("history changed: %v %+v", err, rep)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dicomseal/dicomseal/custody"
@@ -97,6 +98,11 @@ func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 		}); err != nil {
 		return err
 	}
+	if err := execEach(ctx, t.tx, `INSERT INTO patients (patient_id, salt) VALUES (?, ?)`, len(rows.Patients), func(i int) []any {
+		return []any{rows.Patients[i].PatientID, rows.Patients[i].Salt}
+	}); err != nil {
+		return err
+	}
 	for _, e := range rows.Catalog {
 		args, err := catalogRow(e)
 		if err != nil {
@@ -107,4 +113,64 @@ func (t *Tx) PutRows(ctx context.Context, rows custody.Rows) error {
 		}
 	}
 	return nil
+}
+
+// InstanceSubjects reads the study and patient of each instance from the
+// search index, a chunk of UIDs per query.
+func (t *Tx) InstanceSubjects(ctx context.Context, uids []string) (map[string]custody.Subjects, error) {
+	out := make(map[string]custody.Subjects, len(uids))
+	type row struct{ uid, study, patient string }
+	scan := func(sc interface{ Scan(...any) error }) (r row, err error) {
+		err = sc.Scan(&r.uid, &r.study, &r.patient)
+		return
+	}
+	for c := range chunks(uids, 500) {
+		err := each(ctx, t.tx, scan, func(r row) error {
+			out[r.uid] = custody.Subjects{StudyInstanceUID: r.study, PatientID: r.patient}
+			return nil
+		}, `SELECT sop_instance_uid, study_instance_uid, patient_id FROM catalog WHERE sop_instance_uid IN (?`+strings.Repeat(",?", len(c)-1)+`)`, anys(c)...)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// PatientSalts reads the salts of patients, a chunk of IDs per query.
+func (t *Tx) PatientSalts(ctx context.Context, ids []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(ids))
+	type row struct {
+		id   string
+		salt []byte
+	}
+	scan := func(sc interface{ Scan(...any) error }) (r row, err error) { err = sc.Scan(&r.id, &r.salt); return }
+	for c := range chunks(ids, 500) {
+		err := each(ctx, t.tx, scan, func(r row) error { out[r.id] = r.salt; return nil },
+			`SELECT patient_id, salt FROM patients WHERE patient_id IN (?`+strings.Repeat(",?", len(c)-1)+`)`, anys(c)...)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// chunks yields s in pieces of at most n: SQLite bounds a statement's parameters.
+func chunks[T any](s []T, n int) func(func([]T) bool) {
+	return func(yield func([]T) bool) {
+		for len(s) > 0 {
+			c := s[:min(n, len(s))]
+			s = s[len(c):]
+			if !yield(c) {
+				return
+			}
+		}
+	}
+}
+
+func anys(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }

@@ -144,7 +144,7 @@ func TestAuditSchema(t *testing.T) {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	if got := strings.Join(tables, " "); got != "batches checkpoints compatibility cursors entries events goose_db_version tree_nodes" {
+	if got := strings.Join(tables, " "); got != "batches checkpoints compatibility cursors entries events goose_db_version subject_links subject_map_nodes tree_nodes" {
 		t.Fatalf("audit.db tables: %s", got)
 	}
 	var plan, detail string
