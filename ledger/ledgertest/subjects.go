@@ -201,7 +201,7 @@ func runSubjects(t *testing.T, h Harness) {
 				last := p.Entries[len(p.Entries)-1]
 				p.Head = &ledger.Head{Index: last.Index, LeafHash: ledger.Hash(ledger.LeafHash(last.Body)), Count: uint64(len(p.Entries))}
 			},
-			"two entries reordered": func(p *ledger.SubjectProof) { p.Entries[1], p.Entries[2] = p.Entries[2], p.Entries[1] },
+			"two entries reordered":            func(p *ledger.SubjectProof) { p.Entries[1], p.Entries[2] = p.Entries[2], p.Entries[1] },
 			"another study's entry slipped in": func(p *ledger.SubjectProof) { p.Entries[3] = otherProof.Entries[3] },
 			"the map proof from an older checkpoint": func(p *ledger.SubjectProof) {
 				p.Map, p.MapProof, p.Head, p.Entries = older.Map, older.MapProof, older.Head, older.Entries
