@@ -23,6 +23,7 @@ type AuditQuerier interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Found, error)
 	Checkpoint(ctx context.Context) ([]byte, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, uint64, error)
+	SubjectProof(ctx context.Context, key ledger.SubjectKey, size uint64) (*ledger.SubjectProof, error)
 }
 
 // auditLogError names what failed on the audit log.
@@ -129,4 +130,35 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 		found = []audit.Found{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": found})
+}
+
+// auditSubjectProof answers GET /v1/audit/proof/subject: every audit
+// entry about a study, proven complete at an audit checkpoint. The audit
+// log chains its entries by study only.
+func (s *Server) auditSubjectProof(w http.ResponseWriter, r *http.Request) {
+	if s.AuditLog == nil {
+		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log", nil)
+		return
+	}
+	sq, size, err := subjectQuery(r)
+	if err == nil && sq.Patient != "" {
+		err = attest.Errorf(attest.EInvalid, attest.ProblemBadProof, "the audit log chains its entries by study only: give study")
+	}
+	var key ledger.SubjectKey
+	if err == nil {
+		key, err = s.svc.SubjectKey(r.Context(), sq)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, err := s.AuditLog.SubjectProof(r.Context(), key, size)
+	if errors.Is(err, ledger.ErrNoSubjectMap) {
+		err = &attest.Error{Code: attest.ENotFound, Problem: problem.NoSubjectMap, Message: err.Error(), Err: err}
+	}
+	if err != nil {
+		s.writeError(w, r, auditLogError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }

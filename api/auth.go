@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"github.com/go-chi/chi/v5"
 	"net"
 	"net/http"
 	"net/netip"
@@ -46,12 +47,15 @@ type Auditor interface {
 type auditNote struct {
 	mu     sync.Mutex
 	object string
+	// study is the Study Instance UID of what the request touched, when
+	// known: the audit entry is chained under that study.
+	study string
 	// intent, for routes that change who may act, records durably that
 	// the change is about to be made (see recordIntent).
 	intent func(object string) error
 	// each records durably one instance of a request that concerns many
 	// (see recordEach).
-	each func(action, object string, status int) error
+	each func(action, object, study string, status int) error
 }
 
 type noteKey struct{}
@@ -63,6 +67,25 @@ func noteObject(r *http.Request, object string) {
 		n.object = object
 		n.mu.Unlock()
 	}
+}
+
+// noteStudy tells the audit trail the study of what a request touched.
+func noteStudy(r *http.Request, study string) {
+	if n, ok := r.Context().Value(noteKey{}).(*auditNote); ok {
+		n.mu.Lock()
+		n.study = study
+		n.mu.Unlock()
+	}
+}
+
+// studyOf is the study a request noted, or the one its route names.
+func (n *auditNote) studyOf(r *http.Request) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.study != "" {
+		return n.study
+	}
+	return chi.URLParam(r, "study")
 }
 
 // recordIntent writes, durably and before a change is made, the audit
@@ -82,12 +105,12 @@ func recordIntent(r *http.Request, object string) error {
 // request concerns (each part of a STOW-RS request, each instance of a
 // study retrieved): as the native API records each of its own, before the
 // instance is answered. Without an audit trail it records nothing.
-func recordEach(r *http.Request, action, object string, status int) error {
+func recordEach(r *http.Request, action, object, study string, status int) error {
 	n, ok := r.Context().Value(noteKey{}).(*auditNote)
 	if !ok || n.each == nil {
 		return nil
 	}
-	return n.each(action, object, status)
+	return n.each(action, object, study, status)
 }
 
 // guard authenticates and authorizes a request against its route's entry,
@@ -179,9 +202,9 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 				e.Object, e.Outcome = object, "allowed"
 				return s.Audit.RecordDurable(context.WithoutCancel(ctx), e)
 			}
-			note.each = func(action, object string, status int) error {
+			note.each = func(action, object, study string, status int) error {
 				e := ev
-				e.Action, e.Object, e.Status, e.Outcome = action, object, status, "allowed"
+				e.Action, e.Object, e.Study, e.Status, e.Outcome = action, object, study, status, "allowed"
 				if status >= 400 {
 					e.Outcome = "failed"
 				}
@@ -206,6 +229,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		note.mu.Lock()
 		ev.Object = note.object
 		note.mu.Unlock()
+		ev.Study = note.studyOf(r.WithContext(ctx))
 		ev.Status = sw.status
 		ev.Outcome = "allowed"
 		if sw.status >= 400 {

@@ -115,7 +115,7 @@ func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; records.Done() }()
-			if err := recordEach(r, "instance.ingest", res.instanceUID, res.status); err != nil {
+			if err := recordEach(r, "instance.ingest", res.instanceUID, res.study, res.status); err != nil {
 				failure(err)
 			}
 		}()

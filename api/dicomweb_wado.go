@@ -172,7 +172,7 @@ func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t targe
 				if j == ok {
 					status = problem.Of(problemOf(errs[j])).Status
 				}
-				recorded[j] = recordEach(r, action, batch[j].SOPInstanceUID, status)
+				recorded[j] = recordEach(r, action, batch[j].SOPInstanceUID, batch[j].StudyInstanceUID, status)
 			})
 			for j := 0; j < ok; j++ {
 				if recorded[j] != nil {

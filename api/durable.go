@@ -78,6 +78,7 @@ func (w *durableWriter) WriteHeader(code int) {
 	w.note.mu.Lock()
 	ev.Object = w.note.object
 	w.note.mu.Unlock()
+	ev.Study = w.note.studyOf(w.r)
 	ev.Status, ev.Outcome = code, "allowed"
 	if code >= 400 {
 		ev.Outcome = "failed"

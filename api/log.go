@@ -101,3 +101,34 @@ func uintParam(v, name string, required bool) (uint64, error) {
 	}
 	return n, nil
 }
+
+// subjectQuery reads a subject proof's study or patient, and size. The
+// audit trail records the study, never a patient's identifier.
+func subjectQuery(r *http.Request) (attest.SubjectQuery, uint64, error) {
+	q := r.URL.Query()
+	sq := attest.SubjectQuery{Study: q.Get("study"), Patient: q.Get("patient")}
+	if sq.Study != "" {
+		noteObject(r, sq.Study)
+		noteStudy(r, sq.Study)
+	} else if sq.Patient != "" {
+		noteObject(r, "patient")
+	}
+	size, err := uintParam(q.Get("size"), "size", false)
+	return sq, size, err
+}
+
+// subjectProof answers GET /v1/log/proof/subject: every custody entry of
+// a study or patient, proven complete at a checkpoint.
+func (s *Server) subjectProof(w http.ResponseWriter, r *http.Request) {
+	sq, size, err := subjectQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, err := s.svc.SubjectProof(r.Context(), sq, size)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}

@@ -168,6 +168,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteObject(r, res.SOPInstanceUID)
+	noteStudy(r, res.StudyInstanceUID)
 	status := http.StatusOK
 	if res.Created {
 		status = http.StatusCreated
@@ -225,6 +226,7 @@ func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer got.Close()
+	noteStudy(r, got.Attestation.StudyInstanceUID)
 	h := w.Header()
 	h.Set("Content-Type", "application/dicom")
 	h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(got.SHA256[:])+":")

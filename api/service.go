@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/ledger"
 )
 
 // The domain service as the HTTP edge uses it, in three small parts:
@@ -35,6 +36,10 @@ type LogReader interface {
 	InclusionProof(ctx context.Context, index, size uint64) (*attest.Proof, error)
 	InclusionProofByLeaf(ctx context.Context, leafHex string, size uint64) (*attest.Proof, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) (*attest.Proof, error)
+	// SubjectKey names a study or patient; SubjectProof proves all its
+	// custody entries at a checkpoint.
+	SubjectKey(ctx context.Context, q attest.SubjectQuery) (ledger.SubjectKey, error)
+	SubjectProof(ctx context.Context, q attest.SubjectQuery, size uint64) (*ledger.SubjectProof, error)
 }
 
 // Health is what readiness and metrics ask of the service.

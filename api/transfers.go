@@ -32,7 +32,7 @@ func (s *Server) transferRequest(w http.ResponseWriter, r *http.Request) (attest
 			"the body must be a JSON object with destination, purpose and push: %v", err)
 	}
 	req.BeforeSend = func(uid string) error {
-		if err := recordEach(r, "instance.transfer.send", uid, http.StatusAccepted); err != nil {
+		if err := recordEach(r, "instance.transfer.send", uid, "", http.StatusAccepted); err != nil {
 			return &attest.Error{Code: attest.EUnavailable, Problem: problem.AuditUnavailable,
 				Message: "the audit record of the send cannot be written; nothing was sent", Err: err}
 		}

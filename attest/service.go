@@ -54,6 +54,10 @@ type Ledger interface {
 	ScanAttesting(ctx context.Context, from, to uint64, max int) ([]ledger.Entry, uint64, error)
 	// ScanSubject calls fn for every entry about subject, in order.
 	ScanSubject(ctx context.Context, subject string, fn func(ledger.Entry) error) error
+	// PatientSalt is the salt of a patient's subject key (ledger.ErrNotFound:
+	// none, or deleted); SubjectProof proves a subject's entries.
+	PatientSalt(ctx context.Context, patientID string) ([]byte, error)
+	SubjectProof(ctx context.Context, key ledger.SubjectKey, size uint64) (*ledger.SubjectProof, error)
 	LogReader
 }
 

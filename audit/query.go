@@ -267,3 +267,9 @@ func (a *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 func (a *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, uint64, error) {
 	return a.ledger.ConsistencyProof(ctx, from, to)
 }
+
+// SubjectProof proves every audit entry about a subject (a study) in the
+// audit log's tree of the given size (0: the latest checkpoint's).
+func (a *Log) SubjectProof(ctx context.Context, key ledger.SubjectKey, size uint64) (*ledger.SubjectProof, error) {
+	return a.ledger.SubjectProof(ctx, key, size)
+}

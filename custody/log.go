@@ -198,3 +198,21 @@ func (c *Log) Identity(ctx context.Context, sha256Hex string) (id *Identity, err
 	err = c.view(ctx, func(tx Tx) error { id, err = tx.Identity(ctx, sha256Hex); return err })
 	return id, err
 }
+
+// PatientSalt returns the salt of a patient's subject key (package
+// subject); ledger.ErrNotFound when the patient has none (or it was
+// deleted).
+func (c *Log) PatientSalt(ctx context.Context, patientID string) (salt []byte, err error) {
+	err = c.view(ctx, func(tx Tx) error {
+		salts, err := tx.PatientSalts(ctx, []string{patientID})
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if salt, ok = salts[patientID]; !ok {
+			return ledger.ErrNotFound
+		}
+		return nil
+	})
+	return salt, err
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/ledger"
 )
 
 // Service is a fake api.Service.
@@ -29,6 +30,8 @@ type Service struct {
 	InclusionProofFn       func(ctx context.Context, index, size uint64) (*attest.Proof, error)
 	InclusionProofByLeafFn func(ctx context.Context, leafHex string, size uint64) (*attest.Proof, error)
 	ConsistencyProofFn     func(ctx context.Context, from, to uint64) (*attest.Proof, error)
+	SubjectKeyFn           func(ctx context.Context, q attest.SubjectQuery) (ledger.SubjectKey, error)
+	SubjectProofFn         func(ctx context.Context, q attest.SubjectQuery, size uint64) (*ledger.SubjectProof, error)
 	PingLedgerFn           func(ctx context.Context) error
 	PingStoreFn            func(ctx context.Context) error
 	CheckSpaceFn           func() error
@@ -140,6 +143,20 @@ func (s *Service) ConsistencyProof(ctx context.Context, from, to uint64) (*attes
 		return nil, unset("ConsistencyProof")
 	}
 	return s.ConsistencyProofFn(ctx, from, to)
+}
+
+func (s *Service) SubjectKey(ctx context.Context, q attest.SubjectQuery) (ledger.SubjectKey, error) {
+	if s.SubjectKeyFn == nil {
+		return ledger.SubjectKey{}, unset("SubjectKey")
+	}
+	return s.SubjectKeyFn(ctx, q)
+}
+
+func (s *Service) SubjectProof(ctx context.Context, q attest.SubjectQuery, size uint64) (*ledger.SubjectProof, error) {
+	if s.SubjectProofFn == nil {
+		return nil, unset("SubjectProof")
+	}
+	return s.SubjectProofFn(ctx, q, size)
 }
 
 func (s *Service) PingLedger(ctx context.Context) error {

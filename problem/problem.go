@@ -84,6 +84,8 @@ const (
 	KeyUnavailable            = "attestation-key-unavailable"
 	EntryFormatUnknown        = "entry-format-unknown"
 	NoCheckpoint              = "no-checkpoint"
+	NoSubjectMap              = "no-subject-map"
+	UnknownPatient            = "unknown-patient"
 	BadProof                  = "invalid-proof-request"
 	AuditUnavailable          = "audit-unavailable"
 	AuditTampered             = "audit-log-tampered"
@@ -137,6 +139,8 @@ var table = []Type{
 	entry(NotFound, ENotFound, "Not attested"),
 	entry(RouteNotFound, ENotFound, "No such route"),
 	entry(NoCheckpoint, ENotFound, "No checkpoint yet"),
+	entry(NoSubjectMap, ENotFound, "No subject map at this checkpoint"),
+	entry(UnknownPatient, ENotFound, "Unknown patient"),
 	entry(AuditNotConfigured, ENotFound, "No audit log configured"),
 	entry(TokenNotFound, ENotFound, "No such token"),
 	entry(MethodNotAllowed, EMethod, "Method not allowed"),

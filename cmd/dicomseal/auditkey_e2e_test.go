@@ -63,9 +63,9 @@ func TestAuditLogGetsAKeyOfItsOwn(t *testing.T) {
 	}
 	// The checkpoint of the change, published before the first request:
 	// both keys sign it, and the audit log records its new key.
-	handover, note1 := srv.waitForAuditCheckpoint(auditV, 13)
-	if handover.Size != 13 {
-		t.Fatalf("the handover checkpoint is at size %d, want 13 (12 entries and the key's)", handover.Size)
+	handover, note1 := srv.waitForAuditCheckpoint(auditV, 14)
+	if handover.Size != 14 {
+		t.Fatalf("the handover checkpoint is at size %d, want 14 (12 entries, the key's and the subject map)", handover.Size)
 	}
 	if keyEvents := auditEntries(t, srv, "actor=serve", 1); keyEvents[0]["action"] != "audit-log.key" ||
 		!strings.HasPrefix(keyEvents[0]["object"].(string), defaultAuditOrigin+"+") {

@@ -128,7 +128,8 @@ func TestLedgerOfThePreviousReleaseStillVerifies(t *testing.T) {
 		t.Fatalf("the version-0 audit events through the index: %d by object, %d by time", len(byObject), len(byTime))
 	}
 
-	// New entries are version 1, after the version-0 ones, in both logs.
+	// New entries are version 2, after the version-0 ones, in both logs,
+	// and each checkpoint ends with a subject map.
 	pet := srv.ingest(fixture(t, "suyashkumar-1-pet.dcm"))
 	if pet.status != http.StatusCreated {
 		t.Fatalf("ingest: %d %s", pet.status, pet.body)
@@ -137,13 +138,17 @@ func TestLedgerOfThePreviousReleaseStillVerifies(t *testing.T) {
 	srv.waitForCheckpoint(v, 9)
 	srv.stop()
 	custody := rawEntries(t, filepath.Join(dir, "ledger.db"))
-	if len(custody) != 9 || !bytes.HasPrefix(custody[0].Body, []byte(`{"kind":"ingest","sop_instance_uid":`)) ||
-		!bytes.HasPrefix(custody[8].Body, []byte(`{"v":1,"kind":"ingest","subject":"`)) || custody[8].Subject == "" {
+	if len(custody) != 10 || !bytes.HasPrefix(custody[0].Body, []byte(`{"kind":"ingest","sop_instance_uid":`)) ||
+		!bytes.HasPrefix(custody[8].Body, []byte(`{"v":2,"kind":"ingest","subject":"`)) || custody[8].Subject == "" ||
+		!bytes.Contains(custody[8].Body, []byte(`,"chain":[{"subject":"`)) || custody[9].Kind != ledger.KindSubjectMap {
 		t.Fatalf("custody entries: %d; first %.60s; last %.60s", len(custody), custody[0].Body, custody[len(custody)-1].Body)
 	}
 	auditLog := rawEntries(t, filepath.Join(dir, "audit.db"))
 	last := auditLog[len(auditLog)-1]
-	if !bytes.HasPrefix(last.Body, []byte(`{"v":1,"kind":"audit","subject":"`+last.Subject+`","time":`)) || bytes.Contains(last.Body, []byte(`"actor"`)) {
+	if last.Kind == ledger.KindSubjectMap {
+		last = auditLog[len(auditLog)-2]
+	}
+	if !bytes.HasPrefix(last.Body, []byte(`{"v":2,"kind":"audit","subject":"`+last.Subject+`","time":`)) || bytes.Contains(last.Body, []byte(`"actor"`)) {
 		t.Fatalf("a new audit entry: %s", last.Body)
 	}
 	if code, out := runCLI("log", "verify", "--data-dir", dir); code != 0 {
@@ -169,11 +174,12 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 	srv.waitForCheckpoint(v, 9)
 	srv.stop()
 
-	// A newer writer: the same envelope, under "v": 2.
+	// A newer writer: the same envelope, under "v": 3.
 	var body map[string]any
 	json.Unmarshal(rawEntries(t, filepath.Join(dir, "ledger.db"))[8].Body, &body)
 	uid, sha := body["subject"].(string), body["file_sha256"].(string)
-	body["v"], body["kind"] = 2, "revision"
+	body["v"], body["kind"] = 3, "revision"
+	delete(body, "chain")
 	newer, _ := json.Marshal(body)
 	key, _, err := signer.LoadOrCreateLogKey(filepath.Join(dir, "keys", "log.key"), defaultLogOrigin)
 	if err != nil {
@@ -197,7 +203,7 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 	// upgrade to make, not an integrity failure; nothing is served.
 	srv = startServer(t, dir, "--checkpoint-interval", "20ms")
 	p := assertProblem(t, srv.do(http.MethodGet, "/v1/instances/"+uid, "", nil), http.StatusServiceUnavailable, "entry-format-unknown")
-	if detail, _ := p["detail"].(string); !strings.Contains(detail, `kind "revision" version 2 is unknown`) {
+	if detail, _ := p["detail"].(string); !strings.Contains(detail, `kind "revision" version 3 is unknown`) {
 		t.Fatalf("the problem does not name the format: %v", p)
 	}
 	inc := srv.do(http.MethodGet, fmt.Sprintf("/v1/log/proof/inclusion?index=%d", e.Index), "", nil).json(t)
@@ -206,12 +212,12 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 
 	// log verify names the index and the version.
 	code, out := runCLI("log", "verify", "--data-dir", dir, "--log", "custody")
-	if code != 1 || !strings.Contains(out, fmt.Sprintf("FAILED at index %d", e.Index)) || !strings.Contains(out, "version 2 is unknown") {
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("FAILED at index %d", e.Index)) || !strings.Contains(out, "version 3 is unknown") {
 		t.Fatalf("log verify: exit %d\n%s", code, out)
 	}
 
 	// The offline verifier, given an attestation document that embeds it.
-	doc["entry"] = base64.StdEncoding.EncodeToString(newer)
+	doc["entry"] = base64.StdEncoding.EncodeToString(e.Body) // with the chain the log appended
 	doc["entry_hash"] = e.LeafHashHex()
 	doc["ledger_index"] = e.Index
 	doc["inclusion"] = map[string]any{"checkpoint": string(cp.body), "tree_size": inc["tree_size"], "leaf_index": e.Index, "hashes": inc["hashes"]}
@@ -220,7 +226,7 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 	os.WriteFile(filepath.Join(tmp, "a.json"), attDoc, 0o600)
 	os.WriteFile(filepath.Join(tmp, "f.dcm"), pet, 0o600)
 	code, out = runCLI("verify", "--key", pub, "--log-key", vkeyPath, "--attestation", filepath.Join(tmp, "a.json"), filepath.Join(tmp, "f.dcm"))
-	if code == 0 || !strings.Contains(out, `kind "revision" version 2 is unknown`) {
+	if code == 0 || !strings.Contains(out, `kind "revision" version 3 is unknown`) {
 		t.Fatalf("offline verify: exit %d\n%s", code, out)
 	}
 }
