@@ -181,10 +181,10 @@ func verifyOneLog(ctx context.Context, name, origin string, v, previous note.Ver
 		fmt.Fprintf(stdout, "%s: UNREADABLE: %v\n", name, err)
 		return 2
 	}
-	summary := fmt.Sprintf("%d entries, %d signed batches, %d checkpoints (latest verified: size %d), checked in %s",
-		rep.Entries, rep.Batches, rep.Checkpoints, rep.TreeSize, time.Since(start).Round(time.Millisecond))
+	summary := fmt.Sprintf("%d entries, %d signed batches, %d checkpoints (latest verified: size %d), %d subject maps of %d subjects rebuilt, checked in %s",
+		rep.Entries, rep.Batches, rep.Checkpoints, rep.TreeSize, rep.SubjectMaps, rep.Subjects, time.Since(start).Round(time.Millisecond))
 	if rep.OK() {
-		fmt.Fprintf(stdout, "%s: OK, %s: every entry, batch, checkpoint and tree node verifies\n", name, summary)
+		fmt.Fprintf(stdout, "%s: OK, %s: every entry, batch, checkpoint, tree node and subject map verifies\n", name, summary)
 		return 0
 	}
 	fmt.Fprintf(stdout, "%s: FAILED at index %d: %s (%d findings; %s)\n", name, rep.Findings[0].Index, rep.Findings[0], len(rep.Findings), summary)
