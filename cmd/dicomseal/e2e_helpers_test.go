@@ -18,6 +18,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/api"
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/problem"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -355,4 +356,16 @@ func randomSuffix() string {
 	b := make([]byte, 4)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// onlySubjectMaps fails unless every entry in [from, to) is a checkpoint's
+// subject map: no other entry was appended in between. Maps are appended
+// by each checkpoint, so their number depends on timing, not on the test.
+func (s *testServer) onlySubjectMaps(t *testing.T, from, to uint64) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if e, err := s.main.ledger.Entry(context.Background(), i); err != nil || e.Kind != ledger.KindSubjectMap {
+			t.Fatalf("entry %d: %s, %v; want a subject map", i, e.Kind, err)
+		}
+	}
 }
