@@ -13,6 +13,8 @@ import (
 
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/subject"
+	"github.com/transparency-dev/merkle/proof"
 )
 
 // The benchmarks below run against any backend; each backend's package
@@ -153,4 +155,78 @@ func BenchCheckpointLatency(b *testing.B, h Harness, writers int, interval time.
 	b.ReportMetric(lat[len(lat)/2], "p50-ms")
 	b.ReportMetric(lat[len(lat)*99/100], "p99-ms")
 	b.ReportMetric(lat[len(lat)-1], "max-ms")
+}
+
+// BenchSubjectProof measures a subject proof of a study of n entries (a
+// chain of n, each with its inclusion proof), interleaved with as many
+// entries of other studies: producing it from the backend ("prove") and
+// verifying it offline ("verify").
+func BenchSubjectProof(b *testing.B, h Harness, n int) {
+	f := newFixture(b, h)
+	f.log.SubjectMap = true
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	var failed atomic.Value
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				study := studyA
+				if i%2 == 1 {
+					study = fmt.Sprintf("%s.%d", studyB, i%97)
+				}
+				if _, err := f.log.AppendIngest(ctx, chainedIngest(fmt.Sprintf("9.%d", i), study, "P-"+study, i)); err != nil {
+					failed.Store(err)
+				}
+			}
+		}()
+	}
+	for i := range 2 * n {
+		work <- i
+		if i%5000 == 4999 {
+			if _, _, err := f.log.Integrate(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	cp, _, err := f.log.Integrate(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := subject.Study(studyA)
+	var p *ledger.SubjectProof
+	b.Run("prove", func(b *testing.B) {
+		for b.Loop() {
+			if p, err = f.log.SubjectProof(ctx, key, cp.Size); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("verify", func(b *testing.B) {
+		for b.Loop() {
+			got, err := ledger.VerifySubjectProof(Origin, f.verifier, key, p)
+			if err != nil || len(got.Entries) != n {
+				b.Fatalf("%d entries, %v", len(got.Entries), err)
+			}
+		}
+	})
+	// The baseline: what a log without chains or map offers, the same
+	// entries' inclusion proofs checked one by one (no completeness).
+	b.Run("baseline-inclusion-only", func(b *testing.B) {
+		for b.Loop() {
+			for _, e := range p.Entries {
+				leaf := ledger.LeafHash(e.Body)
+				if err := proof.VerifyInclusion(hasher, e.Index, cp.Size, leaf[:], e.Inclusion, cp.Root); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

@@ -26,3 +26,6 @@ func BenchmarkInclusionProof1M(b *testing.B) {
 		return postgres.Open(context.Background(), pgtest.NewLasting(b).Service)
 	}, 1_000_000)
 }
+
+// DICOMSEAL_TEST_DATABASE_URL=... go test ./ledger/postgres -run '^$' -bench SubjectProof
+func BenchmarkSubjectProof10000(b *testing.B) { ledgertest.BenchSubjectProof(b, harness, 10000) }

@@ -44,3 +44,6 @@ func BenchmarkInclusionProof1M(b *testing.B) {
 func BenchmarkCheckpointLatency(b *testing.B) {
 	ledgertest.BenchCheckpointLatency(b, harness, 64, 500*time.Millisecond)
 }
+
+// go test ./ledger/sqlite -run '^$' -bench SubjectProof
+func BenchmarkSubjectProof10000(b *testing.B) { ledgertest.BenchSubjectProof(b, harness, 10000) }
