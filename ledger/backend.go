@@ -73,9 +73,11 @@ type Tx interface {
 	// SubjectLinks calls fn, in sequence order, for the links of key held
 	// by entries below index before.
 	SubjectLinks(ctx context.Context, key SubjectKey, before uint64, fn func(SubjectLink) error) error
-	// MapNode returns the subject map's node of that label as of version
-	// (the stored row of the highest version <= version); ErrNotFound.
-	MapNode(ctx context.Context, label []byte, version uint64) (MapNode, error)
+	// MapNodes returns the subject map's nodes of those labels as of
+	// version (for each label, its stored row of the highest version <=
+	// version), in any order; a label with no such row is left out. One
+	// update reads thousands of nodes: a query per tree level, not per node.
+	MapNodes(ctx context.Context, labels [][]byte, version uint64) ([]MapNode, error)
 	// PutMapNodes writes the nodes one map update changed, at its version:
 	// rows are never updated, so every committed map stays readable.
 	PutMapNodes(ctx context.Context, version uint64, nodes []MapNode) error

@@ -1,12 +1,15 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"filippo.io/torchwood/prefix"
 )
@@ -105,43 +108,130 @@ func decodeLabel(b []byte) (prefix.Label, error) {
 }
 
 // mapStore is prefix.Storage over a transaction, as of one version:
-// reads see the newest stored node at or below it, writes stay in memory
+// reads see the newest stored node at or below it (and are kept: within
+// one update a node changes only through Store), writes stay in memory
 // until flush stores them at that version.
 type mapStore struct {
 	tx      Tx
 	version uint64
 	changed map[prefix.Label]*prefix.Node
+	loaded  map[prefix.Label]*prefix.Node
 }
 
 func (s *mapStore) Load(ctx context.Context, label prefix.Label) (*prefix.Node, error) {
-	if n, ok := s.changed[label]; ok {
+	if n := s.cached(label); n != nil {
 		return n, nil
 	}
 	if label == prefix.EmptyNodeLabel {
 		return emptyNode, nil
 	}
-	row, err := s.tx.MapNode(ctx, encodeLabel(label), s.version)
-	switch {
-	case errors.Is(err, ErrNotFound) && label == prefix.RootLabel:
+	if err := s.fetch(ctx, []prefix.Label{label}); err != nil {
+		return nil, err
+	}
+	if n, ok := s.loaded[label]; ok {
+		return n, nil
+	}
+	if label == prefix.RootLabel {
 		return emptyRoot, nil
-	case errors.Is(err, ErrNotFound):
-		return nil, prefix.ErrNodeNotFound // compared with ==, never wrapped
-	case err != nil:
-		return nil, err
 	}
-	n := &prefix.Node{Hash: row.Hash}
-	if n.Label, err = decodeLabel(row.Label); err != nil {
-		return nil, err
+	return nil, prefix.ErrNodeNotFound // compared with ==, never wrapped
+}
+
+// fetch reads labels into loaded, in one call to the backend.
+func (s *mapStore) fetch(ctx context.Context, labels []prefix.Label) error {
+	enc := make([][]byte, len(labels))
+	for i, l := range labels {
+		enc[i] = encodeLabel(l)
 	}
-	if !n.Label.IsLeaf() {
-		if n.Left, err = decodeLabel(row.Left); err != nil {
-			return nil, err
+	slices.SortFunc(enc, bytes.Compare) // the index in order: pages read once
+	rows, err := s.tx.MapNodes(ctx, enc, s.version)
+	if err != nil {
+		return err
+	}
+	if s.loaded == nil {
+		s.loaded = map[prefix.Label]*prefix.Node{}
+	}
+	for _, row := range rows {
+		n := &prefix.Node{Hash: row.Hash}
+		if n.Label, err = decodeLabel(row.Label); err != nil {
+			return err
 		}
-		if n.Right, err = decodeLabel(row.Right); err != nil {
-			return nil, err
+		if !n.Label.IsLeaf() {
+			if n.Left, err = decodeLabel(row.Left); err != nil {
+				return err
+			}
+			if n.Right, err = decodeLabel(row.Right); err != nil {
+				return err
+			}
+		}
+		s.loaded[n.Label] = n
+	}
+	return nil
+}
+
+// prefetch loads, a tree level per backend call, the nodes that inserting
+// keys will read (each path from the root and its siblings), which the
+// tree would otherwise load one query at a time: some thirty per key.
+func (s *mapStore) prefetch(ctx context.Context, keys []SubjectKey) error {
+	type walk struct {
+		target prefix.Label
+		node   *prefix.Node
+	}
+	root, err := s.Load(ctx, prefix.RootLabel)
+	if err != nil {
+		return err
+	}
+	walks := make([]walk, 0, len(keys))
+	for _, k := range keys {
+		t, err := prefix.NewLabel(256, k[:])
+		if err != nil {
+			return err
+		}
+		walks = append(walks, walk{t, root})
+	}
+	for len(walks) > 0 {
+		var need []prefix.Label
+		seen := map[prefix.Label]bool{}
+		next := walks[:0]
+		for _, w := range walks {
+			n := w.node
+			if n.Label == w.target || n.Label.IsLeaf() || n.Label == prefix.EmptyNodeLabel || !w.target.HasPrefix(n.Label) {
+				continue // the path ends here
+			}
+			for _, c := range []prefix.Label{n.Left, n.Right} {
+				if s.cached(c) == nil && !seen[c] && c != prefix.EmptyNodeLabel {
+					seen[c] = true
+					need = append(need, c)
+				}
+			}
+			next = append(next, w)
+		}
+		if len(need) > 0 {
+			if err := s.fetch(ctx, need); err != nil {
+				return err
+			}
+		}
+		walks = next
+		for i := range walks {
+			n := walks[i].node
+			c := n.Left
+			if walks[i].target.SideOf(n.Label) == prefix.Right {
+				c = n.Right
+			}
+			if walks[i].node = s.cached(c); walks[i].node == nil {
+				walks[i].node = emptyNode // absent or empty: the walk stops
+			}
 		}
 	}
-	return n, nil
+	return nil
+}
+
+// cached is the node of label this update already holds, or nil.
+func (s *mapStore) cached(label prefix.Label) *prefix.Node {
+	if n, ok := s.changed[label]; ok {
+		return n
+	}
+	return s.loaded[label]
 }
 
 func (s *mapStore) Store(ctx context.Context, nodes ...*prefix.Node) error {
@@ -166,19 +256,29 @@ func (s *mapStore) flush(ctx context.Context) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	// In the primary key's order: each index page is written once.
+	slices.SortFunc(rows, func(a, b MapNode) int { return bytes.Compare(a.Label, b.Label) })
 	return s.tx.PutMapNodes(ctx, s.version, rows)
 }
 
 // mapUpdate folds integrated entries into the map, to be committed by
-// the map entry at index version.
+// the map entry at index version. Heads are gathered and inserted a
+// group at a time, after one prefetch of their paths; the tree does not
+// depend on the order of insertion, and a subject's later head replaces
+// its earlier one.
 type mapUpdate struct {
-	store *mapStore
-	tree  *prefix.Tree
+	store   *mapStore
+	tree    *prefix.Tree
+	pending map[SubjectKey]Head
 }
+
+// mapGroup bounds the heads inserted after one prefetch, and so the
+// nodes it holds in memory (about thirty per head).
+const mapGroup = 1024
 
 func newMapUpdate(tx Tx, version uint64) *mapUpdate {
 	s := &mapStore{tx: tx, version: version, changed: map[prefix.Label]*prefix.Node{}}
-	return &mapUpdate{store: s, tree: prefix.NewTree(mapHash, s)}
+	return &mapUpdate{store: s, tree: prefix.NewTree(mapHash, s), pending: map[SubjectKey]Head{}}
 }
 
 // add sets the heads of the subjects e is chained under.
@@ -191,16 +291,35 @@ func (m *mapUpdate) add(ctx context.Context, e Entry) error {
 		return nil // not JSON: no chain (log verify reports the format)
 	}
 	for _, l := range links {
-		h := Head{Index: e.Index, LeafHash: e.LeafHash, Count: l.Seq}
-		if err := m.tree.Insert(ctx, l.Subject, h.value()); err != nil {
+		m.pending[l.Subject] = Head{Index: e.Index, LeafHash: e.LeafHash, Count: l.Seq}
+	}
+	if len(m.pending) >= mapGroup {
+		return m.insert(ctx)
+	}
+	return nil
+}
+
+// insert puts the pending heads into the tree.
+func (m *mapUpdate) insert(ctx context.Context) error {
+	keys := slices.SortedFunc(maps.Keys(m.pending), func(a, b SubjectKey) int { return bytes.Compare(a[:], b[:]) })
+	if err := m.store.prefetch(ctx, keys); err != nil {
+		return fmt.Errorf("subject map: %w", err)
+	}
+	for _, k := range keys {
+		if err := m.tree.Insert(ctx, k, m.pending[k].value()); err != nil {
 			return fmt.Errorf("subject map: %w", err)
 		}
 	}
+	clear(m.pending)
+	m.store.loaded = nil // read again for the next group, a bounded set
 	return nil
 }
 
 // commit stores the changed nodes and returns the map's root.
 func (m *mapUpdate) commit(ctx context.Context) ([32]byte, error) {
+	if err := m.insert(ctx); err != nil {
+		return [32]byte{}, err
+	}
 	root, err := m.tree.RootHash(ctx)
 	if err != nil {
 		return root, err

@@ -23,15 +23,37 @@ import (
 // BenchAppend measures sustained appends with writers concurrent
 // appenders (ingest records of ~300 bytes with identity rows), reported as
 // appends/s.
-func BenchAppend(b *testing.B, h Harness, writers int) {
+func BenchAppend(b *testing.B, h Harness, writers int) { benchAppend(b, h, writers, false) }
+
+// BenchAppendChained is BenchAppend as a custody log runs it: each record
+// chained under one of 1,000 studies and its patient, the subject map on.
+func BenchAppendChained(b *testing.B, h Harness, writers int) { benchAppend(b, h, writers, true) }
+
+// benchRecord is a benchmark's i-th record: plain, or about one of 1,000
+// studies and their patients.
+func benchRecord(i int64, chained bool) custody.Record {
+	if !chained {
+		return ingest(fmt.Sprintf("5.%d", i), sha(int(i)))
+	}
+	study := fmt.Sprintf("%s.%d", studyB, i%1000)
+	return chainedIngest(fmt.Sprintf("5.%d", i), study, "P-"+study, int(i))
+}
+
+func newBenchFixture(b *testing.B, h Harness, chained bool) *fixture {
 	f := newFixture(b, h)
+	f.log.SubjectMap = chained
+	return f
+}
+
+func benchAppend(b *testing.B, h Harness, writers int, chained bool) {
+	f := newBenchFixture(b, h, chained)
 	var next atomic.Int64
 	b.SetParallelism(max(1, int(math.Ceil(float64(writers)/float64(runtime.GOMAXPROCS(0))))))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1)
-			if _, err := f.log.AppendIngest(context.Background(), ingest(fmt.Sprintf("5.%d", i), sha(int(i)))); err != nil {
+			if _, err := f.log.AppendIngest(context.Background(), benchRecord(i, chained)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -88,7 +110,17 @@ func BenchInclusionProof(b *testing.B, open func() (ledger.Backend, error), size
 // the integrator runs every interval, and reports the latency from an
 // append's return to the first published checkpoint that covers it.
 func BenchCheckpointLatency(b *testing.B, h Harness, writers int, interval time.Duration) {
-	f := newFixture(b, h)
+	benchCheckpointLatency(b, h, writers, interval, false)
+}
+
+// BenchCheckpointLatencyChained is BenchCheckpointLatency with chained
+// records and the subject map, which each integration updates and appends.
+func BenchCheckpointLatencyChained(b *testing.B, h Harness, writers int, interval time.Duration) {
+	benchCheckpointLatency(b, h, writers, interval, true)
+}
+
+func benchCheckpointLatency(b *testing.B, h Harness, writers int, interval time.Duration, chained bool) {
+	f := newBenchFixture(b, h, chained)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go f.log.RunIntegrator(ctx, interval, discardLogger())
@@ -122,7 +154,7 @@ func BenchCheckpointLatency(b *testing.B, h Harness, writers int, interval time.
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1) - 1
-			e, err := f.log.AppendIngest(ctx, ingest(fmt.Sprintf("7.%d", i), sha(int(i))))
+			e, err := f.log.AppendIngest(ctx, benchRecord(i, chained))
 			if err != nil {
 				b.Error(err)
 				return
@@ -229,4 +261,71 @@ func BenchSubjectProof(b *testing.B, h Harness, n int) {
 			}
 		}
 	})
+}
+
+// BenchMapUpdate measures an integration of 1,000 entries, each about a
+// new study and patient (2,000 new map keys), into a log whose map holds
+// about 2·subjects keys already: with the map ("map"), and the same
+// integration without it ("baseline-no-map", a second log built the same
+// way). The map's update is O(log n) per key: its cost per key should
+// grow by a constant step, not tenfold, from 10,000 subjects to 100,000.
+func BenchMapUpdate(b *testing.B, h Harness, subjects int) {
+	ctx := context.Background()
+	for _, m := range []struct {
+		name string
+		on   bool
+	}{{"map", true}, {"baseline-no-map", false}} {
+		f := newBenchFixture(b, h, m.on)
+		next := 0
+		grow := func(n int) {
+			if err := appendStudies(f.log, next, n); err != nil {
+				b.Fatal(err)
+			}
+			next += n
+		}
+		for done := 0; done < subjects; done += 10_000 {
+			grow(min(10_000, subjects-done))
+			if _, _, err := f.log.Integrate(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(m.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				grow(1000)
+				b.StartTimer()
+				if _, _, err := f.log.Integrate(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*1000), "µs/entry")
+		})
+	}
+}
+
+// appendStudies appends n entries, from start, each about its own study
+// and patient, with 16 concurrent appenders.
+func appendStudies(l *custody.Log, start, n int) error {
+	var wg sync.WaitGroup
+	work := make(chan int)
+	var failed atomic.Value
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				study := fmt.Sprintf("%s.%d", studyB, i)
+				if _, err := l.AppendIngest(context.Background(), chainedIngest(fmt.Sprintf("8.%d", i), study, "P-"+study, i)); err != nil {
+					failed.Store(err)
+				}
+			}
+		}()
+	}
+	for i := start; i < start+n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	err, _ := failed.Load().(error)
+	return err
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -49,7 +48,9 @@ func scanLink(row pgx.Row) (ledger.SubjectLink, error) {
 	return l, nil
 }
 
-// SubjectHeads reads each key's link of the highest seq, in one query.
+// SubjectHeads reads each key's link of the highest seq, in one query: a
+// backward step of the primary key per key (DISTINCT ON would read every
+// link of a subject with thousands).
 func (t *Tx) SubjectHeads(ctx context.Context, keys []ledger.SubjectKey) (map[ledger.SubjectKey]ledger.SubjectLink, error) {
 	args := make([][]byte, len(keys))
 	for i := range keys {
@@ -57,7 +58,9 @@ func (t *Tx) SubjectHeads(ctx context.Context, keys []ledger.SubjectKey) (map[le
 	}
 	out := make(map[ledger.SubjectKey]ledger.SubjectLink, len(keys))
 	err := each(ctx, t, scanLink, func(l ledger.SubjectLink) error { out[l.Subject] = l; return nil },
-		`SELECT DISTINCT ON (subject) subject, seq, idx, leaf_hash FROM subject_links WHERE subject = ANY($1) ORDER BY subject, seq DESC`, args)
+		`SELECT l.subject, l.seq, l.idx, l.leaf_hash FROM unnest($1::bytea[]) AS want(subject)
+		CROSS JOIN LATERAL (SELECT subject, seq, idx, leaf_hash FROM subject_links
+			WHERE subject = want.subject ORDER BY seq DESC LIMIT 1) l`, args)
 	return out, err
 }
 
@@ -75,15 +78,21 @@ func (t *Tx) SubjectLinks(ctx context.Context, key ledger.SubjectKey, before uin
 		`SELECT subject, seq, idx, leaf_hash FROM subject_links WHERE subject = $1 AND idx < $2 ORDER BY seq`, key[:], int64(before))
 }
 
-func (t *Tx) MapNode(ctx context.Context, label []byte, version uint64) (ledger.MapNode, error) {
-	n := ledger.MapNode{Label: label}
+// MapNodes reads every label in one query: for each, the row of the
+// highest version <= version, one backward step of the primary key.
+func (t *Tx) MapNodes(ctx context.Context, labels [][]byte, version uint64) ([]ledger.MapNode, error) {
+	out := make([]ledger.MapNode, 0, len(labels))
+	err := each(ctx, t, scanMapNode, func(n ledger.MapNode) error { out = append(out, n); return nil },
+		`SELECT n.label, n.left_label, n.right_label, n.hash FROM unnest($1::bytea[]) AS want(label)
+		CROSS JOIN LATERAL (SELECT label, left_label, right_label, hash FROM subject_map_nodes
+			WHERE label = want.label AND version <= $2 ORDER BY version DESC LIMIT 1) n`, labels, int64(version))
+	return out, err
+}
+
+func scanMapNode(row pgx.Row) (ledger.MapNode, error) {
+	var n ledger.MapNode
 	var hash []byte
-	err := t.queryRow(ctx, `SELECT left_label, right_label, hash FROM subject_map_nodes WHERE label = $1 AND version <= $2 ORDER BY version DESC LIMIT 1`,
-		label, int64(version)).Scan(&n.Left, &n.Right, &hash)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return n, ledger.ErrNotFound
-	}
-	if err != nil {
+	if err := row.Scan(&n.Label, &n.Left, &n.Right, &hash); err != nil {
 		return n, err
 	}
 	if len(hash) != 32 {

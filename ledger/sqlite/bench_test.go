@@ -47,3 +47,13 @@ func BenchmarkCheckpointLatency(b *testing.B) {
 
 // go test ./ledger/sqlite -run '^$' -bench SubjectProof
 func BenchmarkSubjectProof10000(b *testing.B) { ledgertest.BenchSubjectProof(b, harness, 10000) }
+
+func BenchmarkAppend64WritersChained(b *testing.B) { ledgertest.BenchAppendChained(b, harness, 64) }
+
+func BenchmarkCheckpointLatencyChained(b *testing.B) {
+	ledgertest.BenchCheckpointLatencyChained(b, harness, 64, 500*time.Millisecond)
+}
+
+// go test ./ledger/sqlite -run '^$' -bench MapUpdate -benchtime 20x
+func BenchmarkMapUpdate10000(b *testing.B)  { ledgertest.BenchMapUpdate(b, harness, 10_000) }
+func BenchmarkMapUpdate100000(b *testing.B) { ledgertest.BenchMapUpdate(b, harness, 100_000) }

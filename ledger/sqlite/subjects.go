@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -90,15 +88,34 @@ func (t *Tx) SubjectLinks(ctx context.Context, key ledger.SubjectKey, before uin
 		`SELECT subject, seq, idx, leaf_hash FROM subject_links WHERE subject = ? AND idx < ? ORDER BY seq`, key[:], int64(before))
 }
 
-func (t *Tx) MapNode(ctx context.Context, label []byte, version uint64) (ledger.MapNode, error) {
-	n := ledger.MapNode{Label: label}
-	var hash []byte
-	err := t.queryRow(ctx, `SELECT left_label, right_label, hash FROM subject_map_nodes WHERE label = ? AND version <= ? ORDER BY version DESC LIMIT 1`,
-		label, int64(version)).Scan(&n.Left, &n.Right, &hash)
-	if errors.Is(err, sql.ErrNoRows) {
-		return n, ledger.ErrNotFound
+// MapNodes reads a chunk of labels per query: for each, the row of the
+// highest version <= version, found by the primary key (label, version).
+func (t *Tx) MapNodes(ctx context.Context, labels [][]byte, version uint64) ([]ledger.MapNode, error) {
+	out := make([]ledger.MapNode, 0, len(labels))
+	const chunk = 64
+	for len(labels) > 0 {
+		c := labels[:min(chunk, len(labels))]
+		labels = labels[len(c):]
+		args := make([]any, 0, len(c)+1)
+		for _, l := range c {
+			args = append(args, l)
+		}
+		args = append(args, int64(version))
+		err := each(ctx, t.tx, scanMapNode, func(n ledger.MapNode) error { out = append(out, n); return nil },
+			`WITH want(label) AS (VALUES (?)`+strings.Repeat(",(?)", len(c)-1)+`)
+			SELECT n.label, n.left_label, n.right_label, n.hash FROM want JOIN subject_map_nodes n
+			ON n.label = want.label AND n.version = (SELECT MAX(m.version) FROM subject_map_nodes m WHERE m.label = want.label AND m.version <= ?)`, args...)
+		if err != nil {
+			return nil, err
+		}
 	}
-	if err != nil {
+	return out, nil
+}
+
+func scanMapNode(sc interface{ Scan(...any) error }) (ledger.MapNode, error) {
+	var n ledger.MapNode
+	var hash []byte
+	if err := sc.Scan(&n.Label, &n.Left, &n.Right, &hash); err != nil {
 		return n, err
 	}
 	if len(hash) != 32 {
@@ -108,12 +125,23 @@ func (t *Tx) MapNode(ctx context.Context, label []byte, version uint64) (ledger.
 	return n, nil
 }
 
+// PutMapNodes inserts a chunk of rows per statement: an update writes
+// thousands, and one statement per row cost more than the update's reads.
 func (t *Tx) PutMapNodes(ctx context.Context, version uint64, nodes []ledger.MapNode) error {
-	return execEach(ctx, t.tx, `INSERT INTO subject_map_nodes (label, version, left_label, right_label, hash) VALUES (?, ?, ?, ?, ?)`,
-		len(nodes), func(i int) []any {
-			n := nodes[i]
-			return []any{n.Label, int64(version), orEmpty(n.Left), orEmpty(n.Right), n.Hash[:]}
-		})
+	const chunk = 100
+	for len(nodes) > 0 {
+		c := nodes[:min(chunk, len(nodes))]
+		nodes = nodes[len(c):]
+		args := make([]any, 0, 5*len(c))
+		for _, n := range c {
+			args = append(args, n.Label, int64(version), orEmpty(n.Left), orEmpty(n.Right), n.Hash[:])
+		}
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO subject_map_nodes (label, version, left_label, right_label, hash) VALUES (?, ?, ?, ?, ?)`+
+			strings.Repeat(", (?, ?, ?, ?, ?)", len(c)-1), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func orEmpty(b []byte) []byte {

@@ -25,7 +25,7 @@ CREATE TABLE subject_links (
     idx       INTEGER NOT NULL REFERENCES entries (idx),
     leaf_hash BLOB    NOT NULL CHECK (length(leaf_hash) = 32),
     PRIMARY KEY (subject, seq)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX subject_links_by_idx ON subject_links (idx);
 CREATE TABLE subject_map_nodes (
     label       BLOB    NOT NULL,
@@ -34,7 +34,7 @@ CREATE TABLE subject_map_nodes (
     right_label BLOB    NOT NULL,
     hash        BLOB    NOT NULL CHECK (length(hash) = 32),
     PRIMARY KEY (label, version)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE TABLE patients (
     patient_id TEXT PRIMARY KEY,
     salt       BLOB NOT NULL CHECK (length(salt) = 32)
