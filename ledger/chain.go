@@ -98,13 +98,25 @@ func ChainsOf(body []byte) ([]Link, error) {
 	return b.Chain, nil
 }
 
+// hasChainMember reports whether body has a top-level chain member as
+// encoding/json, and so ChainsOf, reads one (in any case, escaped or
+// not). Only the log writes that member: one in a writer's body would be
+// read as links the log never made. A chain nested deeper (a
+// destination's reply quoted in a transfer) is the writer's own data.
+func hasChainMember(body []byte) bool {
+	var b struct {
+		Chain json.RawMessage `json:"chain"`
+	}
+	return json.Unmarshal(body, &b) == nil && b.Chain != nil
+}
+
 // withChain appends the chain member to a body: a JSON object written
 // without trailing space, as every writer's encoding/json writes it.
 func withChain(body []byte, links []Link) ([]byte, error) {
 	if len(links) == 0 {
 		return body, nil
 	}
-	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' || bytes.Contains(body, []byte(`"chain":`)) {
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' || hasChainMember(body) {
 		return nil, fmt.Errorf("ledger: a chained body must be a JSON object without a chain of its own")
 	}
 	chain, err := json.Marshal(links)

@@ -61,3 +61,32 @@ func FuzzChainsOf(f *testing.F) {
 		}
 	})
 }
+
+// Only a top-level chain member is the log's: a writer's body may quote
+// one deeper (a destination's reply), never hold one of its own.
+func TestChainMemberOnlyAtTheTop(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"v":2,"chain":[]}`:                       true,
+		`{"v":2,"Chain":[]}`:                       true, // encoding/json matches any case
+		`{"v":2,"\u0063hain":[]}`:                  true,
+		`{"v":2,"ack":{"chain":[{"seq":1}]}}`:      false,
+		`{"v":2,"ack":"\"chain\":[]"}`:             false,
+		`not json`:                                 false,
+		`{"v":2,"acknowledgement":{"chain":null}}`: false,
+	} {
+		if got := hasChainMember([]byte(body)); got != want {
+			t.Errorf("%s: %v, want %v", body, got, want)
+		}
+	}
+	nested := []byte(`{"v":2,"kind":"transfer","acknowledgement":{"chain":[1]}}`)
+	out, err := withChain(nested, []Link{{Subject: SubjectKey{1}, Seq: 1}})
+	if err != nil {
+		t.Fatalf("a body quoting a chain deeper: %v", err)
+	}
+	if links, err := ChainsOf(out); err != nil || len(links) != 1 || links[0].Seq != 1 {
+		t.Fatalf("its chain read back: %+v, %v", links, err)
+	}
+	if _, err := withChain([]byte(`{"v":2,"CHAIN":[]}`), []Link{{Subject: SubjectKey{1}, Seq: 1}}); err == nil {
+		t.Fatal("a body with a chain of its own was chained")
+	}
+}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -50,6 +51,11 @@ type Pending struct {
 func (l *Log) Submit(ctx context.Context, recs []Record) ([]*Pending, error) {
 	ps := make([]*Pending, len(recs))
 	for i, rec := range recs {
+		// Refused here, the caller's alone: at sequencing it would fail
+		// the batch of everyone.
+		if hasChainMember(rec.Body) {
+			return nil, errors.New("ledger: a record's body has a chain member: only the log writes one")
+		}
 		ps[i] = &Pending{Record: rec, done: make(chan struct{})}
 	}
 	l.mu.Lock()

@@ -218,13 +218,22 @@ type SubjectEntries struct {
 // sequence number, index and leaf hash. It assumes the map is the map of
 // the log, which whoever rebuilds it from the entries (log verify, a
 // monitor) checks.
-func VerifySubjectProof(origin string, v note.Verifier, key SubjectKey, p *SubjectProof) (*SubjectEntries, error) {
+//
+// size is the tree size the caller asked for: a server could otherwise
+// answer with an older checkpoint, whose proof is sound and hides what
+// came after it. With size 0 any checkpoint is accepted, and the caller
+// must compare the returned Size with a checkpoint it trusts (the latest
+// it witnessed).
+func VerifySubjectProof(origin string, v note.Verifier, key SubjectKey, size uint64, p *SubjectProof) (*SubjectEntries, error) {
 	if p.Subject != key {
 		return nil, fmt.Errorf("the proof is for subject %s, not %s", p.Subject, key)
 	}
 	cp, _, _, err := log.ParseCheckpoint(p.Checkpoint, origin, v)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if size != 0 && cp.Size != size {
+		return nil, fmt.Errorf("the proof is at tree size %d, not the %d asked for", cp.Size, size)
 	}
 	if cp.Size == 0 || p.Map.Index != cp.Size-1 {
 		return nil, fmt.Errorf("the subject map is entry %d, not the last of the tree of size %d", p.Map.Index, cp.Size)
@@ -266,6 +275,9 @@ func VerifySubjectProof(origin string, v note.Verifier, key SubjectKey, p *Subje
 	}
 	if err := prefix.VerifyMembershipProof(mapHash, key, p.Head.value(), siblings, mb.Root); err != nil {
 		return nil, fmt.Errorf("the map does not hold this head: %w", err)
+	}
+	if p.Head.Count == 0 {
+		return nil, fmt.Errorf("the map's head for the subject counts no entry")
 	}
 	if uint64(len(p.Entries)) != p.Head.Count {
 		return nil, fmt.Errorf("the map counts %d entries of the subject, the proof lists %d", p.Head.Count, len(p.Entries))

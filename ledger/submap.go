@@ -273,7 +273,9 @@ type mapUpdate struct {
 }
 
 // mapGroup bounds the heads inserted after one prefetch, and so the
-// nodes it holds in memory (about thirty per head).
+// nodes read ahead for them (about thirty per head). The changed nodes
+// are held until the update commits: a few per head of the whole
+// integration.
 const mapGroup = 1024
 
 func newMapUpdate(tx Tx, version uint64) *mapUpdate {

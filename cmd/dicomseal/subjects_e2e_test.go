@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/dicomseal/dicomseal/auth"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/subject"
+	"github.com/transparency-dev/formats/log"
 )
 
 // A study's history through the API: ingests, retrievals, a refused
@@ -31,6 +33,14 @@ func TestSubjectProofsOverHTTP(t *testing.T) {
 		if got := srv.do(http.MethodGet, "/v1/instances/"+uid, "", nil); got.status != http.StatusOK {
 			t.Fatalf("retrieve: %d", got.status)
 		}
+	}
+	// Reading its attestation and verifying its bytes by digest touch the
+	// study too.
+	if got := srv.do(http.MethodGet, "/v1/instances/"+uid+"/attestation", "", nil); got.status != http.StatusOK {
+		t.Fatalf("attestation: %d", got.status)
+	}
+	if got := srv.do(http.MethodGet, "/v1/verify?sha256="+sha256Hex(ct), "", nil); got.status != http.StatusOK {
+		t.Fatalf("verify: %d", got.status)
 	}
 	// Other bytes under the attested UID: refused, recorded as a conflict.
 	altered := slices.Clone(ct)
@@ -52,6 +62,18 @@ func TestSubjectProofsOverHTTP(t *testing.T) {
 	// An empty result until the first checkpoint with a subject map.
 	prove := func(path string, v note.Verifier, origin string, key ledger.SubjectKey) *ledger.SubjectEntries {
 		t.Helper()
+		// The proof is asked at the latest checkpoint, by its size: the
+		// verifier refuses an answer at any other (an older one would hide
+		// what came after it).
+		cpPath := "/v1/log/checkpoint"
+		if strings.HasPrefix(path, "/v1/audit/") {
+			cpPath = "/v1/audit/checkpoint"
+		}
+		cp, _, _, err := log.ParseCheckpoint(auditor.do(http.MethodGet, cpPath, "", nil).body, origin, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = fmt.Sprintf("%s&size=%d", path, cp.Size)
 		got := auditor.do(http.MethodGet, path, "", nil)
 		if got.status == http.StatusNotFound && strings.Contains(string(got.body), "no-subject-map") {
 			return &ledger.SubjectEntries{}
@@ -63,7 +85,7 @@ func TestSubjectProofsOverHTTP(t *testing.T) {
 		if err := json.Unmarshal(got.body, &p); err != nil {
 			t.Fatal(err)
 		}
-		es, err := ledger.VerifySubjectProof(origin, v, key, &p)
+		es, err := ledger.VerifySubjectProof(origin, v, key, cp.Size, &p)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
@@ -100,7 +122,7 @@ func TestSubjectProofsOverHTTP(t *testing.T) {
 		}
 		return strings.Count(strings.Join(actions, " "), "instance.retrieve") == 2
 	})
-	if !slices.Contains(actions, "instance.ingest") {
+	if !slices.Contains(actions, "instance.ingest") || !slices.Contains(actions, "instance.attestation") || !slices.Contains(actions, "verify.digest") {
 		t.Fatalf("audit entries of the study: %v", actions)
 	}
 
@@ -117,7 +139,7 @@ func TestSubjectProofsOverHTTP(t *testing.T) {
 	if json.Unmarshal(got.body, &p) != nil || got.status != http.StatusOK || p.Head == nil || p.Head.Count < 3 {
 		t.Fatalf("patient proof: %d %s", got.status, got.body)
 	}
-	if _, err := ledger.VerifySubjectProof(defaultLogOrigin, v, p.Subject, &p); err != nil {
+	if _, err := ledger.VerifySubjectProof(defaultLogOrigin, v, p.Subject, 0, &p); err != nil {
 		t.Fatal(err)
 	}
 

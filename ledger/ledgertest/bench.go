@@ -243,7 +243,7 @@ func BenchSubjectProof(b *testing.B, h Harness, n int) {
 	})
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
-			got, err := ledger.VerifySubjectProof(Origin, f.verifier, key, p)
+			got, err := ledger.VerifySubjectProof(Origin, f.verifier, key, cp.Size, p)
 			if err != nil || len(got.Entries) != n {
 				b.Fatalf("%d entries, %v", len(got.Entries), err)
 			}
