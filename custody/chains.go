@@ -2,6 +2,8 @@ package custody
 
 import (
 	"context"
+	"errors"
+	"slices"
 
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/subject"
@@ -20,8 +22,12 @@ import (
 // salts of patients first seen.
 type chainer struct {
 	current map[string]Subjects // by SOP Instance UID, as of the entries decided so far
-	salts   map[string][]byte   // by Patient ID
-	added   []PatientSalt
+	// fallback holds, for instances the search index lacks (it is
+	// mutable: emptied by index rebuild --reset, for one), the subjects
+	// their latest attesting entry was chained under, read from the log.
+	fallback map[string][]ledger.SubjectKey
+	salts    map[string][]byte // by Patient ID
+	added    []PatientSalt
 }
 
 func newChainer(ctx context.Context, tx Tx, batch []*ledger.Pending) (*chainer, error) {
@@ -31,12 +37,36 @@ func newChainer(ctx context.Context, tx Tx, batch []*ledger.Pending) (*chainer, 
 			uids = append(uids, p.Record.Subject)
 		}
 	}
-	c := &chainer{current: map[string]Subjects{}, salts: map[string][]byte{}}
+	c := &chainer{current: map[string]Subjects{}, fallback: map[string][]ledger.SubjectKey{}, salts: map[string][]byte{}}
 	if len(uids) > 0 {
 		var err error
 		if c.current, err = tx.InstanceSubjects(ctx, uids); err != nil {
 			return nil, err
 		}
+	}
+	for _, uid := range uids {
+		if _, ok := c.current[uid]; ok {
+			continue
+		}
+		if _, ok := c.fallback[uid]; ok {
+			continue
+		}
+		e, err := tx.InstanceEntry(ctx, uid)
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue // never attested: about no study yet
+		}
+		if err != nil {
+			return nil, err
+		}
+		links, err := ledger.ChainsOf(e.Body)
+		if err != nil {
+			continue // not JSON (log verify reports the format): no chain
+		}
+		keys := make([]ledger.SubjectKey, len(links))
+		for i, l := range links {
+			keys[i] = l.Subject
+		}
+		c.fallback[uid] = keys
 	}
 	ids := map[string]bool{}
 	for _, s := range c.current {
@@ -92,11 +122,19 @@ func (c *chainer) link(p *ledger.Pending) {
 		if Revises(rec.Kind) {
 			if before, ok := c.current[rec.Subject]; ok && before != now {
 				keys = c.keys(keys, before)
+			} else if !ok {
+				for _, k := range c.fallback[rec.Subject] {
+					if !slices.Contains(keys, k) {
+						keys = append(keys, k)
+					}
+				}
 			}
 		}
 		c.current[rec.Subject] = now
 	} else if s, ok := c.current[rec.Subject]; ok {
 		keys = c.keys(keys, s)
+	} else {
+		keys = append(keys, c.fallback[rec.Subject]...)
 	}
 	rec.Chains = keys
 }

@@ -103,7 +103,7 @@ func (sf *subjectFixture) prove(t *testing.T, key ledger.SubjectKey, size uint64
 }
 
 func (sf *subjectFixture) verify(key ledger.SubjectKey, p *ledger.SubjectProof) (*ledger.SubjectEntries, error) {
-	return ledger.VerifySubjectProof(Origin, sf.verifier, key, p)
+	return ledger.VerifySubjectProof(Origin, sf.verifier, key, 0, p)
 }
 
 func indexesOf(es []ledger.Entry) []uint64 {
@@ -283,9 +283,42 @@ func runSubjects(t *testing.T, h Harness) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, err := ledger.VerifySubjectProof(Origin, f.verifier, key, p); err != nil || len(got.Entries) != 1 {
+			if got, err := ledger.VerifySubjectProof(Origin, f.verifier, key, cp.Size, p); err != nil || len(got.Entries) != 1 {
 				t.Fatalf("study %d: %+v, %v", i, got, err)
 			}
+		}
+	})
+
+	// The search index is mutable (index rebuild --reset empties it): an
+	// entry about an instance it lost is chained under the subjects of
+	// the instance's attesting entry, read from the log.
+	t.Run("an entry about an instance the search index lost is still chained", func(t *testing.T) {
+		sf := newSubjectFixture(t, h)
+		sf.Tamper(`DELETE FROM catalog`)
+		uid := studyA + ".1.1"
+		es, err := sf.log.AppendEvents(ctx, []custody.Record{{Kind: custody.KindTransfer, Subject: uid, FileSHA256: sha(1),
+			Body: []byte(fmt.Sprintf(`{"v":2,"kind":"transfer","subject":%q}`, uid))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		integrate(t, sf.log)
+		got, err := sf.verify(subject.Study(studyA), sf.prove(t, subject.Study(studyA), 0))
+		if err != nil || got.Entries[len(got.Entries)-1].Index != es[0].Index {
+			t.Fatalf("study's entries %v (%v), want them to end with %d", indexesOf(got.Entries), err, es[0].Index)
+		}
+		var salts map[string][]byte
+		if err := sf.log.View(ctx, func(ltx ledger.Tx) error {
+			tx, err := custody.TxOf(ltx)
+			if err == nil {
+				salts, err = tx.PatientSalts(ctx, []string{"PAT-A"})
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		key := subject.Patient(salts["PAT-A"])
+		if got, err := sf.verify(key, sf.prove(t, key, 0)); err != nil || got.Entries[len(got.Entries)-1].Index != es[0].Index {
+			t.Fatalf("patient's entries (%v), want them to end with %d", err, es[0].Index)
 		}
 	})
 
