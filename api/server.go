@@ -192,6 +192,7 @@ func (s *Server) correctIdentity(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteStudy(r, res.Attestation.StudyInstanceUID)
 	status := http.StatusOK
 	if res.Created {
 		status = http.StatusCreated
@@ -252,6 +253,7 @@ func (s *Server) attestation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteStudy(r, att.StudyInstanceUID)
 	writeJSON(w, http.StatusOK, att)
 }
 
@@ -267,6 +269,9 @@ func (s *Server) verifyFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteObject(r, v.SOPInstanceUID)
+	if v.Attestation != nil {
+		noteStudy(r, v.Attestation.StudyInstanceUID)
+	}
 	writeJSON(w, http.StatusOK, v)
 }
 
@@ -275,6 +280,9 @@ func (s *Server) verifyDigest(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if v.Attestation != nil {
+		noteStudy(r, v.Attestation.StudyInstanceUID)
 	}
 	writeJSON(w, http.StatusOK, v)
 }

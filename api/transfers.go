@@ -31,8 +31,9 @@ func (s *Server) transferRequest(w http.ResponseWriter, r *http.Request) (attest
 		return req, attest.Errorf(attest.EInvalid, problem.InvalidRequest,
 			"the body must be a JSON object with destination, purpose and push: %v", err)
 	}
-	req.BeforeSend = func(uid string) error {
-		if err := recordEach(r, "instance.transfer.send", uid, "", http.StatusAccepted); err != nil {
+	req.BeforeSend = func(uid, study string) error {
+		noteStudy(r, study) // the request's own record, too
+		if err := recordEach(r, "instance.transfer.send", uid, study, http.StatusAccepted); err != nil {
 			return &attest.Error{Code: attest.EUnavailable, Problem: problem.AuditUnavailable,
 				Message: "the audit record of the send cannot be written; nothing was sent", Err: err}
 		}

@@ -32,7 +32,7 @@ type TransferRequest struct {
 	// BeforeSend, when set, is called just before an instance's bytes
 	// leave (push only): its error stops the send, and nothing is recorded
 	// as sent (the edge writes its audit record here).
-	BeforeSend func(uid string) error `json:"-"`
+	BeforeSend func(uid, study string) error `json:"-"`
 }
 
 // Transfer is one instance's transfer entry, as answered.
@@ -234,7 +234,7 @@ func (s *Service) transfer(ctx context.Context, uid string, req TransferRequest,
 		return s.recordTransfer(ctx, kind, body)
 	}
 	if req.BeforeSend != nil {
-		if err := req.BeforeSend(uid); err != nil {
+		if err := req.BeforeSend(uid, att.StudyInstanceUID); err != nil {
 			return nil, err
 		}
 	}
