@@ -194,41 +194,24 @@ func benchCheckpointLatency(b *testing.B, h Harness, writers int, interval time.
 // entries of other studies: producing it from the backend ("prove") and
 // verifying it offline ("verify").
 func BenchSubjectProof(b *testing.B, h Harness, n int) {
-	f := newFixture(b, h)
-	f.log.SubjectMap = true
+	f := newBenchFixture(b, h, true)
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	work := make(chan int)
-	var failed atomic.Value
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				study := studyA
-				if i%2 == 1 {
-					study = fmt.Sprintf("%s.%d", studyB, i%97)
-				}
-				if _, err := f.log.AppendIngest(ctx, chainedIngest(fmt.Sprintf("9.%d", i), study, "P-"+study, i)); err != nil {
-					failed.Store(err)
-				}
-			}
-		}()
+	record := func(i int) custody.Record {
+		study := studyA
+		if i%2 == 1 {
+			study = fmt.Sprintf("%s.%d", studyB, i%97)
+		}
+		return chainedIngest(fmt.Sprintf("9.%d", i), study, "P-"+study, i)
 	}
-	for i := range 2 * n {
-		work <- i
-		if i%5000 == 4999 {
-			if _, _, err := f.log.Integrate(ctx); err != nil {
-				b.Fatal(err)
-			}
+	for done := 0; done < 2*n; done += 5000 {
+		if err := appendRecords(f.log, done, min(5000, 2*n-done), record); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := f.log.Integrate(ctx); err != nil {
+			b.Fatal(err)
 		}
 	}
-	close(work)
-	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
-	}
-	cp, _, err := f.log.Integrate(ctx)
+	cp, err := f.log.LatestCheckpoint(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -304,8 +287,17 @@ func BenchMapUpdate(b *testing.B, h Harness, subjects int) {
 }
 
 // appendStudies appends n entries, from start, each about its own study
-// and patient, with 16 concurrent appenders.
+// and patient.
 func appendStudies(l *custody.Log, start, n int) error {
+	return appendRecords(l, start, n, func(i int) custody.Record {
+		study := fmt.Sprintf("%s.%d", studyB, i)
+		return chainedIngest(fmt.Sprintf("8.%d", i), study, "P-"+study, i)
+	})
+}
+
+// appendRecords appends record(i) for i from start to start+n, with 16
+// concurrent appenders (so that group commit forms real batches).
+func appendRecords(l *custody.Log, start, n int, record func(i int) custody.Record) error {
 	var wg sync.WaitGroup
 	work := make(chan int)
 	var failed atomic.Value
@@ -314,8 +306,7 @@ func appendStudies(l *custody.Log, start, n int) error {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				study := fmt.Sprintf("%s.%d", studyB, i)
-				if _, err := l.AppendIngest(context.Background(), chainedIngest(fmt.Sprintf("8.%d", i), study, "P-"+study, i)); err != nil {
+				if _, err := l.AppendIngest(context.Background(), record(i)); err != nil {
 					failed.Store(err)
 				}
 			}
