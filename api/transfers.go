@@ -46,7 +46,11 @@ func (s *Server) transferRequest(w http.ResponseWriter, r *http.Request) (attest
 // the transfer entry.
 func (s *Server) transferInstance(w http.ResponseWriter, r *http.Request) {
 	s.transfer(w, r, "sopInstanceUID", func(uid string, req attest.TransferRequest, actor string) (any, error) {
-		return s.svc.TransferInstance(r.Context(), uid, req, actor)
+		t, err := s.svc.TransferInstance(r.Context(), uid, req, actor)
+		if t != nil {
+			noteStudy(r, t.StudyInstanceUID) // recorded, sent or blocked
+		}
+		return t, err
 	})
 }
 

@@ -48,6 +48,9 @@ type Transfer struct {
 	Status          int             `json:"status,omitempty"`
 	Acknowledgement json.RawMessage `json:"acknowledgement,omitempty"`
 	Reason          string          `json:"reason,omitempty"`
+	// StudyInstanceUID is the instance's study, for the audit trail; the
+	// answer names the instance, not its study.
+	StudyInstanceUID string `json:"-"`
 }
 
 const maxPurpose = 1024
@@ -296,5 +299,5 @@ func (s *Service) recordTransfer(ctx context.Context, kind ledger.Kind, body tra
 	e := es[0]
 	return &Transfer{SOPInstanceUID: body.Subject, LedgerIndex: e.Index, EntryHash: e.LeafHashHex(), Kind: string(kind),
 		Outcome: body.Outcome, Destination: body.Destination, FileSHA256: body.FileSHA256, IngestIndex: body.IngestIndex,
-		Status: body.Status, Acknowledgement: body.Acknowledgement, Reason: body.Reason}, nil
+		Status: body.Status, Acknowledgement: body.Acknowledgement, Reason: body.Reason, StudyInstanceUID: body.StudyUID}, nil
 }

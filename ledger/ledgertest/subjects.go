@@ -230,6 +230,14 @@ func runSubjects(t *testing.T, h Harness) {
 		if _, err := sf.verify(subject.Study(studyB), good); err == nil {
 			t.Error("a proof verifies for another subject")
 		}
+		// A server asked for one checkpoint answering another: an older
+		// one's sound proof would hide what came after it.
+		if _, err := ledger.VerifySubjectProof(Origin, sf.verifier, key, sf.earlier.Size, good); err == nil {
+			t.Error("a proof at another checkpoint than the one asked for verifies")
+		}
+		if _, err := ledger.VerifySubjectProof(Origin, sf.verifier, key, sf.earlier.Size, older); err != nil {
+			t.Errorf("the proof at the checkpoint asked for: %v", err)
+		}
 	})
 
 	t.Run("log verify rebuilds the map and names the checkpoint whose map was forged", func(t *testing.T) {
@@ -319,6 +327,27 @@ func runSubjects(t *testing.T, h Harness) {
 		key := subject.Patient(salts["PAT-A"])
 		if got, err := sf.verify(key, sf.prove(t, key, 0)); err != nil || got.Entries[len(got.Entries)-1].Index != es[0].Index {
 			t.Fatalf("patient's entries (%v), want them to end with %d", err, es[0].Index)
+		}
+	})
+
+	t.Run("a record with a chain member of its own is refused, alone", func(t *testing.T) {
+		f := newFixture(t, h)
+		f.log.SubjectMap = true
+		for _, body := range []string{`{"v":2,"kind":"ingest","Chain":[]}`, `{"v":2,"kind":"ingest","\u0063hain":[]}`} {
+			if _, err := f.log.Log.Append(ctx, []ledger.Record{{Kind: custody.KindIngest, Subject: "1.2.3", Body: []byte(body)}}); err == nil {
+				t.Fatalf("%s appended", body)
+			}
+		}
+		// A chain quoted deeper is the writer's own data, and the log
+		// chains the entry as any other.
+		rec := chainedIngest(studyA+".9", studyA, "PAT-A", 9)
+		rec.Body = []byte(fmt.Sprintf(`{"v":2,"kind":"ingest","subject":%q,"reply":{"chain":[1]}}`, rec.Subject))
+		e, err := f.log.AppendIngest(ctx, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if links, err := ledger.ChainsOf(e.Body); err != nil || len(links) != 2 {
+			t.Fatalf("its chain: %+v, %v", links, err)
 		}
 	})
 
