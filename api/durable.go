@@ -23,6 +23,8 @@ var durableActions = map[string]bool{
 	"verify.digest":                true,
 	"instance.ingest":              true,
 	"instance.identity-correction": true,
+	// A chain-of-custody report takes a study's history out.
+	"custody.export": true,
 	// A transfer records each instance sent before it leaves
 	// (instance.transfer.send), and its answer like any other.
 	"instance.transfer": true,

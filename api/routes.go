@@ -61,6 +61,7 @@ var routes = []route{
 		func(s *Server) http.HandlerFunc { return s.inclusionProof }},
 	{"GET", "/v1/log/proof/consistency", "log.proof.consistency", anyRole, publicLog, func(s *Server) http.HandlerFunc { return s.consistencyProof }},
 	{"GET", "/v1/log/proof/subject", "log.proof.subject", auditor, nil, func(s *Server) http.HandlerFunc { return s.subjectProof }},
+	{"GET", "/v1/custody", "custody.export", auditor, nil, func(s *Server) http.HandlerFunc { return s.custodyReport }},
 	{"GET", "/v1/audit", "audit.query", auditor, nil, func(s *Server) http.HandlerFunc { return s.auditQuery }},
 	{"GET", "/v1/audit/checkpoint", "audit.checkpoint", anyRole, publicLog, func(s *Server) http.HandlerFunc { return s.auditCheckpoint }},
 	{"GET", "/v1/audit/proof/consistency", "audit.proof.consistency", anyRole, publicLog,

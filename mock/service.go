@@ -11,6 +11,8 @@ import (
 
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/report"
+	"github.com/dicomseal/dicomseal/signer"
 )
 
 // Service is a fake api.Service.
@@ -32,6 +34,7 @@ type Service struct {
 	ConsistencyProofFn     func(ctx context.Context, from, to uint64) (*attest.Proof, error)
 	SubjectKeyFn           func(ctx context.Context, q attest.SubjectQuery) (ledger.SubjectKey, error)
 	SubjectProofFn         func(ctx context.Context, q attest.SubjectQuery, size uint64) (*ledger.SubjectProof, error)
+	CustodyReportFn        func(ctx context.Context, q report.Query, audit report.Prover) (signer.Envelope, report.Query, error)
 	PingLedgerFn           func(ctx context.Context) error
 	PingStoreFn            func(ctx context.Context) error
 	CheckSpaceFn           func() error
@@ -150,6 +153,13 @@ func (s *Service) SubjectKey(ctx context.Context, q attest.SubjectQuery) (ledger
 		return ledger.SubjectKey{}, unset("SubjectKey")
 	}
 	return s.SubjectKeyFn(ctx, q)
+}
+
+func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (signer.Envelope, report.Query, error) {
+	if s.CustodyReportFn == nil {
+		return signer.Envelope{}, q, unset("CustodyReport")
+	}
+	return s.CustodyReportFn(ctx, q, audit)
 }
 
 func (s *Service) SubjectProof(ctx context.Context, q attest.SubjectQuery, size uint64) (*ledger.SubjectProof, error) {

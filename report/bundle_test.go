@@ -69,7 +69,12 @@ func newLog(t *testing.T, origin string) *testLog {
 
 func (l *testLog) prove(t *testing.T, study string) *ledger.SubjectProof {
 	t.Helper()
-	p, err := l.SubjectProof(context.Background(), subject.Study(study), 0)
+	return l.proveKey(t, subject.Study(study))
+}
+
+func (l *testLog) proveKey(t *testing.T, key ledger.SubjectKey) *ledger.SubjectProof {
+	t.Helper()
+	p, err := l.SubjectProof(context.Background(), key, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +95,7 @@ func TestStudyReport(t *testing.T) {
 		AuditOrigin: auditLog.origin, Audit: auditLog.v}
 	bundle := func() *report.Bundle {
 		return &report.Bundle{V: 1, Query: report.Query{Study: studyA}, Generated: time.Now().UTC(),
-			Custody: custodyLog.prove(t, studyA), Audit: auditLog.prove(t, studyA)}
+			Custody: custodyLog.prove(t, studyA), Audit: []*ledger.SubjectProof{auditLog.prove(t, studyA)}}
 	}
 	sign := func(b *report.Bundle) signer.Envelope {
 		env, err := report.Sign(ctx, issuer, b)
@@ -103,8 +108,11 @@ func TestStudyReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Custody) != 4 || len(got.Audit) != 4 || got.CustodySize == 0 {
-		t.Fatalf("verified: %d custody entries (tree %d), %d audit", len(got.Custody), got.CustodySize, len(got.Audit))
+	if len(got.Custody.Entries) != 4 || len(got.Audit) != 1 || len(got.Audit[0].Entries) != 4 || got.Custody.Size == 0 {
+		t.Fatalf("verified: %d custody entries (tree %d), %d audit proofs", len(got.Custody.Entries), got.Custody.Size, len(got.Audit))
+	}
+	if len(got.Instances) != 4 || len(got.Events) != 8 || got.Instances[0] != studyA+".1.0" {
+		t.Fatalf("verified: instances %v, %d events", got.Instances, len(got.Events))
 	}
 	other := custodyLog.prove(t, studyB)
 	// A log of the same origin under another key: its checkpoints are forged.
@@ -116,14 +124,17 @@ func TestStudyReport(t *testing.T) {
 		"a changed byte in an entry": {func(b *report.Bundle) {
 			b.Custody.Entries[1].Body = []byte(strings.Replace(string(b.Custody.Entries[1].Body), "ingest", "ingesT", 1))
 		}, "not in the tree"},
-		"a dropped entry":          {func(b *report.Bundle) { b.Custody.Entries = slices.Delete(b.Custody.Entries, 1, 2) }, "counts 4 entries"},
-		"the newest entry dropped": {func(b *report.Bundle) { b.Audit.Entries = b.Audit.Entries[:3] }, "audit log"},
+		"a dropped entry":             {func(b *report.Bundle) { b.Custody.Entries = slices.Delete(b.Custody.Entries, 1, 2) }, "counts 4 entries"},
+		"the newest entry dropped":    {func(b *report.Bundle) { b.Audit[0].Entries = b.Audit[0].Entries[:3] }, "audit log"},
+		"the audit proof left out":    {func(b *report.Bundle) { b.Audit = nil }, "proves 0 in the audit log"},
+		"another study's audit proof": {func(b *report.Bundle) { b.Audit[0] = auditLog.prove(t, studyB) }, "audit log: proof 0 is not of subject"},
 		"two entries reordered": {func(b *report.Bundle) {
 			b.Custody.Entries[1], b.Custody.Entries[2] = b.Custody.Entries[2], b.Custody.Entries[1]
 		}, "listed as"},
 		"an entry of another study slipped in": {func(b *report.Bundle) { b.Custody.Entries[2] = other.Entries[2] }, "not chained under this subject"},
 		"a proof against a forged checkpoint":  {func(b *report.Bundle) { b.Custody = forged }, "checkpoint"},
 		"another study's proofs":               {func(b *report.Bundle) { b.Custody = other }, "not of study"},
+		"an instance not of the study":         {func(b *report.Bundle) { b.Query.SOP = studyB + ".1.1" }, "not attested in study"},
 	} {
 		b := bundle()
 		c.mutate(b)
@@ -148,20 +159,28 @@ func TestStudyReport(t *testing.T) {
 	}
 }
 
-// A report is about one study or one patient; a patient's has no audit
-// proof (the audit log is chained by study only).
+// A report is about one study (or one of its instances) or one patient;
+// a patient's holds the audit proof of every other subject its entries
+// are chained under, and those only.
 func TestReportQueryShape(t *testing.T) {
 	ctx := context.Background()
 	l := newLog(t, "dicomseal.test/custody")
 	issuer, _ := signer.NewEphemeral()
 	keys := report.Keys{Attestation: issuer.Verifier, LogOrigin: l.origin, Log: l.v, AuditOrigin: l.origin, Audit: l.v}
 	p := l.prove(t, studyA)
+	audit := []*ledger.SubjectProof{p}
+	salt, err := l.PatientSalt(ctx, "P-"+studyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient := l.proveKey(t, subject.Patient(salt))
 	for name, b := range map[string]*report.Bundle{
-		"a study without its audit proof": {V: 1, Query: report.Query{Study: studyA}, Custody: p},
-		"a study and a patient":           {V: 1, Query: report.Query{Study: studyA, Patient: "P"}, Custody: p, Audit: p},
-		"no subject":                      {V: 1, Custody: p},
-		"a patient with an audit proof":   {V: 1, Query: report.Query{Patient: "P"}, Custody: p, Audit: p},
-		"an unknown version":              {V: 2, Query: report.Query{Study: studyA}, Custody: p, Audit: p},
+		"a study and a patient":             {V: 1, Query: report.Query{Study: studyA, Patient: "P"}, Custody: p, Audit: audit},
+		"no subject":                        {V: 1, Custody: p, Audit: audit},
+		"a patient and an instance":         {V: 1, Query: report.Query{Patient: "P", SOP: studyA + ".1.0"}, Custody: patient, Audit: audit},
+		"a patient without its study proof": {V: 1, Query: report.Query{Patient: "P"}, Custody: patient},
+		"a patient with its own key proven": {V: 1, Query: report.Query{Patient: "P"}, Custody: patient, Audit: []*ledger.SubjectProof{patient}},
+		"an unknown version":                {V: 2, Query: report.Query{Study: studyA}, Custody: p, Audit: audit},
 	} {
 		env, err := report.Sign(ctx, issuer, b)
 		if err != nil {
@@ -171,8 +190,16 @@ func TestReportQueryShape(t *testing.T) {
 			t.Errorf("%s: verifies", name)
 		}
 	}
-	env, _ := report.Sign(ctx, issuer, &report.Bundle{V: 1, Query: report.Query{Patient: "P-" + studyA}, Custody: p})
-	if got, err := report.Verify(env, keys); err != nil || len(got.Custody) != 4 {
-		t.Fatalf("a patient's report: %+v, %v", got, err)
+	env, _ := report.Sign(ctx, issuer, &report.Bundle{V: 1, Query: report.Query{Patient: "P-" + studyA}, Custody: patient, Audit: audit})
+	if got, err := report.Verify(env, keys); err != nil || len(got.Custody.Entries) != 4 || len(got.Instances) != 4 {
+		t.Fatalf("a patient's report: %v, %v", got.Instances, err)
+	}
+	// One instance: the study's proofs, that instance's rows (the audit
+	// stand-in's entries name no object).
+	uid := studyA + ".1.2"
+	env, _ = report.Sign(ctx, issuer, &report.Bundle{V: 1, Query: report.Query{Study: studyA, SOP: uid}, Custody: p, Audit: audit})
+	got, err := report.Verify(env, keys)
+	if err != nil || len(got.Events) != 1 || got.Events[0].Instance != uid || len(got.Instances) != 1 {
+		t.Fatalf("an instance's report: %v, %v", got.Events, err)
 	}
 }

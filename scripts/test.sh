@@ -9,7 +9,8 @@
 # install) runs on a free loopback port for the run; Orthanc and its
 # DICOMweb plugin (Debian's packages) are installed for the interop tests,
 # which start their own, and the OHIF replay harness's npm packages are
-# installed from its lock file. Extra arguments go to `go test`.
+# installed from its lock file; poppler-utils and Chromium read the
+# custody reports. Extra arguments go to `go test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -23,6 +24,11 @@ log "pydicom test files: $DICOMSEAL_TEST_PYDICOM_DIR"
 
 step "dcmtk"
 scripts/dcmtk.sh
+
+# The custody report tests read the PDF with pdftotext and render the HTML
+# in headless Chromium (cmd/dicomseal/report_e2e_test.go).
+step "report readers (poppler-utils, chromium)"
+scripts/report-tools.sh
 
 # The interop tests' peers (cmd/dicomseal/orthanc_e2e_test.go, orthanc_gate_e2e_test.go): each test
 # starts its own Orthanc from these paths.

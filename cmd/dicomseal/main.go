@@ -21,6 +21,8 @@ Usage: dicomseal <command> [flags]
 Commands:
   serve    run the service (embedded defaults: ./dicomseal-data, 127.0.0.1:8080)
   verify   check a file against an attestation offline, with only the public keys
+  report   write a study's, instance's or patient's chain-of-custody report (json, csv, html, pdf)
+  verify-report  check a chain-of-custody report offline, with only the public keys
   log      audit a ledger ('log verify') or witness a server's log ('log watch')
   migrate  create or upgrade the ledger schema (PostgreSQL: also its two roles)
   tokens   create, list and revoke API tokens (roles: ingest, viewer, auditor, admin, reconciler)
@@ -57,6 +59,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "verify":
 		return verifyCommand(args[1:], stdout, stderr)
+	case "report":
+		return reportCommand(ctx, args[1:], stdout, stderr)
+	case "verify-report":
+		return verifyReportCommand(args[1:], stdout, stderr)
 	case "log":
 		return logCommand(ctx, args[1:], stdout, stderr)
 	case "migrate":

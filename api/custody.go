@@ -1,0 +1,54 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/problem"
+	"github.com/dicomseal/dicomseal/report"
+)
+
+// custodyReport answers GET /v1/custody?study=|patient=|sop=&from=&to=:
+// the signed chain-of-custody bundle that `dicomseal verify-report`
+// checks. The report is itself an export of the study's history: its
+// audit event (custody.export) is durable before the first byte, and is
+// chained under the study, so the next report lists this one.
+func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
+	if s.AuditLog == nil {
+		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log: a report proves the audit trail too", nil)
+		return
+	}
+	v := r.URL.Query()
+	q := report.Query{Study: v.Get("study"), Patient: v.Get("patient"), SOP: v.Get("sop")}
+	switch {
+	case q.SOP != "":
+		noteObject(r, q.SOP)
+	case q.Study != "":
+		noteObject(r, q.Study)
+		noteStudy(r, q.Study)
+	case q.Patient != "":
+		noteObject(r, "patient") // the audit trail never holds a Patient ID
+	}
+	for name, dst := range map[string]**time.Time{"from": &q.From, "to": &q.To} {
+		if raw := v.Get(name); raw != "" {
+			t, err := time.Parse(time.RFC3339, raw)
+			if err != nil {
+				s.writeError(w, r, attest.Errorf(attest.EInvalid, attest.ProblemInvalidRequest, "%s must be an RFC 3339 time, got %q", name, raw))
+				return
+			}
+			t = t.UTC()
+			*dst = &t
+		}
+	}
+	env, q, err := s.svc.CustodyReport(r.Context(), q, s.AuditLog)
+	if q.Study != "" {
+		noteStudy(r, q.Study) // an instance's report is its study's
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, env)
+}

@@ -1,0 +1,41 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dicomseal/dicomseal/ledger"
+)
+
+// Prover proves every entry of a subject at a checkpoint (size 0: the
+// latest): ledger.Log.SubjectProof.
+type Prover interface {
+	SubjectProof(ctx context.Context, key ledger.SubjectKey, size uint64) (*ledger.SubjectProof, error)
+}
+
+// Build assembles q's bundle at each log's latest checkpoint: key's proof
+// in the custody log (key is q's study's, or its patient's), and the audit
+// proof of every study the custody entries are chained under. Errors are
+// the provers', wrapped with the log's name.
+func Build(ctx context.Context, q Query, key ledger.SubjectKey, custodyLog, auditLog Prover, now time.Time) (*Bundle, error) {
+	c, err := custodyLog.SubjectProof(ctx, key, 0)
+	if err != nil {
+		return nil, fmt.Errorf("custody log: %w", err)
+	}
+	bodies := make([][]byte, len(c.Entries))
+	for i, e := range c.Entries {
+		bodies[i] = e.Body
+	}
+	keys, err := auditSubjects(q, key, bodies)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{V: 1, Query: q, Generated: now.UTC(), Custody: c, Audit: make([]*ledger.SubjectProof, len(keys))}
+	for i, k := range keys {
+		if b.Audit[i], err = auditLog.SubjectProof(ctx, k, 0); err != nil {
+			return nil, fmt.Errorf("audit log: %w", err)
+		}
+	}
+	return b, nil
+}

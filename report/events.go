@@ -1,0 +1,221 @@
+package report
+
+import (
+	"cmp"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dicomseal/dicomseal/custody"
+	"github.com/dicomseal/dicomseal/ledger"
+)
+
+// Event is one entry of a report as a row: what happened, to which
+// instance, by whom, from where to where, on which bytes, with what
+// verdict. Log and Index say where it is proven.
+type Event struct {
+	Time        time.Time `json:"time"`
+	Log         string    `json:"log"` // custody or audit
+	Index       uint64    `json:"index"`
+	Instance    string    `json:"instance,omitempty"` // SOP Instance UID; "" for a study-level event
+	Study       string    `json:"study,omitempty"`
+	Event       string    `json:"event"` // the custody entry's kind, or the audit event's action
+	Actor       string    `json:"actor,omitempty"`
+	Source      string    `json:"source,omitempty"`
+	Destination string    `json:"destination,omitempty"`
+	Purpose     string    `json:"purpose,omitempty"`
+	Digest      string    `json:"digest,omitempty"` // SHA-256 of the bytes the event concerns
+	Verdict     string    `json:"verdict,omitempty"`
+}
+
+// Log names.
+const (
+	LogCustody = "custody"
+	LogAudit   = "audit"
+)
+
+// custodyBody holds the members of every custody kind a row shows
+// (docs/entries.md); each kind fills its own.
+type custodyBody struct {
+	Kind           ledger.Kind `json:"kind"`
+	Subject        string      `json:"subject"`
+	SOPInstanceUID string      `json:"sop_instance_uid"` // version 0
+	FileSHA256     string      `json:"file_sha256"`
+	Envelope       *struct {
+		Payload string `json:"payload"`
+	} `json:"envelope"`
+	Actor             string    `json:"actor"`
+	StudyInstanceUID  string    `json:"study_instance_uid"`
+	Destination       string    `json:"destination"`
+	Purpose           string    `json:"purpose"`
+	Outcome           string    `json:"outcome"`
+	Reason            string    `json:"reason"`
+	Verdict           string    `json:"verdict"`
+	ExpectedSHA256    string    `json:"expected_sha256"`
+	ObservedSHA256    string    `json:"observed_sha256"`
+	AttemptedSHA256   string    `json:"attempted_sha256"`
+	FromStore         string    `json:"from_store"`
+	ToStore           string    `json:"to_store"`
+	SourceSHA256      string    `json:"source_sha256"`
+	DestinationSHA256 string    `json:"destination_sha256"`
+	Found             string    `json:"found"`
+	RecordedAt        time.Time `json:"recorded_at"`
+	CorrectedAt       time.Time `json:"corrected_at"`
+}
+
+// predicate is what a row needs of an attestation's statement.
+type predicate struct {
+	Predicate struct {
+		StudyInstanceUID string    `json:"study_instance_uid"`
+		AttestedAt       time.Time `json:"attested_at"`
+	} `json:"predicate"`
+}
+
+func custodyEvent(e ledger.Entry) (Event, error) {
+	var b custodyBody
+	if err := json.Unmarshal(e.Body, &b); err != nil {
+		return Event{}, fmt.Errorf("custody entry %d: %w", e.Index, err)
+	}
+	ev := Event{Log: LogCustody, Index: e.Index, Instance: either(b.Subject, b.SOPInstanceUID), Event: string(b.Kind),
+		Actor: b.Actor, Study: b.StudyInstanceUID, Time: b.RecordedAt, Digest: b.FileSHA256}
+	switch k := b.Kind; {
+	case custody.Attests(k):
+		ev.Verdict = "attested"
+		if b.Envelope != nil {
+			// The log proves these bytes; the signature on them is the
+			// ingest's own (dicomseal verify checks it with the file).
+			var p predicate
+			payload, err := base64.StdEncoding.DecodeString(b.Envelope.Payload)
+			if err == nil {
+				err = json.Unmarshal(payload, &p)
+			}
+			if err != nil {
+				return Event{}, fmt.Errorf("custody entry %d: the attestation's statement: %v", e.Index, err)
+			}
+			ev.Study, ev.Time = p.Predicate.StudyInstanceUID, p.Predicate.AttestedAt
+		}
+		if k == custody.KindIdentityCorrection && !b.CorrectedAt.IsZero() {
+			ev.Time = b.CorrectedAt
+		}
+	case k == custody.KindConflict || k == custody.KindSecurityAlert:
+		ev.Digest, ev.Verdict = b.AttemptedSHA256, "refused: "+either(b.Reason, b.Verdict)
+	case k == custody.KindIntegrityFailure:
+		ev.Digest, ev.Verdict = either(b.ObservedSHA256, b.ExpectedSHA256), "FAILED: "+b.Reason
+	case k == custody.KindTransfer || k == custody.KindExport:
+		ev.Destination, ev.Purpose, ev.Verdict = b.Destination, b.Purpose, b.Outcome
+		if b.Reason != "" {
+			ev.Verdict += ": " + b.Reason
+		}
+	case k == custody.KindStorageMigration:
+		ev.Source, ev.Destination, ev.Verdict = b.FromStore, b.ToStore, "verified on both sides"
+		if b.SourceSHA256 != b.DestinationSHA256 || b.SourceSHA256 != b.FileSHA256 {
+			ev.Verdict = "MISMATCH"
+		}
+	case k == custody.KindRepair:
+		ev.Verdict = "repaired (found " + b.Found + ")"
+	}
+	return ev, nil
+}
+
+// auditBody is an audit entry's event (audit.Event, every version).
+type auditBody struct {
+	Subject string    `json:"subject"`
+	Actor   string    `json:"actor"` // version 0
+	Time    time.Time `json:"time"`
+	Action  string    `json:"action"`
+	Object  string    `json:"object"`
+	Study   string    `json:"study"`
+	Outcome string    `json:"outcome"`
+	Status  int       `json:"status"`
+	Source  string    `json:"source"`
+}
+
+func auditEvent(e ledger.Entry) (Event, error) {
+	var b auditBody
+	if err := json.Unmarshal(e.Body, &b); err != nil {
+		return Event{}, fmt.Errorf("audit entry %d: %w", e.Index, err)
+	}
+	ev := Event{Time: b.Time, Log: LogAudit, Index: e.Index, Study: b.Study, Event: b.Action,
+		Actor: either(b.Subject, b.Actor), Source: b.Source, Verdict: b.Outcome}
+	if b.Status != 0 {
+		ev.Verdict += " " + strconv.Itoa(b.Status)
+	}
+	// The object is an instance when it is a UID other than the study's
+	// (a request may name a study, a log index or "patient").
+	if strings.Contains(b.Object, ".") && b.Object != b.Study {
+		ev.Instance = b.Object
+	}
+	return ev, nil
+}
+
+func either(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// decode turns the proven entries into the report's rows: every custody
+// entry about an instance, every audit entry, in time order (then custody
+// before audit, then by index), within the query's instance and window.
+func (v *Verified) decode() error {
+	var all []Event
+	studyOf := map[string]string{}
+	for _, e := range v.Custody.Entries {
+		ev, err := custodyEvent(e)
+		if err != nil {
+			return err
+		}
+		if custody.Attests(ledger.Kind(ev.Event)) {
+			if _, seen := studyOf[ev.Instance]; !seen {
+				v.Instances = append(v.Instances, ev.Instance)
+			}
+			studyOf[ev.Instance] = ev.Study
+		}
+		all = append(all, ev)
+	}
+	for _, a := range v.Audit {
+		for _, e := range a.Entries {
+			ev, err := auditEvent(e)
+			if err != nil {
+				return err
+			}
+			all = append(all, ev)
+		}
+	}
+	if v.Query.SOP != "" {
+		if _, ok := studyOf[v.Query.SOP]; !ok {
+			return fmt.Errorf("instance %s is not attested in study %s's custody chain", v.Query.SOP, v.Query.Study)
+		}
+		v.Instances = []string{v.Query.SOP}
+	}
+	for i := range all {
+		if all[i].Study == "" {
+			all[i].Study = studyOf[all[i].Instance]
+		}
+	}
+	slices.SortStableFunc(all, func(a, b Event) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		if a.Log != b.Log {
+			return strings.Compare(a.Log, b.Log) // audit before custody at the same instant: the request, then its entry
+		}
+		return cmp.Compare(a.Index, b.Index)
+	})
+	q := v.Query
+	for _, ev := range all {
+		switch {
+		case q.SOP != "" && ev.Instance != q.SOP,
+			q.From != nil && ev.Time.Before(*q.From),
+			q.To != nil && !ev.Time.Before(*q.To):
+			continue
+		}
+		v.Events = append(v.Events, ev)
+	}
+	return nil
+}
