@@ -41,7 +41,7 @@ func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
 			*dst = &t
 		}
 	}
-	env, q, err := s.svc.CustodyReport(r.Context(), q, s.AuditLog)
+	doc, q, err := s.svc.CustodyReport(r.Context(), q, s.AuditLog)
 	if q.Study != "" {
 		noteStudy(r, q.Study) // an instance's report is its study's
 	}
@@ -49,6 +49,15 @@ func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// Written as it is: the bundle's bytes are what the signature names.
+	raw, err := doc.MarshalJSON()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeDeadline(w, int64(len(raw)))
+	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, env)
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(raw, '\n'))
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/report"
-	"github.com/dicomseal/dicomseal/signer"
 )
 
 // The domain service as the HTTP edge uses it, in three small parts:
@@ -45,7 +44,7 @@ type LogReader interface {
 	// CustodyReport signs the chain-of-custody report of q, proving the
 	// audit log's part with audit; the query it answers names the study
 	// of an instance asked for by sop.
-	CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (signer.Envelope, report.Query, error)
+	CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (*report.Document, report.Query, error)
 }
 
 // Health is what readiness and metrics ask of the service.

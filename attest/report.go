@@ -9,7 +9,6 @@ import (
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/problem"
 	"github.com/dicomseal/dicomseal/report"
-	"github.com/dicomseal/dicomseal/signer"
 )
 
 // CustodyReport builds and signs the chain-of-custody report of q at each
@@ -18,39 +17,39 @@ import (
 // answer's Query names. Errors: EInvalid for a query naming no subject or
 // two, ENotFound for an unknown instance or patient or a log without a
 // subject map yet, EUnavailable for a log that cannot be read.
-func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (signer.Envelope, report.Query, error) {
+func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (*report.Document, report.Query, error) {
 	if q.SOP != "" {
 		if err := dicomfile.ValidUID(q.SOP); err != nil {
-			return signer.Envelope{}, q, Errorf(EInvalid, ProblemInvalidRequest, "sop: %v", err)
+			return nil, q, Errorf(EInvalid, ProblemInvalidRequest, "sop: %v", err)
 		}
 		if q.Patient != "" {
-			return signer.Envelope{}, q, Errorf(EInvalid, ProblemInvalidRequest, "give study, patient or sop: a patient's report is of all its instances")
+			return nil, q, Errorf(EInvalid, ProblemInvalidRequest, "give study, patient or sop: a patient's report is of all its instances")
 		}
 		study, err := s.studyOf(ctx, q.SOP)
 		if err != nil {
-			return signer.Envelope{}, q, err
+			return nil, q, err
 		}
 		if q.Study != "" && q.Study != study {
-			return signer.Envelope{}, q, Errorf(EInvalid, ProblemInvalidRequest, "instance %s is of study %s, not %s", q.SOP, study, q.Study)
+			return nil, q, Errorf(EInvalid, ProblemInvalidRequest, "instance %s is of study %s, not %s", q.SOP, study, q.Study)
 		}
 		q.Study = study
 	}
 	if q.From != nil && q.To != nil && !q.From.Before(*q.To) {
-		return signer.Envelope{}, q, Errorf(EInvalid, ProblemInvalidRequest, "from must be before to")
+		return nil, q, Errorf(EInvalid, ProblemInvalidRequest, "from must be before to")
 	}
 	key, err := s.SubjectKey(ctx, SubjectQuery{Study: q.Study, Patient: q.Patient})
 	if err != nil {
-		return signer.Envelope{}, q, err
+		return nil, q, err
 	}
 	b, err := report.Build(ctx, q, key, reportLog{s.ledger, s.logError}, reportLog{audit, auditError}, s.Now())
 	if err != nil {
-		return signer.Envelope{}, q, err
+		return nil, q, err
 	}
-	env, err := report.Sign(ctx, s.attestor, b)
+	doc, err := report.Sign(ctx, s.attestor, b)
 	if err != nil {
-		return signer.Envelope{}, q, &Error{Code: EInternal, Problem: ProblemInternal, Message: "the report could not be signed", Err: err}
+		return nil, q, &Error{Code: EInternal, Problem: ProblemInternal, Message: "the report could not be signed", Err: err}
 	}
-	return env, q, nil
+	return doc, q, nil
 }
 
 // reportLog is a log as a report's prover, its errors the service's.

@@ -12,7 +12,6 @@ import (
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/report"
-	"github.com/dicomseal/dicomseal/signer"
 )
 
 // Service is a fake api.Service.
@@ -34,7 +33,7 @@ type Service struct {
 	ConsistencyProofFn     func(ctx context.Context, from, to uint64) (*attest.Proof, error)
 	SubjectKeyFn           func(ctx context.Context, q attest.SubjectQuery) (ledger.SubjectKey, error)
 	SubjectProofFn         func(ctx context.Context, q attest.SubjectQuery, size uint64) (*ledger.SubjectProof, error)
-	CustodyReportFn        func(ctx context.Context, q report.Query, audit report.Prover) (signer.Envelope, report.Query, error)
+	CustodyReportFn        func(ctx context.Context, q report.Query, audit report.Prover) (*report.Document, report.Query, error)
 	PingLedgerFn           func(ctx context.Context) error
 	PingStoreFn            func(ctx context.Context) error
 	CheckSpaceFn           func() error
@@ -155,9 +154,9 @@ func (s *Service) SubjectKey(ctx context.Context, q attest.SubjectQuery) (ledger
 	return s.SubjectKeyFn(ctx, q)
 }
 
-func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (signer.Envelope, report.Query, error) {
+func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (*report.Document, report.Query, error) {
 	if s.CustodyReportFn == nil {
-		return signer.Envelope{}, q, unset("CustodyReport")
+		return nil, q, unset("CustodyReport")
 	}
 	return s.CustodyReportFn(ctx, q, audit)
 }

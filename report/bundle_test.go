@@ -97,7 +97,7 @@ func TestStudyReport(t *testing.T) {
 		return &report.Bundle{V: 1, Query: report.Query{Study: studyA}, Generated: time.Now().UTC(),
 			Custody: custodyLog.prove(t, studyA), Audit: []*ledger.SubjectProof{auditLog.prove(t, studyA)}}
 	}
-	sign := func(b *report.Bundle) signer.Envelope {
+	sign := func(b *report.Bundle) *report.Document {
 		env, err := report.Sign(ctx, issuer, b)
 		if err != nil {
 			t.Fatal(err)
@@ -153,9 +153,26 @@ func TestStudyReport(t *testing.T) {
 	env = sign(bundle())
 	raw, _ := json.Marshal(env)
 	raw = []byte(strings.Replace(string(raw), `"payload":"ey`, `"payload":"eX`, 1))
-	json.Unmarshal(raw, &env)
-	if _, err := report.Verify(env, keys); err == nil {
+	var altered report.Document
+	json.Unmarshal(raw, &altered)
+	if _, err := report.Verify(&altered, keys); err == nil {
 		t.Error("an envelope altered after signing verifies")
+	}
+	// The bundle's bytes are what the statement names: one byte changed,
+	// even where JSON would not care, is another bundle.
+	env = sign(bundle())
+	env.Bundle = append([]byte(" "), env.Bundle...)
+	if _, err := report.Verify(env, keys); err == nil || !strings.Contains(err.Error(), "other bytes") {
+		t.Errorf("a bundle whose bytes changed after signing: %v", err)
+	}
+	// Written and read back as a file, the document verifies.
+	raw, _ = json.Marshal(sign(bundle()))
+	var read report.Document
+	if err := json.Unmarshal(raw, &read); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := report.Verify(&read, keys); err != nil {
+		t.Errorf("read back: %v", err)
 	}
 }
 

@@ -3,11 +3,15 @@ package report
 import (
 	"cmp"
 	"encoding/base64"
-	"encoding/json"
+
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dicomseal/dicomseal/custody"
@@ -77,7 +81,7 @@ type predicate struct {
 
 func custodyEvent(e ledger.Entry) (Event, error) {
 	var b custodyBody
-	if err := json.Unmarshal(e.Body, &b); err != nil {
+	if err := jsonv2.Unmarshal(e.Body, &b, bodyOptions); err != nil {
 		return Event{}, fmt.Errorf("custody entry %d: %w", e.Index, err)
 	}
 	ev := Event{Log: LogCustody, Index: e.Index, Instance: either(b.Subject, b.SOPInstanceUID), Event: string(b.Kind),
@@ -91,7 +95,7 @@ func custodyEvent(e ledger.Entry) (Event, error) {
 			var p predicate
 			payload, err := base64.StdEncoding.DecodeString(b.Envelope.Payload)
 			if err == nil {
-				err = json.Unmarshal(payload, &p)
+				err = jsonv2.Unmarshal(payload, &p, bodyOptions)
 			}
 			if err != nil {
 				return Event{}, fmt.Errorf("custody entry %d: the attestation's statement: %v", e.Index, err)
@@ -136,7 +140,7 @@ type auditBody struct {
 
 func auditEvent(e ledger.Entry) (Event, error) {
 	var b auditBody
-	if err := json.Unmarshal(e.Body, &b); err != nil {
+	if err := jsonv2.Unmarshal(e.Body, &b, bodyOptions); err != nil {
 		return Event{}, fmt.Errorf("audit entry %d: %w", e.Index, err)
 	}
 	ev := Event{Time: b.Time, Log: LogAudit, Index: e.Index, Study: b.Study, Event: b.Action,
@@ -152,6 +156,11 @@ func auditEvent(e ledger.Entry) (Event, error) {
 	return ev, nil
 }
 
+// bodyOptions read entry bodies as encoding/json does where the two
+// differ on what a logged entry could hold (the last of duplicate names
+// wins; invalid UTF-8 is replaced): a genuine entry is never refused.
+var bodyOptions = jsonv2.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+
 func either(a, b string) string {
 	if a != "" {
 		return a
@@ -163,28 +172,48 @@ func either(a, b string) string {
 // entry about an instance, every audit entry, in time order (then custody
 // before audit, then by index), within the query's instance and window.
 func (v *Verified) decode() error {
-	var all []Event
-	studyOf := map[string]string{}
+	type job struct {
+		audit bool
+		e     ledger.Entry
+	}
+	var jobs []job
 	for _, e := range v.Custody.Entries {
-		ev, err := custodyEvent(e)
+		jobs = append(jobs, job{false, e})
+	}
+	for _, a := range v.Audit {
+		for _, e := range a.Entries {
+			jobs = append(jobs, job{true, e})
+		}
+	}
+	// Thousands of bodies, each parsed on its own: on every core.
+	all := make([]Event, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(jobs)/256))
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(jobs); i += workers {
+				if jobs[i].audit {
+					all[i], errs[i] = auditEvent(jobs[i].e)
+				} else {
+					all[i], errs[i] = custodyEvent(jobs[i].e)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
+	}
+	studyOf := map[string]string{}
+	for _, ev := range all[:len(v.Custody.Entries)] {
 		if custody.Attests(ledger.Kind(ev.Event)) {
 			if _, seen := studyOf[ev.Instance]; !seen {
 				v.Instances = append(v.Instances, ev.Instance)
 			}
 			studyOf[ev.Instance] = ev.Study
-		}
-		all = append(all, ev)
-	}
-	for _, a := range v.Audit {
-		for _, e := range a.Entries {
-			ev, err := auditEvent(e)
-			if err != nil {
-				return err
-			}
-			all = append(all, ev)
 		}
 	}
 	if v.Query.SOP != "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -128,7 +127,7 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fail(fmt.Errorf("integrate the logs: %w", err))
 		}
 	}
-	env, q, err := svc.CustodyReport(ctx, q, m.auditLog)
+	doc, q, err := svc.CustodyReport(ctx, q, m.auditLog)
 	if err != nil {
 		return fail(err)
 	}
@@ -148,13 +147,17 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	write := func(w io.Writer) error {
 		if *format == "json" {
-			return json.NewEncoder(w).Encode(env)
+			raw, err := doc.MarshalJSON()
+			if err == nil {
+				_, err = w.Write(append(raw, '\n'))
+			}
+			return err
 		}
 		keys, err := publicKeys(svc.Keys(), m.LogOrigin, m.AuditOrigin)
 		if err != nil {
 			return err
 		}
-		v, err := report.Verify(env, keys)
+		v, err := report.Verify(doc, keys)
 		if err != nil {
 			return fmt.Errorf("the report does not verify with this service's own keys: %w", err)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
@@ -91,10 +90,10 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 			t.Fatalf("GET /v1/custody: %d %s", r.status, r.body)
 		}
 		os.WriteFile(bundle, r.body, 0o644)
-		var env signer.Envelope
-		json.Unmarshal(r.body, &env)
+		var doc report.Document
+		json.Unmarshal(r.body, &doc)
 		var err error
-		if v, err = report.Verify(env, keys); err != nil {
+		if v, err = report.Verify(&doc, keys); err != nil {
 			t.Fatal(err)
 		}
 		return len(v.Audit) == 1 && slices.ContainsFunc(v.Audit[0].Entries, func(e ledger.Entry) bool { return bytes.Contains(e.Body, []byte(`"instance.transfer"`)) })
@@ -171,15 +170,14 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 		}, "custody log: checkpoint"},
 		"an access record dropped": {func(b *report.Bundle) { b.Audit[0].Entries = slices.Delete(b.Audit[0].Entries, 5, 6) }, "audit log:"},
 	} {
-		env := readEnvelope(t, bundle)
-		bb := bundleOf(t, env)
+		bb := bundleOf(t, readDocument(t, bundle))
 		c.mutate(bb)
-		env, err := report.Sign(context.Background(), issuer, bb)
+		doc, err := report.Sign(context.Background(), issuer, bb)
 		if err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join(t.TempDir(), "tampered.json")
-		raw, _ := json.Marshal(env)
+		raw, _ := json.Marshal(doc)
 		os.WriteFile(path, raw, 0o644)
 		code, out := runCLI("verify-report", path, "--key", attKey, "--log-key", logKey, "--audit-log-key", auditKey)
 		if code != 1 || !strings.HasPrefix(out, "NOT VERIFIED") || !strings.Contains(out, c.want) {
@@ -307,39 +305,35 @@ func verifyBody(t *testing.T, r response, keys report.Keys) *report.Verified {
 	if r.status != http.StatusOK {
 		t.Fatalf("report: %d %s", r.status, r.body)
 	}
-	var env signer.Envelope
-	if err := json.Unmarshal(r.body, &env); err != nil {
+	var doc report.Document
+	if err := json.Unmarshal(r.body, &doc); err != nil {
 		t.Fatal(err)
 	}
-	v, err := report.Verify(env, keys)
+	v, err := report.Verify(&doc, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
 
-func readEnvelope(t *testing.T, path string) signer.Envelope {
+func readDocument(t *testing.T, path string) *report.Document {
 	t.Helper()
 	raw, _ := os.ReadFile(path)
-	var env signer.Envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		t.Fatal(err)
-	}
-	return env
-}
-
-// bundleOf opens a report's envelope without checking it, as a forger would.
-func bundleOf(t *testing.T, env signer.Envelope) *report.Bundle {
-	t.Helper()
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	doc, err := report.ParseDocument(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st struct{ Predicate report.Bundle }
-	if err := json.Unmarshal(payload, &st); err != nil {
+	return doc
+}
+
+// bundleOf reads a report's bundle without checking it, as a forger would.
+func bundleOf(t *testing.T, doc *report.Document) *report.Bundle {
+	t.Helper()
+	var b report.Bundle
+	if err := json.Unmarshal(doc.Bundle, &b); err != nil {
 		t.Fatal(err)
 	}
-	return &st.Predicate
+	return &b
 }
 
 // pdfToText is the text of a PDF as poppler's pdftotext reads it.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -87,11 +86,11 @@ func verifyReportCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageErr(err)
 	}
-	var env signer.Envelope
-	if err := json.Unmarshal(doc, &env); err != nil || env.Payload == "" {
-		return bad(fmt.Errorf("not a DSSE envelope: %v", err))
+	d, err := report.ParseDocument(doc)
+	if err != nil {
+		return bad(err)
 	}
-	v, err := report.Verify(env, k)
+	v, err := report.Verify(d, k)
 	if err != nil {
 		return bad(err)
 	}
