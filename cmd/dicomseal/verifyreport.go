@@ -33,7 +33,7 @@ Exit status: 0 sound, 1 any problem (the first is printed), 2 usage.`
 // witnessKeys collects --witness-key, repeatable.
 type witnessKeys []note.Verifier
 
-func (w *witnessKeys) String() string { return fmt.Sprint(len(*w)) }
+func (w *witnessKeys) String() string { return "" }
 func (w *witnessKeys) Set(s string) error {
 	if b, err := os.ReadFile(s); err == nil {
 		s = string(b)
