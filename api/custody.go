@@ -49,6 +49,11 @@ func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if q.Patient != "" {
+		// The patient's key (the log already holds it): which patient's
+		// history left, and a chain to follow, without the Patient ID.
+		noteObject(r, "patient:"+doc.Subject.String())
+	}
 	// Written as it is: the bundle's bytes are what the signature names.
 	raw, err := doc.MarshalJSON()
 	if err != nil {

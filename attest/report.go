@@ -65,7 +65,7 @@ func (l reportLog) SubjectProof(ctx context.Context, key ledger.SubjectKey, size
 		return p, nil
 	case errors.Is(err, ledger.ErrNoSubjectMap):
 		return nil, &Error{Code: ENotFound, Problem: problem.NoSubjectMap, Message: err.Error(), Err: err}
-	case errors.Is(err, ledger.ErrNotFound):
+	case errors.Is(err, ledger.ErrNotFound), size == 0 && errors.As(err, new(*ledger.BadParameterError)):
 		return nil, &Error{Code: ENotFound, Problem: ProblemNoCheckpoint, Message: "the log has published no checkpoint yet", Err: err}
 	}
 	return nil, l.mapErr(err)

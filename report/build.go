@@ -1,9 +1,12 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/transparency-dev/formats/log"
 
 	"github.com/dicomseal/dicomseal/ledger"
 )
@@ -32,10 +35,27 @@ func Build(ctx context.Context, q Query, key ledger.SubjectKey, custodyLog, audi
 		return nil, err
 	}
 	b := &Bundle{V: 1, Query: q, Generated: now.UTC(), Custody: c, Audit: make([]*ledger.SubjectProof, len(keys))}
+	var size uint64 // the audit proofs share the first one's checkpoint
 	for i, k := range keys {
-		if b.Audit[i], err = auditLog.SubjectProof(ctx, k, 0); err != nil {
+		if b.Audit[i], err = auditLog.SubjectProof(ctx, k, size); err != nil {
 			return nil, fmt.Errorf("audit log: %w", err)
+		}
+		if i == 0 {
+			if size, err = checkpointSize(b.Audit[0].Checkpoint); err != nil {
+				return nil, fmt.Errorf("audit log: %w", err)
+			}
 		}
 	}
 	return b, nil
+}
+
+// checkpointSize reads the tree size of a checkpoint the log just gave
+// (unverified: Verify checks it).
+func checkpointSize(n []byte) (uint64, error) {
+	text, _, _ := bytes.Cut(n, []byte("\n\n"))
+	var c log.Checkpoint
+	if _, err := c.Unmarshal(append(text, '\n')); err != nil {
+		return 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	return c.Size, nil
 }

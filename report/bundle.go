@@ -25,6 +25,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
 	"github.com/dicomseal/dicomseal/subject"
@@ -86,6 +87,9 @@ type predicateBody struct {
 type Document struct {
 	Bundle   json.RawMessage `json:"bundle"`
 	Envelope signer.Envelope `json:"envelope"`
+	// Subject, set by Sign, is the custody proof's subject key: a
+	// patient's names them in the audit trail without their Patient ID.
+	Subject ledger.SubjectKey `json:"-"`
 }
 
 // MarshalJSON writes the bundle's bytes as they are: they are what the
@@ -153,7 +157,7 @@ func Sign(ctx context.Context, s Signer, b *Bundle) (*Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Document{Bundle: raw, Envelope: env}, nil
+	return &Document{Bundle: raw, Envelope: env, Subject: b.Custody.Subject}, nil
 }
 
 func digest(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
@@ -166,6 +170,17 @@ type Keys struct {
 	LogOrigin, AuditOrigin string
 	Log, Audit             note.Verifier
 	Witnesses              []note.Verifier
+	// Held are checkpoints the verifier already holds, by log (from a
+	// witness, or 'dicomseal log watch'): a report at an older one could
+	// leave out what came after it, so it is refused. Nil: no such check,
+	// and the report is as fresh as its issuer says.
+	HeldLog, HeldAudit *Held
+}
+
+// Held is a checkpoint the verifier holds: its tree size and root.
+type Held struct {
+	Size uint64
+	Root []byte
 }
 
 // Verified is what a sound report proves: up to each log's checkpoint,
@@ -184,12 +199,15 @@ type Verified struct {
 	// AuditUnchecked counts the audit proofs left unchecked (and their
 	// entries unshown) for want of the audit log's key.
 	AuditUnchecked int
+
+	chainInstances int // the instances the chain attests, whatever the query shows
 }
 
 // Proven is one log's part of a report: its checkpoint and the entries
 // it proves complete.
 type Proven struct {
 	Origin    string
+	Key       string // the log key's name and hash, as in its verifier key
 	Subject   ledger.SubjectKey
 	Size      uint64
 	Root      []byte
@@ -242,18 +260,33 @@ func Verify(doc *Document, k Keys) (*Verified, error) {
 	q := b.Query
 	switch {
 	case q.Study != "" && q.Patient == "":
+		// A UID that only looks like the study's (an invisible character)
+		// would name an empty chain.
+		for _, uid := range []string{q.Study, q.SOP} {
+			if err := dicomfile.ValidUID(uid); uid != "" && err != nil {
+				return nil, fmt.Errorf("the report's query: %w", err)
+			}
+		}
 		// A study's key is derived from its UID: the verifier checks it.
 		if b.Custody.Subject != subject.Study(q.Study) {
 			return nil, fmt.Errorf("the custody proof is not of study %s", q.Study)
 		}
 	case q.Patient != "" && q.Study == "" && q.SOP == "":
 		// A patient's key is derived from a salt only the server holds:
-		// the report binds it to the Patient ID by the issuer's signature.
+		// the report binds it to the Patient ID by the issuer's signature
+		// alone. A patient is known only by their entries, so a report of
+		// none is not one.
+		if b.Custody.Head == nil {
+			return nil, errors.New("a patient's report that proves no entry: a patient has a key only once an entry names them")
+		}
 	default:
 		return nil, errors.New("a report is about a study (and perhaps one of its instances) or a patient")
 	}
 	out := &Verified{Query: q, Generated: b.Generated, KeyID: k.Attestation.KeyID()}
 	if out.Custody, err = verifyProof(k.LogOrigin, k.Log, k.Witnesses, b.Custody.Subject, b.Custody); err != nil {
+		return nil, fmt.Errorf("custody log: %w", err)
+	}
+	if err := fresh(out.Custody, k.HeldLog); err != nil {
 		return nil, fmt.Errorf("custody log: %w", err)
 	}
 	bodies := make([][]byte, len(out.Custody.Entries))
@@ -276,6 +309,13 @@ func Verify(doc *Document, k Keys) (*Verified, error) {
 			continue
 		}
 		a, err := verifyProof(k.AuditOrigin, k.Audit, k.Witnesses, want[i], p)
+		if err == nil {
+			err = fresh(a, k.HeldAudit)
+		}
+		if err == nil && i > 0 && (a.Size != out.Audit[0].Size || !bytes.Equal(a.Root, out.Audit[0].Root)) {
+			// Each at a checkpoint of its own, one could be old.
+			err = fmt.Errorf("proof %d is at the checkpoint of size %d, proof 0 at %d: a report's audit proofs share one", i, a.Size, out.Audit[0].Size)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("audit log: %w", err)
 		}
@@ -285,6 +325,20 @@ func Verify(doc *Document, k Keys) (*Verified, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// fresh refuses a proof at a checkpoint older than the one held, or of
+// another tree at the same size (a fork).
+func fresh(p Proven, held *Held) error {
+	switch {
+	case held == nil:
+		return nil
+	case p.Size < held.Size:
+		return fmt.Errorf("the report is at the checkpoint of size %d, older than the one you hold (%d): what came after it could be left out", p.Size, held.Size)
+	case p.Size == held.Size && !bytes.Equal(p.Root, held.Root):
+		return fmt.Errorf("the report's checkpoint of size %d has another root than the one you hold: the log forked", p.Size)
+	}
+	return nil
 }
 
 // verifyProof checks one subject proof, and which witnesses cosigned its
@@ -298,7 +352,7 @@ func verifyProof(origin string, v note.Verifier, witnesses []note.Verifier, key 
 	if err != nil {
 		return Proven{}, err
 	}
-	return Proven{Origin: origin, Subject: key, Size: es.Size, Root: root, Witnesses: names, Entries: es.Entries}, nil
+	return Proven{Origin: origin, Key: fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()), Subject: key, Size: es.Size, Root: root, Witnesses: names, Entries: es.Entries}, nil
 }
 
 // auditSubjects are the subjects whose audit proofs a report must hold,

@@ -1,6 +1,7 @@
 package report_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/dicomseal/dicomseal/catalog"
@@ -31,8 +33,15 @@ type testLog struct {
 }
 
 // newLog is a real embedded log of origin holding ingests of studies A
-// and B, interleaved, integrated twice.
+// and B, interleaved, integrated twice: checkpoints of size 5 (4 entries
+// and the subject map) and 10.
 func newLog(t *testing.T, origin string) *testLog {
+	t.Helper()
+	return newLogOf(t, origin, func(study string) string { return "P-" + study })
+}
+
+// newLogOf is newLog with the patient of each study's instances.
+func newLogOf(t *testing.T, origin string, patient func(study string) string) *testLog {
 	t.Helper()
 	ctx := context.Background()
 	backend, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "log.db"))
@@ -52,9 +61,9 @@ func newLog(t *testing.T, origin string) *testLog {
 		uid := fmt.Sprintf("%s.1.%d", study, i)
 		sha := fmt.Sprintf("%064x", i)
 		rec := custody.Record{Kind: custody.KindIngest, Subject: uid, FileSHA256: sha,
-			Body:     []byte(fmt.Sprintf(`{"v":2,"kind":"ingest","subject":%q,"file_sha256":%q}`, uid, sha)),
-			Identity: &custody.Identity{Salt: make([]byte, 32), PatientID: "P-" + study},
-			Catalog:  &catalog.Entry{SOPInstanceUID: uid, StudyInstanceUID: study, SeriesInstanceUID: study + ".1", PatientID: "P-" + study}}
+			Body:     []byte(fmt.Sprintf(`{"v":2,"kind":"ingest","subject":%q,"file_sha256":%q,"study_instance_uid":%q}`, uid, sha, study)),
+			Identity: &custody.Identity{Salt: make([]byte, 32), PatientID: patient(study)},
+			Catalog:  &catalog.Entry{SOPInstanceUID: uid, StudyInstanceUID: study, SeriesInstanceUID: study + ".1", PatientID: patient(study)}}
 		if _, err := l.AppendIngest(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +83,12 @@ func (l *testLog) prove(t *testing.T, study string) *ledger.SubjectProof {
 
 func (l *testLog) proveKey(t *testing.T, key ledger.SubjectKey) *ledger.SubjectProof {
 	t.Helper()
-	p, err := l.SubjectProof(context.Background(), key, 0)
+	return l.proveAt(t, key, 0)
+}
+
+func (l *testLog) proveAt(t *testing.T, key ledger.SubjectKey, size uint64) *ledger.SubjectProof {
+	t.Helper()
+	p, err := l.SubjectProof(context.Background(), key, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +168,9 @@ func TestStudyReport(t *testing.T) {
 	raw, _ := json.Marshal(env)
 	raw = []byte(strings.Replace(string(raw), `"payload":"ey`, `"payload":"eX`, 1))
 	var altered report.Document
-	json.Unmarshal(raw, &altered)
+	if err := json.Unmarshal(raw, &altered); err != nil || len(altered.Bundle) == 0 {
+		t.Fatalf("altered document: %v", err)
+	}
 	if _, err := report.Verify(&altered, keys); err == nil {
 		t.Error("an envelope altered after signing verifies")
 	}
@@ -191,20 +207,30 @@ func TestReportQueryShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	patient := l.proveKey(t, subject.Patient(salt))
-	for name, b := range map[string]*report.Bundle{
-		"a study and a patient":             {V: 1, Query: report.Query{Study: studyA, Patient: "P"}, Custody: p, Audit: audit},
-		"no subject":                        {V: 1, Custody: p, Audit: audit},
-		"a patient and an instance":         {V: 1, Query: report.Query{Patient: "P", SOP: studyA + ".1.0"}, Custody: patient, Audit: audit},
-		"a patient without its study proof": {V: 1, Query: report.Query{Patient: "P"}, Custody: patient},
-		"a patient with its own key proven": {V: 1, Query: report.Query{Patient: "P"}, Custody: patient, Audit: []*ledger.SubjectProof{patient}},
-		"an unknown version":                {V: 2, Query: report.Query{Study: studyA}, Custody: p, Audit: audit},
+	for name, c := range map[string]struct {
+		b    *report.Bundle
+		want string
+	}{
+		"a study and a patient":             {&report.Bundle{V: 1, Query: report.Query{Study: studyA, Patient: "P"}, Custody: p, Audit: audit}, "a report is about"},
+		"no subject":                        {&report.Bundle{V: 1, Custody: p, Audit: audit}, "a report is about"},
+		"a patient and an instance":         {&report.Bundle{V: 1, Query: report.Query{Patient: "P", SOP: studyA + ".1.0"}, Custody: patient, Audit: audit}, "a report is about"},
+		"a patient without its study proof": {&report.Bundle{V: 1, Query: report.Query{Patient: "P"}, Custody: patient}, "chained under 1 studies, the bundle proves 0"},
+		"a patient with its own key proven": {&report.Bundle{V: 1, Query: report.Query{Patient: "P"}, Custody: patient, Audit: []*ledger.SubjectProof{patient}}, "is not of subject"},
+		"an unknown version":                {&report.Bundle{V: 2, Query: report.Query{Study: studyA}, Custody: p, Audit: audit}, "version 2"},
+		// A key-holding issuer's lies the content gives away:
+		"a patient with no entry (any key's absence proof)": {&report.Bundle{V: 1, Query: report.Query{Patient: "P-" + studyA},
+			Custody: l.proveKey(t, subject.Study("1.2.3.999")), Audit: nil}, "proves no entry"},
+		"a study's chain named a patient's": {&report.Bundle{V: 1, Query: report.Query{Patient: "P-" + studyA}, Custody: p,
+			Audit: []*ledger.SubjectProof{patient}}, "study " + studyA + "'s, not a patient's"},
+		"a study UID that only looks like it": {&report.Bundle{V: 1, Query: report.Query{Study: studyA + "\u200b"},
+			Custody: l.proveKey(t, subject.Study(studyA+"\u200b")), Audit: []*ledger.SubjectProof{l.proveKey(t, subject.Study(studyA+"\u200b"))}}, "the report's query"},
 	} {
-		env, err := report.Sign(ctx, issuer, b)
+		env, err := report.Sign(ctx, issuer, c.b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := report.Verify(env, keys); err == nil {
-			t.Errorf("%s: verifies", name)
+		if _, err := report.Verify(env, keys); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", name, err, c.want)
 		}
 	}
 	env, _ := report.Sign(ctx, issuer, &report.Bundle{V: 1, Query: report.Query{Patient: "P-" + studyA}, Custody: patient, Audit: audit})
@@ -216,7 +242,89 @@ func TestReportQueryShape(t *testing.T) {
 	uid := studyA + ".1.2"
 	env, _ = report.Sign(ctx, issuer, &report.Bundle{V: 1, Query: report.Query{Study: studyA, SOP: uid}, Custody: p, Audit: audit})
 	got, err := report.Verify(env, keys)
-	if err != nil || len(got.Events) != 1 || got.Events[0].Instance != uid || len(got.Instances) != 1 {
-		t.Fatalf("an instance's report: %v, %v", got.Events, err)
+	if err != nil || len(got.Instances) != 1 {
+		t.Fatalf("an instance's report: %v, %v", got, err)
 	}
+	mine := 0
+	for _, e := range got.Events {
+		switch e.Instance {
+		case uid:
+			mine++
+		case "": // study-level: kept
+		default:
+			t.Errorf("an instance's report shows an event of %s", e.Instance)
+		}
+	}
+	if mine != 1 {
+		t.Errorf("an instance's report: %d of its events, want 1", mine)
+	}
+}
+
+// A report at an older checkpoint is sound as far as it goes: it is
+// refused against a newer checkpoint the verifier holds; a patient's
+// audit proofs must share one checkpoint (each at its own, one could be
+// old); a checkpoint of another tree at the same size is a fork.
+func TestReportFreshness(t *testing.T) {
+	ctx := context.Background()
+	both := func(string) string { return "P-both" }
+	custodyLog, auditLog := newLogOf(t, "dicomseal.test/custody", both), newLogOf(t, "dicomseal.test/audit", both)
+	issuer, _ := signer.NewEphemeral()
+	keys := report.Keys{Attestation: issuer.Verifier, LogOrigin: custodyLog.origin, Log: custodyLog.v,
+		AuditOrigin: auditLog.origin, Audit: auditLog.v}
+	verify := func(b *report.Bundle, k report.Keys) (*report.Verified, error) {
+		t.Helper()
+		doc, err := report.Sign(ctx, issuer, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return report.Verify(doc, k)
+	}
+	// The study at the first checkpoint (size 5): 2 of its 4 entries.
+	old := &report.Bundle{V: 1, Query: report.Query{Study: studyA}, Custody: custodyLog.proveAt(t, subject.Study(studyA), 5),
+		Audit: []*ledger.SubjectProof{auditLog.prove(t, studyA)}}
+	got, err := verify(old, keys)
+	if err != nil || got.Custody.Size != 5 || len(got.Custody.Entries) != 2 {
+		t.Fatalf("an older checkpoint's report: %v", err)
+	}
+	latest := verifyLatest(t, custodyLog)
+	held := keys
+	held.HeldLog = &report.Held{Size: latest.Size, Root: latest.Hash}
+	if _, err := verify(old, held); err == nil || !strings.Contains(err.Error(), "older than the one you hold (10)") {
+		t.Errorf("an older checkpoint than the one held: %v", err)
+	}
+	held.HeldLog = &report.Held{Size: 5, Root: make([]byte, 32)}
+	if _, err := verify(old, held); err == nil || !strings.Contains(err.Error(), "forked") {
+		t.Errorf("another root at the held size: %v", err)
+	}
+	// A patient of both studies: two audit proofs, at one checkpoint.
+	salt, err := custodyLog.PatientSalt(ctx, "P-both")
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient := custodyLog.proveKey(t, subject.Patient(salt))
+	audits := []*ledger.SubjectProof{auditLog.prove(t, studyA), auditLog.prove(t, studyB)}
+	if bytes.Compare(audits[0].Subject[:], audits[1].Subject[:]) > 0 {
+		audits[0], audits[1] = audits[1], audits[0]
+	}
+	b := &report.Bundle{V: 1, Query: report.Query{Patient: "P-both"}, Custody: patient, Audit: audits}
+	if got, err := verify(b, keys); err != nil || len(got.Audit) != 2 || len(got.Instances) != 8 {
+		t.Fatalf("a patient of two studies: %v", err)
+	}
+	b.Audit[1] = auditLog.proveAt(t, b.Audit[1].Subject, 5)
+	if _, err := verify(b, keys); err == nil || !strings.Contains(err.Error(), "share one") {
+		t.Errorf("audit proofs at two checkpoints: %v", err)
+	}
+}
+
+func verifyLatest(t *testing.T, l *testLog) *log.Checkpoint {
+	t.Helper()
+	cp, err := l.LatestCheckpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _, err := log.ParseCheckpoint(cp.Note, l.origin, l.v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // CSVHeader is the CSV format's first row.
@@ -26,9 +27,12 @@ func (v *Verified) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// cell neutralizes a value a spreadsheet would take for a formula.
+// cell neutralizes a value a spreadsheet would take for a formula: one
+// whose first character, after any spaces, starts one (fullwidth forms
+// included, which some spreadsheets fold).
 func cell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	t := strings.TrimLeft(s, " ")
+	if r, _ := utf8.DecodeRuneInString(t); t != "" && strings.ContainsRune("=+-@\t\r\n＝＋－＠", r) {
 		return "'" + s
 	}
 	return s

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
+	"github.com/dicomseal/dicomseal/subject"
 )
 
 // Event is one entry of a report as a row: what happened, to which
@@ -34,6 +35,8 @@ type Event struct {
 	Purpose     string    `json:"purpose,omitempty"`
 	Digest      string    `json:"digest,omitempty"` // SHA-256 of the bytes the event concerns
 	Verdict     string    `json:"verdict,omitempty"`
+
+	object string // an audit event's object, an instance's when it is one of the chain's
 }
 
 // Log names.
@@ -148,11 +151,7 @@ func auditEvent(e ledger.Entry) (Event, error) {
 	if b.Status != 0 {
 		ev.Verdict += " " + strconv.Itoa(b.Status)
 	}
-	// The object is an instance when it is a UID other than the study's
-	// (a request may name a study, a log index or "patient").
-	if strings.Contains(b.Object, ".") && b.Object != b.Study {
-		ev.Instance = b.Object
-	}
+	ev.object = b.Object // an instance's UID, a study's or series', a log index…: decode tells
 	return ev, nil
 }
 
@@ -169,8 +168,8 @@ func either(a, b string) string {
 }
 
 // decode turns the proven entries into the report's rows: every custody
-// entry about an instance, every audit entry, in time order (then custody
-// before audit, then by index), within the query's instance and window.
+// entry about an instance, every audit entry, in time order (then audit
+// before custody, then by index), within the query's instance and window.
 func (v *Verified) decode() error {
 	type job struct {
 		audit bool
@@ -216,6 +215,15 @@ func (v *Verified) decode() error {
 			studyOf[ev.Instance] = ev.Study
 		}
 	}
+	v.chainInstances = len(v.Instances)
+	if v.Query.Patient != "" {
+		// A study's chain offered as a patient's: its key is the study's.
+		for _, study := range studyOf {
+			if study != "" && subject.Study(study) == v.Custody.Subject {
+				return fmt.Errorf("the custody proof is study %s's, not a patient's", study)
+			}
+		}
+	}
 	if v.Query.SOP != "" {
 		if _, ok := studyOf[v.Query.SOP]; !ok {
 			return fmt.Errorf("instance %s is not attested in study %s's custody chain", v.Query.SOP, v.Query.Study)
@@ -223,6 +231,9 @@ func (v *Verified) decode() error {
 		v.Instances = []string{v.Query.SOP}
 	}
 	for i := range all {
+		if _, ok := studyOf[all[i].object]; ok && all[i].Log == LogAudit {
+			all[i].Instance = all[i].object
+		}
 		if all[i].Study == "" {
 			all[i].Study = studyOf[all[i].Instance]
 		}
@@ -239,7 +250,9 @@ func (v *Verified) decode() error {
 	q := v.Query
 	for _, ev := range all {
 		switch {
-		case q.SOP != "" && ev.Instance != q.SOP,
+		// An instance's report keeps the study-level requests (a study or
+		// series retrieved whole hands the instance out too).
+		case q.SOP != "" && ev.Instance != q.SOP && ev.Instance != "",
 			q.From != nil && ev.Time.Before(*q.From),
 			q.To != nil && !ev.Time.Before(*q.To):
 			continue

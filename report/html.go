@@ -15,7 +15,7 @@ var templates embed.FS
 var page = template.Must(template.New("report.html").Funcs(template.FuncMap{
 	"hex":    hex.EncodeToString,
 	"utc":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
-	"failed": failed,
+	"failed": Failed,
 	"witnesses": func(w []string) string {
 		if len(w) == 0 {
 			return "not witnessed"
@@ -24,8 +24,8 @@ var page = template.Must(template.New("report.html").Funcs(template.FuncMap{
 	},
 }).ParseFS(templates, "templates/report.html"))
 
-// failed tells whether a verdict is a failure a reader must not miss.
-func failed(verdict string) bool {
+// Failed tells whether a verdict is a failure a reader must not miss.
+func Failed(verdict string) bool {
 	return strings.HasPrefix(verdict, "FAILED") || strings.HasPrefix(verdict, "refused") ||
 		strings.HasPrefix(verdict, "blocked") || verdict == "MISMATCH"
 }

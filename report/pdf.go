@@ -60,9 +60,9 @@ func (v *Verified) WritePDF(w io.Writer) error {
 		para("- " + l)
 	}
 	heading(11, "Checkpoints and keys")
-	para(fmt.Sprintf("Custody log %s: tree size %d, root %s.", v.Custody.Origin, v.Custody.Size, hex.EncodeToString(v.Custody.Root)))
+	para(fmt.Sprintf("Custody log %s, key %s: tree size %d, root %s.", v.Custody.Origin, v.Custody.Key, v.Custody.Size, hex.EncodeToString(v.Custody.Root)))
 	for _, a := range v.Audit {
-		para(fmt.Sprintf("Audit log %s: tree size %d, root %s.", a.Origin, a.Size, hex.EncodeToString(a.Root)))
+		para(fmt.Sprintf("Audit log %s, key %s: tree size %d, root %s.", a.Origin, a.Key, a.Size, hex.EncodeToString(a.Root)))
 	}
 	para("Attestation key id: " + v.KeyID)
 	heading(11, "How to verify")
@@ -107,7 +107,7 @@ func (v *Verified) WritePDF(w io.Writer) error {
 			}
 			for _, c := range pdfColumns {
 				style := ""
-				if c.name == "verdict" && failed(e.Verdict) {
+				if c.name == "verdict" && Failed(e.Verdict) {
 					style = "B"
 				}
 				pdf.SetFont("Helvetica", style, 7)

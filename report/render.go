@@ -75,14 +75,20 @@ func window(from, to *time.Time) string {
 func (v *Verified) Statement() []string {
 	lines := []string{
 		fmt.Sprintf("This report of %s was issued at %s by attestation key %s.", v.Subject(), v.Generated.UTC().Format(time.RFC3339), v.KeyID),
-		proofLine("custody", v.Custody, fmt.Sprintf("%d entries about %d instances", len(v.Custody.Entries), len(v.Instances))),
+		proofLine("custody", v.Custody, fmt.Sprintf("the %d entries of the chain, about %d instances,", len(v.Custody.Entries), v.chainInstances)),
 	}
 	for _, a := range v.Audit {
-		lines = append(lines, proofLine("audit", a, fmt.Sprintf("%d access records of study key %s…", len(a.Entries), a.Subject.String()[:16])))
+		lines = append(lines, proofLine("audit", a, fmt.Sprintf("the %d access records chained under subject %s…", len(a.Entries), a.Subject.String()[:16])))
+	}
+	if v.Query.Patient != "" {
+		lines = append(lines, "That the chain is this patient's rests on the issuer's signature alone: a patient's key is derived from a salt only the server holds.")
+	}
+	if v.AuditUnchecked > 0 {
+		lines = append(lines, fmt.Sprintf("NOT CHECKED: the audit log's part (%d subject proofs), whose access records are not shown: its key was not given.", v.AuditUnchecked))
 	}
 	lines = append(lines,
-		fmt.Sprintf("Every entry is the log's own, in its place, and none of the subject's entries up to those checkpoints is missing: %d events are shown.", len(v.Events)),
-		"It does not prove what happened after those checkpoints, nor what was never recorded; names and patient data are not in the logs, only commitments.")
+		fmt.Sprintf("Every entry checked is the log's own, in its place, and none of the subject's entries up to those checkpoints is missing: %d events are shown.", len(v.Events)),
+		"It does not prove what happened after those checkpoints (compare them with checkpoints you hold), nor what was never recorded; names and patient data are not in the logs, only commitments.")
 	return lines
 }
 
@@ -91,7 +97,7 @@ func proofLine(name string, p Proven, what string) string {
 	if len(p.Witnesses) > 0 {
 		w = "witnessed by " + strings.Join(p.Witnesses, ", ")
 	}
-	return fmt.Sprintf("The %s log %s proves %s complete up to its checkpoint of size %d (root %s), %s.", name, p.Origin, what, p.Size, hex.EncodeToString(p.Root), w)
+	return fmt.Sprintf("The %s log %s (key %s) proves %s complete up to its checkpoint of size %d (root %s), %s.", name, p.Origin, p.Key, what, p.Size, hex.EncodeToString(p.Root), w)
 }
 
 // HowToVerify is the command that verifies the report's JSON bundle.

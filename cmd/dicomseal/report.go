@@ -136,7 +136,7 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if q.SOP != "" {
 		object = q.SOP
 	} else if q.Patient != "" {
-		object = "patient"
+		object = "patient:" + doc.Subject.String() // the key, never the Patient ID
 	}
 	if err := m.audit.RecordDurable(ctx, audit.Event{Time: time.Now().UTC(), Actor: *actor, Role: auth.RoleAuditor,
 		Action: "custody.export", Object: object, Study: q.Study, Outcome: "allowed"}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -67,6 +68,10 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 	_, auditKey := srv.auditLogVerifier()
 	attKey := filepath.Join(keyDir, "attestation.pem")
 	os.WriteFile(attKey, attestationPEM(t, srv), 0o644)
+	// A checkpoint from before the tampering: a proof at it is sound, and
+	// hides what came after.
+	lv, _ := srv.logVerifier()
+	oldCheckpoint, _ := srv.waitForCheckpoint(lv, 1)
 	srv.stop()
 
 	// d's stored copy altered; the offline scrub finds it.
@@ -98,7 +103,11 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 		}
 		return len(v.Audit) == 1 && slices.ContainsFunc(v.Audit[0].Entries, func(e ledger.Entry) bool { return bytes.Contains(e.Body, []byte(`"instance.transfer"`)) })
 	})
-	code, out := runCLI("verify-report", bundle, "--key", attKey, "--log-key", logKey, "--audit-log-key", auditKey)
+	// The checkpoint the auditor holds (here: the server's latest, fetched
+	// just before the report).
+	heldCheckpoint := filepath.Join(t.TempDir(), "custody.checkpoint")
+	os.WriteFile(heldCheckpoint, auditor.do(http.MethodGet, "/v1/log/checkpoint", "", nil).body, 0o644)
+	code, out := runCLI("verify-report", bundle, "--key", attKey, "--log-key", logKey, "--audit-log-key", auditKey, "--log-checkpoint", heldCheckpoint)
 	if code != 0 || !strings.Contains(out, "VERIFIED") || !strings.Contains(out, "not witnessed") || !strings.Contains(out, "instances (4)") {
 		t.Fatalf("verify-report: exit %d\n%s", code, out)
 	}
@@ -169,6 +178,13 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 			b.Custody.Checkpoint, _ = note.Sign(&note.Note{Text: n.Text}, forger)
 		}, "custody log: checkpoint"},
 		"an access record dropped": {func(b *report.Bundle) { b.Audit[0].Entries = slices.Delete(b.Audit[0].Entries, 5, 6) }, "audit log:"},
+		"a proof at a checkpoint older than the one held": {func(b *report.Bundle) {
+			r := auditor.do(http.MethodGet, fmt.Sprintf("/v1/log/proof/subject?study=%s&size=%d", study.uid, oldCheckpoint.Size), "", nil)
+			b.Custody = new(ledger.SubjectProof)
+			if err := json.Unmarshal(r.body, b.Custody); err != nil {
+				t.Fatal(err)
+			}
+		}, "older than the one you hold"},
 	} {
 		bb := bundleOf(t, readDocument(t, bundle))
 		c.mutate(bb)
@@ -179,7 +195,7 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 		path := filepath.Join(t.TempDir(), "tampered.json")
 		raw, _ := json.Marshal(doc)
 		os.WriteFile(path, raw, 0o644)
-		code, out := runCLI("verify-report", path, "--key", attKey, "--log-key", logKey, "--audit-log-key", auditKey)
+		code, out := runCLI("verify-report", path, "--key", attKey, "--log-key", logKey, "--audit-log-key", auditKey, "--log-checkpoint", heldCheckpoint)
 		if code != 1 || !strings.HasPrefix(out, "NOT VERIFIED") || !strings.Contains(out, c.want) {
 			t.Errorf("%s, re-signed by the server's key: exit %d, want 1 naming %q:\n%s", name, code, c.want, out)
 		}
@@ -205,8 +221,14 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 	var found []map[string]struct{ Value []string }
 	json.Unmarshal(patient.body, &found)
 	r = auditor.do(http.MethodGet, "/v1/custody?patient="+found[0]["00100020"].Value[0], "", nil)
-	if got := verifyBody(t, r, keys); len(got.Instances) != 4 || len(got.Audit) != 1 {
+	got := verifyBody(t, r, keys)
+	if len(got.Instances) != 4 || len(got.Audit) != 1 {
 		t.Errorf("the patient's report: %d instances, %d audit proofs", len(got.Instances), len(got.Audit))
+	}
+	// Its export names the patient's key, never the Patient ID.
+	found2 := auditor.do(http.MethodGet, "/v1/audit?object=patient:"+got.Custody.Subject.String(), "", nil)
+	if !bytes.Contains(found2.body, []byte(`"custody.export"`)) || bytes.Contains(found2.body, []byte(found[0]["00100020"].Value[0])) {
+		t.Errorf("the patient report's audit event: %s", found2.body)
 	}
 	assertProblem(t, srv.as(auth.RoleViewer).do(http.MethodGet, "/v1/custody?study="+study.uid, "", nil), http.StatusForbidden, "forbidden")
 	assertProblem(t, auditor.do(http.MethodGet, "/v1/custody", "", nil), http.StatusBadRequest, "invalid-proof-request")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/dicomseal/dicomseal/report"
@@ -54,6 +55,8 @@ func verifyReportCommand(args []string, stdout, stderr io.Writer) int {
 	auditKeyPath := fs.String("audit-log-key", "", "the audit log's verifier key (use audit-log), or a file holding it; without it the access records are not checked, and not shown")
 	origin := fs.String("log-origin", defaultLogOrigin, "the custody log's origin line")
 	auditOrigin := fs.String("audit-origin", defaultAuditOrigin, "the audit log's origin line")
+	logHeld := fs.String("log-checkpoint", "", "a custody log checkpoint you hold (a file: a witness's, or 'log watch' state): a report at an older one is refused")
+	auditHeld := fs.String("audit-checkpoint", "", "an audit log checkpoint you hold, the same way")
 	var witnesses witnessKeys
 	fs.Var(&witnesses, "witness-key", "a witness's verifier key (vkey, or a file holding it) whose cosignature you trust; repeatable")
 	fs.Usage = usage(fs, stderr, "dicomseal verify-report BUNDLE.json --key attestation.pem --log-key log.vkey [--audit-log-key audit.vkey]", verifyReportDescription)
@@ -82,6 +85,27 @@ func verifyReportCommand(args []string, stdout, stderr io.Writer) int {
 			return usageErr(fmt.Errorf("--audit-log-key: %w", err))
 		}
 	}
+	for _, h := range []struct {
+		flag, path, origin string
+		v                  note.Verifier
+		dst                **report.Held
+	}{{"--log-checkpoint", *logHeld, *origin, k.Log, &k.HeldLog}, {"--audit-checkpoint", *auditHeld, *auditOrigin, k.Audit, &k.HeldAudit}} {
+		if h.path == "" {
+			continue
+		}
+		if h.v == nil {
+			return usageErr(fmt.Errorf("%s needs the log's key", h.flag))
+		}
+		raw, err := os.ReadFile(h.path)
+		if err != nil {
+			return usageErr(err)
+		}
+		cp, _, _, err := log.ParseCheckpoint(raw, h.origin, h.v)
+		if err != nil {
+			return usageErr(fmt.Errorf("%s: %w", h.flag, err))
+		}
+		*h.dst = &report.Held{Size: cp.Size, Root: cp.Hash}
+	}
 	doc, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
 		return usageErr(err)
@@ -97,9 +121,6 @@ func verifyReportCommand(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "VERIFIED: %s\n", fs.Arg(0))
 	for _, l := range v.Statement() {
 		fmt.Fprintln(stdout, "  "+l)
-	}
-	if k.Audit == nil {
-		fmt.Fprintf(stdout, "  NOT CHECKED: the audit log's part (%d proofs): give --audit-log-key to check and show who accessed what.\n", v.AuditUnchecked)
 	}
 	fmt.Fprintf(stdout, "  instances (%d):\n", len(v.Instances))
 	for _, in := range v.ByInstance() {
@@ -118,7 +139,7 @@ func summarize(evs []report.Event) string {
 	count := map[string]int{}
 	for _, e := range evs {
 		k := e.Event
-		if strings.HasPrefix(e.Verdict, "FAILED") || strings.HasPrefix(e.Verdict, "blocked") {
+		if report.Failed(e.Verdict) {
 			k += " " + e.Verdict
 		}
 		if count[k] == 0 {
