@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -8,6 +9,9 @@ import (
 	"github.com/dicomseal/dicomseal/problem"
 	"github.com/dicomseal/dicomseal/report"
 )
+
+// maxReports is how many custody reports a server makes at once.
+const maxReports = 2
 
 // custodyReport answers GET /v1/custody?study=|patient=|sop=&from=&to=:
 // the signed chain-of-custody bundle that `dicomseal verify-report`
@@ -18,6 +22,16 @@ func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
 	if s.AuditLog == nil {
 		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log: a report proves the audit trail too", nil)
 		return
+	}
+	if s.reports != nil {
+		select {
+		case s.reports <- struct{}{}:
+			defer func() { <-s.reports }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, problem.RateLimited, fmt.Sprintf("at most %d custody reports are made at once: retry", maxReports), nil)
+			return
+		}
 	}
 	v := r.URL.Query()
 	q := report.Query{Study: v.Get("study"), Patient: v.Get("patient"), SOP: v.Get("sop")}

@@ -39,6 +39,9 @@ type Server struct {
 	svc     Service
 	log     *slog.Logger
 	metrics *metrics
+	// reports bounds the custody reports made at once: each holds its
+	// bundle in memory (about 120 MiB for a study of 10,000 instances).
+	reports chan struct{}
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64
 	// Probes are the readiness checks RunProbes runs in the background
@@ -104,7 +107,7 @@ func New(svc Service, log *slog.Logger) *Server {
 		Name: "dicomseal_ledger_append_queue",
 		Help: "Ledger appends waiting for a commit (each commit takes all of them as one batch).",
 	}, func() float64 { return float64(svc.AppendQueue()) }))
-	s := &Server{svc: svc, log: log, metrics: m, MaxBody: 2 << 30, PublicLog: true,
+	s := &Server{svc: svc, log: log, metrics: m, MaxBody: 2 << 30, PublicLog: true, reports: make(chan struct{}, maxReports),
 		MetricsAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		RateLimit:    1000, RateBurst: 2000,
 		Pace:      BodyPace{Idle: 30 * time.Second, MinRate: 4 << 10},
