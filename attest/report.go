@@ -96,3 +96,23 @@ func (s *Service) studyOf(ctx context.Context, uid string) (string, error) {
 	}
 	return p.StudyInstanceUID, nil
 }
+
+// Identities are the correctable identity rows (patient name, ID, birth
+// date) of the bytes each instance was attested with, by SOP Instance UID,
+// for a report made by whoever may read them (the data directory's
+// operator): they are not in the logs, and a report does not prove them.
+// An erased row is left out.
+func (s *Service) Identities(ctx context.Context, instances map[string]string) (map[string]custody.Identity, error) {
+	out := make(map[string]custody.Identity, len(instances))
+	for uid, sha := range instances {
+		id, err := s.ledger.Identity(ctx, sha)
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, s.logError(err)
+		}
+		out[uid] = *id
+	}
+	return out, nil
+}

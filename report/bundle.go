@@ -201,6 +201,23 @@ type Verified struct {
 	AuditUnchecked int
 
 	chainInstances int // the instances the chain attests, whatever the query shows
+
+	// Names, set by the caller for a reader allowed to see them, are each
+	// instance's patient as the correctable identity table holds it: shown
+	// in HTML and PDF, marked as not proven, never in the bundle.
+	Names map[string]string
+
+	digests map[string]string // each instance's latest attested bytes
+}
+
+// Digests are the SHA-256 of each instance's latest attested bytes, by
+// SOP Instance UID: what its identity row is kept under.
+func (v *Verified) Digests() map[string]string {
+	out := make(map[string]string, len(v.Instances))
+	for _, uid := range v.Instances {
+		out[uid] = v.digests[uid]
+	}
+	return out
 }
 
 // Proven is one log's part of a report: its checkpoint and the entries

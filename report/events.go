@@ -207,12 +207,14 @@ func (v *Verified) decode() error {
 		}
 	}
 	studyOf := map[string]string{}
+	v.digests = map[string]string{}
 	for _, ev := range all[:len(v.Custody.Entries)] {
 		if custody.Attests(ledger.Kind(ev.Event)) {
 			if _, seen := studyOf[ev.Instance]; !seen {
 				v.Instances = append(v.Instances, ev.Instance)
 			}
 			studyOf[ev.Instance] = ev.Study
+			v.digests[ev.Instance] = ev.Digest
 		}
 	}
 	v.chainInstances = len(v.Instances)

@@ -96,6 +96,9 @@ func (v *Verified) WritePDF(w io.Writer) error {
 			if in.Study != "" {
 				para("Study " + in.Study)
 			}
+			if in.Patient != "" {
+				para("Patient: " + in.Patient + " (from the correctable identity table, not proven by the logs)")
+			}
 		} else {
 			heading(10, "Requests about the study as a whole")
 		}

@@ -8,11 +8,12 @@ import (
 )
 
 // Instance is one instance's chain of custody as the human formats show
-// it: its events in time order.
+// it: its events in time order, and its patient when Names has it.
 type Instance struct {
-	UID    string
-	Study  string
-	Events []Event
+	UID     string
+	Study   string
+	Patient string
+	Events  []Event
 }
 
 // ByInstance groups the report's events per instance, in the order of
@@ -23,7 +24,7 @@ func (v *Verified) ByInstance() []Instance {
 	out := make([]Instance, 0, len(v.Instances)+1)
 	for _, uid := range v.Instances {
 		at[uid] = len(out)
-		out = append(out, Instance{UID: uid})
+		out = append(out, Instance{UID: uid, Patient: v.Names[uid]})
 	}
 	var rest Instance
 	for _, ev := range v.Events {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -17,6 +18,7 @@ import (
 	"github.com/dicomseal/dicomseal/attest"
 	"github.com/dicomseal/dicomseal/audit"
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/report"
 	"github.com/dicomseal/dicomseal/signer"
@@ -41,8 +43,10 @@ far. Every report is itself recorded, durably and before anything is written,
 as a custody.export event of the audit trail (actor: --actor), chained under
 the study: the next report lists it. csv, html and pdf are written from the
 bundle after verifying it with the service's public keys, so they show only
-what the bundle proves. Patient names never appear: the logs hold
-commitments, not values.
+what the bundle proves. Patient names are not in the logs (only commitments
+are): --names adds each instance's patient to html and pdf from the identity
+table, marked as not proven, for an operator who may read it anyway (the
+export is then recorded as custody.export.names).
 
 Exit status: 0 written, 1 the report could not be made (unknown study,
 patient or instance, a log that cannot be read), 2 usage.`
@@ -63,6 +67,7 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	format := fs.String("format", "json", "json, csv, html or pdf")
 	output := fs.String("output", "", "file to write (default: standard output); written whole or not at all")
 	actor := fs.String("actor", defaultActor("dicomseal report"), "who is exporting the report, as the audit trail records it")
+	names := fs.Bool("names", false, "html and pdf: show each instance's patient (name, ID, birth date) from the identity table, marked as not proven; the logs never hold them, and GET /v1/custody never shows them")
 	fs.Usage = usage(fs, stderr, "dicomseal report (--study UID | --sop UID | --patient ID) [--format json|csv|html|pdf] [--output FILE] [flags]", reportDescription)
 	if err := parseWithEnv(fs, args); err != nil {
 		return exitUsage(err)
@@ -87,6 +92,9 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case "json", "csv", "html", "pdf":
 	default:
 		return usageErr("--format must be json, csv, html or pdf, got %q", *format)
+	}
+	if *names && *format != "html" && *format != "pdf" {
+		return usageErr("--names is for html and pdf: the bundle and the CSV hold only what the logs prove")
 	}
 	for _, t := range []struct {
 		flag string
@@ -138,8 +146,12 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	} else if q.Patient != "" {
 		object = "patient:" + doc.Subject.String() // the key, never the Patient ID
 	}
+	action := "custody.export"
+	if *names {
+		action = "custody.export.names" // patient data left too
+	}
 	if err := m.audit.RecordDurable(ctx, audit.Event{Time: time.Now().UTC(), Actor: *actor, Role: auth.RoleAuditor,
-		Action: "custody.export", Object: object, Study: q.Study, Outcome: "allowed"}); err != nil {
+		Action: action, Object: object, Study: q.Study, Outcome: "allowed"}); err != nil {
 		return fail(fmt.Errorf("the audit trail could not record the export (nothing was written): %w", err))
 	}
 	if _, _, err := m.auditLog.Integrate(ctx); err != nil {
@@ -161,6 +173,16 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return fmt.Errorf("the report does not verify with this service's own keys: %w", err)
 		}
+		if *names {
+			ids, err := svc.Identities(ctx, v.Digests())
+			if err != nil {
+				return err
+			}
+			v.Names = map[string]string{}
+			for uid, id := range ids {
+				v.Names[uid] = patientLine(id)
+			}
+		}
 		switch *format {
 		case "csv":
 			return v.WriteCSV(w)
@@ -173,6 +195,18 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fail(err)
 	}
 	return 0
+}
+
+// patientLine is a patient as a report shows them to a reader allowed to.
+func patientLine(id custody.Identity) string {
+	s := strings.TrimSpace(strings.ReplaceAll(id.PatientName, "^", " "))
+	if id.PatientID != "" {
+		s += ", ID " + id.PatientID
+	}
+	if id.PatientBirthDate != "" {
+		s += ", born " + id.PatientBirthDate
+	}
+	return strings.TrimPrefix(s, ", ")
 }
 
 // publicKeys are the service's public keys as an offline verifier holds them.

@@ -41,6 +41,7 @@ func TestCustodyReport(t *testing.T) {
 
 func custodyReport(t *testing.T, dataDir string, dep deployment) {
 	flags := append([]string{"--checkpoint-interval", "20ms"}, dep.flags...)
+	var patientName string // from QIDO, below
 	srv := startServer(t, dataDir, flags...)
 	study := newCTStudy(t)
 	var sops []string
@@ -217,17 +218,22 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 	if got := verifyBody(t, r, keys); len(got.Events) != 0 || len(got.Custody.Entries) != 6 {
 		t.Errorf("a window after everything: %d events, %d entries proven", len(got.Events), len(got.Custody.Entries))
 	}
-	patient := srv.do(http.MethodGet, "/dicomweb/instances?SOPInstanceUID="+a+"&includefield=00100020", "", nil)
-	var found []map[string]struct{ Value []string }
+	patient := srv.do(http.MethodGet, "/dicomweb/instances?SOPInstanceUID="+a+"&includefield=00100020&includefield=00100010", "", nil)
+	var found []map[string]struct{ Value []json.RawMessage }
 	json.Unmarshal(patient.body, &found)
-	r = auditor.do(http.MethodGet, "/v1/custody?patient="+found[0]["00100020"].Value[0], "", nil)
+	var pn struct{ Alphabetic string }
+	json.Unmarshal(found[0]["00100010"].Value[0], &pn)
+	patientName = strings.ReplaceAll(pn.Alphabetic, "^", " ")
+	var patientID string
+	json.Unmarshal(found[0]["00100020"].Value[0], &patientID)
+	r = auditor.do(http.MethodGet, "/v1/custody?patient="+patientID, "", nil)
 	got := verifyBody(t, r, keys)
 	if len(got.Instances) != 4 || len(got.Audit) != 1 {
 		t.Errorf("the patient's report: %d instances, %d audit proofs", len(got.Instances), len(got.Audit))
 	}
 	// Its export names the patient's key, never the Patient ID.
 	found2 := auditor.do(http.MethodGet, "/v1/audit?object=patient:"+got.Custody.Subject.String(), "", nil)
-	if !bytes.Contains(found2.body, []byte(`"custody.export"`)) || bytes.Contains(found2.body, []byte(found[0]["00100020"].Value[0])) {
+	if !bytes.Contains(found2.body, []byte(`"custody.export"`)) || bytes.Contains(found2.body, []byte(patientID)) {
 		t.Errorf("the patient report's audit event: %s", found2.body)
 	}
 	assertProblem(t, srv.as(auth.RoleViewer).do(http.MethodGet, "/v1/custody?study="+study.uid, "", nil), http.StatusForbidden, "forbidden")
@@ -272,13 +278,25 @@ func custodyReport(t *testing.T, dataDir string, dep deployment) {
 		if strings.Contains(text, other) {
 			t.Errorf("the %s names the other study", what)
 		}
+		if strings.Contains(text, patientName) {
+			t.Errorf("the %s names the patient without --names", what)
+		}
+	}
+	// --names, for the operator: the patient from the identity table.
+	named := pdfToText(t, []byte(reportCLI(t, dataDir, dep.flags, "pdf", study.uid, "--names")))
+	if !strings.Contains(named, patientName) || !strings.Contains(named, "not proven") {
+		t.Errorf("the PDF with --names lacks the patient %q:\n%.2000s", patientName, named)
+	}
+	if code, out := runCLI(append([]string{"report", "--data-dir", dataDir, "--study", study.uid, "--format", "csv", "--names"}, dep.flags...)...); code != 2 {
+		t.Errorf("--names with csv: exit %d\n%s", code, out)
 	}
 }
 
-func reportCLI(t *testing.T, dataDir string, flags []string, format, study string) string {
+func reportCLI(t *testing.T, dataDir string, flags []string, format, study string, extra ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "report."+format)
-	code, out := runCLI(append([]string{"report", "--data-dir", dataDir, "--study", study, "--format", format, "--output", path, "--actor", "e2e"}, flags...)...)
+	args := append([]string{"report", "--data-dir", dataDir, "--study", study, "--format", format, "--output", path, "--actor", "e2e"}, extra...)
+	code, out := runCLI(append(args, flags...)...)
 	if code != 0 {
 		t.Fatalf("report --format %s: exit %d\n%s", format, code, out)
 	}
