@@ -23,16 +23,6 @@ func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem.AuditNotConfigured, "this server keeps no audit log: a report proves the audit trail too", nil)
 		return
 	}
-	if s.reports != nil {
-		select {
-		case s.reports <- struct{}{}:
-			defer func() { <-s.reports }()
-		default:
-			w.Header().Set("Retry-After", "1")
-			writeProblem(w, problem.RateLimited, fmt.Sprintf("at most %d custody reports are made at once: retry", maxReports), nil)
-			return
-		}
-	}
 	v := r.URL.Query()
 	q := report.Query{Study: v.Get("study"), Patient: v.Get("patient"), SOP: v.Get("sop")}
 	switch {
@@ -43,6 +33,16 @@ func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
 		noteStudy(r, q.Study)
 	case q.Patient != "":
 		noteObject(r, "patient") // the audit trail never holds a Patient ID
+	}
+	if s.reports != nil {
+		select {
+		case s.reports <- struct{}{}:
+			defer func() { <-s.reports }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, problem.RateLimited, fmt.Sprintf("at most %d custody reports are made at once: retry", maxReports), nil)
+			return
+		}
 	}
 	for name, dst := range map[string]**time.Time{"from": &q.From, "to": &q.To} {
 		if raw := v.Get(name); raw != "" {
@@ -74,7 +74,9 @@ func (s *Server) custodyReport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeDeadline(w, int64(len(raw)))
+	// A reader slower than 1 MiB/s would hold a report's memory and
+	// slot for hours at the usual 4 KiB/s allowance.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerWriteTimeout + time.Duration(len(raw)>>20)*time.Second))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

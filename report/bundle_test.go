@@ -328,3 +328,80 @@ func verifyLatest(t *testing.T, l *testLog) *log.Checkpoint {
 	}
 	return c
 }
+
+// An instance revised into another study is chained under both: the
+// study it left holds its history only up to the move. That chain is not
+// a patient's, and not the instance's study any more.
+func TestMovedInstance(t *testing.T) {
+	ctx := context.Background()
+	const studyC = "1.2.826.0.1.3680043.10.3"
+	mk := func(origin string) *testLog {
+		backend, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "log.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { backend.Close() })
+		skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
+		s, _ := note.NewSigner(skey)
+		v, _ := note.NewVerifier(vkey)
+		l := custody.New(ledger.New(backend, origin, s, v))
+		rec := func(kind ledger.Kind, uid, study string, i int, revises uint64) custody.Record {
+			sha := fmt.Sprintf("%064x", i)
+			return custody.Record{Kind: kind, Subject: uid, FileSHA256: sha, Revises: revises,
+				Body:     []byte(fmt.Sprintf(`{"v":2,"kind":%q,"subject":%q,"file_sha256":%q,"study_instance_uid":%q}`, kind, uid, sha, study)),
+				Identity: &custody.Identity{Salt: make([]byte, 32), PatientID: "P"},
+				Catalog:  &catalog.Entry{SOPInstanceUID: uid, StudyInstanceUID: study, SeriesInstanceUID: study + ".1", PatientID: "P"}}
+		}
+		first, err := l.AppendIngest(ctx, rec(custody.KindIngest, studyA+".1.1", studyA, 1, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.AppendIngest(ctx, rec(custody.KindRevision, studyA+".1.1", studyC, 2, first.Index)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := l.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return &testLog{Log: l, origin: origin, v: v}
+	}
+	custodyLog, auditLog := mk("dicomseal.test/custody"), mk("dicomseal.test/audit")
+	issuer, _ := signer.NewEphemeral()
+	keys := report.Keys{Attestation: issuer.Verifier, LogOrigin: custodyLog.origin, Log: custodyLog.v,
+		AuditOrigin: auditLog.origin, Audit: auditLog.v}
+	verify := func(b *report.Bundle) error {
+		doc, err := report.Sign(ctx, issuer, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = report.Verify(doc, keys)
+		return err
+	}
+	a := custodyLog.prove(t, studyA)
+	if len(a.Entries) != 2 {
+		t.Fatalf("study A's chain: %d entries, want the ingest and the move", len(a.Entries))
+	}
+	// The study's own report, and the instance's in its study now, verify.
+	if err := verify(&report.Bundle{V: 1, Query: report.Query{Study: studyA}, Custody: a, Audit: []*ledger.SubjectProof{auditLog.prove(t, studyA)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := verify(&report.Bundle{V: 1, Query: report.Query{Study: studyC, SOP: studyA + ".1.1"}, Custody: custodyLog.prove(t, studyC),
+		Audit: []*ledger.SubjectProof{auditLog.prove(t, studyC)}}); err != nil {
+		t.Fatal(err)
+	}
+	// The instance's report in the study it left.
+	err := verify(&report.Bundle{V: 1, Query: report.Query{Study: studyA, SOP: studyA + ".1.1"}, Custody: a, Audit: []*ledger.SubjectProof{auditLog.prove(t, studyA)}})
+	if err == nil || !strings.Contains(err.Error(), "is of study "+studyC+" now") {
+		t.Errorf("an instance's report in the study it left: %v", err)
+	}
+	// Study A's chain as a patient's: its latest entry names study C only,
+	// its first names A.
+	salt, _ := custodyLog.PatientSalt(ctx, "P")
+	audits := []*ledger.SubjectProof{auditLog.proveKey(t, subject.Patient(salt)), auditLog.prove(t, studyC)}
+	if bytes.Compare(audits[0].Subject[:], audits[1].Subject[:]) > 0 {
+		audits[0], audits[1] = audits[1], audits[0]
+	}
+	err = verify(&report.Bundle{V: 1, Query: report.Query{Patient: "P"}, Custody: a, Audit: audits})
+	if err == nil || !strings.Contains(err.Error(), "not a patient's") {
+		t.Errorf("a moved study's chain as a patient's: %v", err)
+	}
+}

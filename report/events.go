@@ -209,6 +209,11 @@ func (v *Verified) decode() error {
 	studyOf := map[string]string{}
 	v.digests = map[string]string{}
 	for _, ev := range all[:len(v.Custody.Entries)] {
+		// A study's chain offered as a patient's: some entry of it names
+		// the study whose key it is (its first one does, at least).
+		if v.Query.Patient != "" && ev.Study != "" && subject.Study(ev.Study) == v.Custody.Subject {
+			return fmt.Errorf("the custody proof is study %s's, not a patient's", ev.Study)
+		}
 		if custody.Attests(ledger.Kind(ev.Event)) {
 			if _, seen := studyOf[ev.Instance]; !seen {
 				v.Instances = append(v.Instances, ev.Instance)
@@ -218,17 +223,13 @@ func (v *Verified) decode() error {
 		}
 	}
 	v.chainInstances = len(v.Instances)
-	if v.Query.Patient != "" {
-		// A study's chain offered as a patient's: its key is the study's.
-		for _, study := range studyOf {
-			if study != "" && subject.Study(study) == v.Custody.Subject {
-				return fmt.Errorf("the custody proof is study %s's, not a patient's", study)
-			}
-		}
-	}
 	if v.Query.SOP != "" {
-		if _, ok := studyOf[v.Query.SOP]; !ok {
+		// Of the study now: after a move, the study it left holds its
+		// history only up to the move.
+		if st, ok := studyOf[v.Query.SOP]; !ok {
 			return fmt.Errorf("instance %s is not attested in study %s's custody chain", v.Query.SOP, v.Query.Study)
+		} else if st != v.Query.Study {
+			return fmt.Errorf("instance %s is of study %s now, not of %s", v.Query.SOP, st, v.Query.Study)
 		}
 		v.Instances = []string{v.Query.SOP}
 	}

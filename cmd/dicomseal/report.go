@@ -41,7 +41,8 @@ directory or --database-url, as GET /v1/custody answers it:
 Both logs are integrated first, so the report covers every entry recorded so
 far. Every report is itself recorded, durably and before anything is written,
 as a custody.export event of the audit trail (actor: --actor), chained under
-the study: the next report lists it. csv, html and pdf are written from the
+the study (a patient's, under none: its object is the patient's key), so the
+next report of the study lists it. csv, html and pdf are written from the
 bundle after verifying it with the service's public keys, so they show only
 what the bundle proves. Patient names are not in the logs (only commitments
 are): --names adds each instance's patient to html and pdf from the identity
@@ -199,7 +200,7 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // patientLine is a patient as a report shows them to a reader allowed to.
 func patientLine(id custody.Identity) string {
-	s := strings.TrimSpace(strings.ReplaceAll(id.PatientName, "^", " "))
+	s := strings.Join(strings.Fields(strings.ReplaceAll(id.PatientName, "^", " ")), " ")
 	if id.PatientID != "" {
 		s += ", ID " + id.PatientID
 	}

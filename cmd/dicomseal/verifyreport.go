@@ -194,5 +194,6 @@ func reorderArgs(fs *flag.FlagSet, args []string) []string {
 			flags = append(flags, args[i])
 		}
 	}
-	return append(flags, rest...)
+	// "--" keeps a bundle path that starts with "-" an argument.
+	return append(append(flags, "--"), rest...)
 }
