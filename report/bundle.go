@@ -232,15 +232,6 @@ type Proven struct {
 	Entries   []ledger.Entry
 }
 
-// Entries is the number of entries of every log's proofs.
-func (v *Verified) Entries() int {
-	n := len(v.Custody.Entries)
-	for _, a := range v.Audit {
-		n += len(a.Entries)
-	}
-	return n
-}
-
 // Verify opens env with the attestation key and checks the bundle's
 // content against the logs' keys: the first problem is the error. Without
 // the audit log's key (k.Audit nil) its proofs are left unchecked.

@@ -34,28 +34,32 @@ func (s *testServer) logVerifier() (note.Verifier, string) { return s.verifierOf
 // auditLogVerifier is the audit log's own key, from /v1/keys.
 func (s *testServer) auditLogVerifier() (note.Verifier, string) { return s.verifierOf("audit-log") }
 
-func (s *testServer) verifierOf(use string) (note.Verifier, string) {
+// keyOf is the key of that use in /v1/keys.
+func (s *testServer) keyOf(use string) (k attest.Key, ok bool) {
 	s.t.Helper()
-	var doc struct {
-		Keys []struct {
-			Use         string `json:"use"`
-			VerifierKey string `json:"verifier_key"`
-		} `json:"keys"`
-	}
+	var doc struct{ Keys []attest.Key }
 	json.Unmarshal(s.do(http.MethodGet, "/v1/keys", "", nil).body, &doc)
 	for _, k := range doc.Keys {
 		if k.Use == use {
-			v, err := note.NewVerifier(k.VerifierKey)
-			if err != nil {
-				s.t.Fatal(err)
-			}
-			path := filepath.Join(s.t.TempDir(), "log.vkey")
-			os.WriteFile(path, []byte(k.VerifierKey+"\n"), 0o644)
-			return v, path
+			return k, true
 		}
 	}
-	s.t.Fatalf("no %s key in /v1/keys", use)
-	return nil, ""
+	return k, false
+}
+
+func (s *testServer) verifierOf(use string) (note.Verifier, string) {
+	s.t.Helper()
+	k, ok := s.keyOf(use)
+	if !ok {
+		s.t.Fatalf("no %s key in /v1/keys", use)
+	}
+	v, err := note.NewVerifier(k.VerifierKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	path := filepath.Join(s.t.TempDir(), "log.vkey")
+	os.WriteFile(path, []byte(k.VerifierKey+"\n"), 0o644)
+	return v, path
 }
 
 // waitForCheckpoint polls until a checkpoint of at least size is published.

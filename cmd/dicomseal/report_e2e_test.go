@@ -306,20 +306,11 @@ func reportCLI(t *testing.T, dataDir string, flags []string, format, study strin
 
 func attestationPEM(t *testing.T, s *testServer) []byte {
 	t.Helper()
-	var doc struct {
-		Keys []struct {
-			Use       string `json:"use"`
-			PublicKey string `json:"public_key"`
-		} `json:"keys"`
+	k, ok := s.keyOf("attestation")
+	if !ok {
+		t.Fatal("no attestation key in /v1/keys")
 	}
-	json.Unmarshal(s.do(http.MethodGet, "/v1/keys", "", nil).body, &doc)
-	for _, k := range doc.Keys {
-		if k.Use == "attestation" {
-			return []byte(k.PublicKey)
-		}
-	}
-	t.Fatal("no attestation key in /v1/keys")
-	return nil
+	return []byte(k.PublicKey)
 }
 
 func reportKeys(t *testing.T, att, logKey, auditKey string) report.Keys {
