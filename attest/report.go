@@ -18,6 +18,15 @@ import (
 // two, ENotFound for an unknown instance or patient or a log without a
 // subject map yet, EUnavailable for a log that cannot be read.
 func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit report.Prover) (*report.Document, report.Query, error) {
+	// One checkpoint for the custody side: an instance's study is read
+	// from the entries the proof will hold, not from a newer one.
+	cp, err := s.ledger.LatestCheckpoint(ctx)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, q, &Error{Code: ENotFound, Problem: ProblemNoCheckpoint, Message: "the log has published no checkpoint yet", Err: err}
+	}
+	if err != nil {
+		return nil, q, s.logError(err)
+	}
 	if q.SOP != "" {
 		if err := dicomfile.ValidUID(q.SOP); err != nil {
 			return nil, q, Errorf(EInvalid, ProblemInvalidRequest, "sop: %v", err)
@@ -25,7 +34,7 @@ func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit repor
 		if q.Patient != "" {
 			return nil, q, Errorf(EInvalid, ProblemInvalidRequest, "give study, patient or sop: a patient's report is of all its instances")
 		}
-		study, err := s.studyOf(ctx, q.SOP)
+		study, err := s.studyOf(ctx, q.SOP, cp.Size)
 		if err != nil {
 			return nil, q, err
 		}
@@ -41,7 +50,7 @@ func (s *Service) CustodyReport(ctx context.Context, q report.Query, audit repor
 	if err != nil {
 		return nil, q, err
 	}
-	b, err := report.Build(ctx, q, key, reportLog{s.ledger, s.logError}, reportLog{audit, auditError}, s.Now())
+	b, err := report.Build(ctx, q, key, cp.Size, reportLog{s.ledger, s.logError}, reportLog{audit, auditError}, s.Now())
 	if err != nil {
 		return nil, q, err
 	}
@@ -75,11 +84,12 @@ func auditError(err error) error {
 	return &Error{Code: EUnavailable, Problem: problem.AuditUnavailable, Message: "the audit log is unavailable", Err: err}
 }
 
-// studyOf is the study of an instance's latest attesting entry.
-func (s *Service) studyOf(ctx context.Context, uid string) (string, error) {
+// studyOf is the study of an instance's latest attesting entry in the
+// tree of that size.
+func (s *Service) studyOf(ctx context.Context, uid string, size uint64) (string, error) {
 	var latest *ledger.Entry
 	err := s.ledger.ScanSubject(ctx, uid, func(e ledger.Entry) error {
-		if custody.Attests(e.Kind) {
+		if custody.Attests(e.Kind) && e.Index < size {
 			latest = &e
 		}
 		return nil

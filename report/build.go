@@ -17,12 +17,13 @@ type Prover interface {
 	SubjectProof(ctx context.Context, key ledger.SubjectKey, size uint64) (*ledger.SubjectProof, error)
 }
 
-// Build assembles q's bundle at each log's latest checkpoint: key's proof
-// in the custody log (key is q's study's, or its patient's), and the audit
-// proof of every study the custody entries are chained under. Errors are
-// the provers', wrapped with the log's name.
-func Build(ctx context.Context, q Query, key ledger.SubjectKey, custodyLog, auditLog Prover, now time.Time) (*Bundle, error) {
-	c, err := custodyLog.SubjectProof(ctx, key, 0)
+// Build assembles q's bundle: key's proof in the custody log at the
+// checkpoint of custodySize (0: the latest; key is q's study's, or its
+// patient's), and, at the audit log's latest checkpoint, the audit proof
+// of every study the custody entries are chained under. Errors are the
+// provers', wrapped with the log's name.
+func Build(ctx context.Context, q Query, key ledger.SubjectKey, custodySize uint64, custodyLog, auditLog Prover, now time.Time) (*Bundle, error) {
+	c, err := custodyLog.SubjectProof(ctx, key, custodySize)
 	if err != nil {
 		return nil, fmt.Errorf("custody log: %w", err)
 	}

@@ -25,6 +25,16 @@ var pdfColumns = []struct {
 	{"entry", 20, func(e Event) string { return fmt.Sprintf("%s #%d", e.Log, e.Index) }},
 }
 
+// latin1 tells whether the core fonts' encoding holds every character.
+func latin1(s string) bool {
+	for _, r := range s {
+		if r > 0xff {
+			return false
+		}
+	}
+	return true
+}
+
 // WritePDF writes the report for people: what was proven, the checkpoints
 // and keys, each instance's chain of custody, and how to verify the
 // bundle. Core fonts only, so it needs no font files.
@@ -97,7 +107,11 @@ func (v *Verified) WritePDF(w io.Writer) error {
 				para("Study " + in.Study)
 			}
 			if in.Patient != "" {
-				para("Patient: " + in.Patient + " (from the correctable identity table, not proven by the logs)")
+				p := in.Patient
+				if !latin1(p) {
+					p += " [characters the PDF's fonts lack are shown as dots: the HTML shows them]"
+				}
+				para("Patient: " + p + " (from the correctable identity table, not proven by the logs)")
 			}
 		} else {
 			heading(10, "Requests about the study as a whole")

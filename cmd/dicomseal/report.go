@@ -180,8 +180,11 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 				return err
 			}
 			v.Names = map[string]string{}
-			for uid, id := range ids {
-				v.Names[uid] = patientLine(id)
+			for _, uid := range v.Instances {
+				v.Names[uid] = "(identity erased)"
+				if id, ok := ids[uid]; ok {
+					v.Names[uid] = patientLine(id)
+				}
 			}
 		}
 		switch *format {
@@ -200,7 +203,9 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // patientLine is a patient as a report shows them to a reader allowed to.
 func patientLine(id custody.Identity) string {
-	s := strings.Join(strings.Fields(strings.ReplaceAll(id.PatientName, "^", " ")), " ")
+	// The alphabetic form: a PN's ideographic and phonetic ones follow "=".
+	alphabetic, _, _ := strings.Cut(id.PatientName, "=")
+	s := strings.Join(strings.Fields(strings.ReplaceAll(alphabetic, "^", " ")), " ")
 	if id.PatientID != "" {
 		s += ", ID " + id.PatientID
 	}

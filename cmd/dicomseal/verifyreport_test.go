@@ -40,6 +40,7 @@ func TestPatientLine(t *testing.T) {
 		{custody.Identity{PatientName: "Doe^John", PatientID: "123", PatientBirthDate: "19700101"}, "Doe John, ID 123, born 19700101"},
 		{custody.Identity{PatientID: "123"}, "ID 123"},
 		{custody.Identity{PatientName: "Doe^John^^^"}, "Doe John"},
+		{custody.Identity{PatientName: "Yamada^Tarou=山田^太郎=やまだ^たろう"}, "Yamada Tarou"},
 	} {
 		if got := patientLine(c.id); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.id, got, c.want)
