@@ -53,9 +53,13 @@ func Build(ctx context.Context, q Query, key ledger.SubjectKey, custodySize uint
 // checkpointSize reads the tree size of a checkpoint the log just gave
 // (unverified: Verify checks it).
 func checkpointSize(n []byte) (uint64, error) {
-	text, _, _ := bytes.Cut(n, []byte("\n\n"))
+	// The note's text is its body up to the blank line, newline included.
+	end := bytes.Index(n, []byte("\n\n"))
+	if end < 0 {
+		return 0, fmt.Errorf("checkpoint: not a signed note")
+	}
 	var c log.Checkpoint
-	if _, err := c.Unmarshal(append(text, '\n')); err != nil {
+	if _, err := c.Unmarshal(n[:end+1]); err != nil {
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
 	return c.Size, nil
