@@ -42,6 +42,13 @@ type nativeHasher struct {
 	shift    uint
 	mask     uint32
 	frameLen int64 // canonical bytes per frame; 0: frames not separable
+	// single: the value is exactly one frame, whose digest is then the
+	// whole digest (one pass over the bytes, not two).
+	single bool
+	// highBits has every bit of a 64-bit word set that lies outside some
+	// sample's Bits Stored window; valid only when shift is 0 and there is
+	// no swap. A word with none of them set is already canonical.
+	highBits uint64
 	whole    hash.Hash
 	frame    hash.Hash
 	inFrame  int64
@@ -72,8 +79,36 @@ func newNativeHasher(d pixelDescription, bo binary.ByteOrder, vr string, length 
 	if frames := int64(max(d.frames, 1)); h.width > 0 && frameLen > 0 && frames <= maxFrameDigests &&
 		(length == frames*frameLen || length == frames*frameLen+1) {
 		h.frameLen = frameLen
+		h.single = frames == 1 && length == frameLen && length%int64(max(h.width, h.swap)) == 0
+	}
+	if h.width > 0 && h.shift == 0 {
+		unused := uint64(^h.mask) & (1<<(8*uint(h.width)) - 1)
+		for i := 0; i < 64; i += 8 * h.width {
+			h.highBits |= unused << uint(i)
+		}
 	}
 	return h
+}
+
+// canonical reports whether p (whole samples, little endian) is already in
+// canonical form: no swap, no shift, and no sample with a bit set above
+// Bits Stored — the usual CT and MR, hashed then without a copy.
+func (h *nativeHasher) canonical(p []byte) bool {
+	if h.swap > 1 || h.shift != 0 {
+		return false
+	}
+	if h.highBits == 0 {
+		return true
+	}
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		if binary.LittleEndian.Uint64(p[i:])&h.highBits != 0 {
+			return false
+		}
+	}
+	var tail [8]byte
+	copy(tail[:], p[i:])
+	return binary.LittleEndian.Uint64(tail[:])&h.highBits == 0
 }
 
 // Write takes raw Pixel Data bytes in any chunking.
@@ -102,6 +137,10 @@ func (h *nativeHasher) Write(p []byte) (int, error) {
 }
 
 func (h *nativeHasher) samples(p []byte) {
+	if h.canonical(p) {
+		h.emit(p)
+		return
+	}
 	unit := max(h.width, h.swap)
 	for len(p) > 0 {
 		n := min(len(p), len(h.buf))
@@ -132,7 +171,7 @@ func (h *nativeHasher) samples(p []byte) {
 // the frame digests.
 func (h *nativeHasher) emit(p []byte) {
 	h.whole.Write(p)
-	if h.frameLen == 0 {
+	if h.frameLen == 0 || h.single {
 		return
 	}
 	for len(p) > 0 {
@@ -155,6 +194,9 @@ func (h *nativeHasher) result() *PixelResult {
 	h.whole.Write(h.carry)
 	r := &PixelResult{Encoding: "native", Frames: h.frames}
 	h.whole.Sum(r.Whole[:0])
+	if h.single {
+		r.Frames = [][32]byte{r.Whole}
+	}
 	return r
 }
 

@@ -4,8 +4,10 @@
 package store
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 )
 
@@ -17,6 +19,24 @@ var (
 	// ErrInvalidKey: the digest is not 64 lower-case hex characters.
 	ErrInvalidKey = errors.New("invalid object digest")
 )
+
+// Digested is a body that knows the SHA-256 of everything it has still to
+// yield, computed as its bytes were received (a spool's reader): a store
+// takes that digest instead of hashing the bytes a second time. ok is
+// false when the digest does not cover what is left to read.
+type Digested interface {
+	WholeSHA256() (sum [32]byte, ok bool)
+}
+
+// KnownDigest reports whether r vouches for being sha256Hex's bytes.
+func KnownDigest(r io.Reader, sha256Hex string) bool {
+	d, ok := r.(Digested)
+	if !ok {
+		return false
+	}
+	sum, ok := d.WholeSHA256()
+	return ok && hex.EncodeToString(sum[:]) == sha256Hex
+}
 
 var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
 

@@ -186,6 +186,14 @@ func (k *kickReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WholeSHA256 passes on what the body knows of its digest (see Digested).
+func (k *kickReader) WholeSHA256() ([32]byte, bool) {
+	if d, ok := k.r.(Digested); ok {
+		return d.WholeSHA256()
+	}
+	return [32]byte{}, false
+}
+
 type kickReadSeeker struct {
 	*kickReader
 	rs interface {
