@@ -95,8 +95,12 @@ func (s *Server) instances(r *http.Request, t target) ([]catalog.Entry, error) {
 // retrieveVerified retrieves one instance of a target and checks that its
 // attestation places it where the URL says (the catalog is correctable
 // state; the attestation is what was signed).
-func (s *Server) retrieveVerified(r *http.Request, t target, uid string) (*attest.Retrieved, error) {
-	got, err := s.svc.Retrieve(r.Context(), uid, nil)
+func (s *Server) retrieveVerified(r *http.Request, t target, uid string, stream bool) (*attest.Retrieved, error) {
+	open := s.svc.Retrieve
+	if stream {
+		open = s.svc.Stream
+	}
+	got, err := open(r.Context(), uid, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +126,11 @@ const wadoBatch = 4
 // those before it in its batch verified, so the trail never lacks an
 // instance that was sent; when the client goes away or a write fails
 // mid-batch, up to wadoBatch-1 instances recorded may not have been.
-func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t target, es []catalog.Entry, action string,
+//
+// With stream, the instances' bytes are verified chunk by chunk while
+// part sends them (Service.Stream): a chunk that fails cuts the answer
+// before any byte of it.
+func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t target, es []catalog.Entry, action string, stream bool,
 	admit func(got *attest.Retrieved) error, begin func() error, part func(got *attest.Retrieved) error) (sent bool) {
 	fail := func(err error) {
 		switch {
@@ -149,7 +157,7 @@ func (s *Server) streamInstances(w http.ResponseWriter, r *http.Request, t targe
 			}
 		}()
 		each(len(batch), func(j int) {
-			gots[j], errs[j] = s.retrieveVerified(r, t, batch[j].SOPInstanceUID)
+			gots[j], errs[j] = s.retrieveVerified(r, t, batch[j].SOPInstanceUID, stream)
 			if errs[j] == nil && admit != nil {
 				if errs[j] = admit(gots[j]); errs[j] != nil {
 					gots[j].Close()
@@ -303,7 +311,7 @@ func (s *Server) wadoRetrieve(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}
-	sent := s.streamInstances(w, r, t, es, "instance.retrieve", admit, begin, func(got *attest.Retrieved) error {
+	sent := s.streamInstances(w, r, t, es, "instance.retrieve", true, admit, begin, func(got *attest.Retrieved) error {
 		ts := got.Attestation.TransferSyntaxUID
 		writeDeadline(w, got.Size())
 		pw, err := mw.CreatePart(textproto.MIMEHeader{
@@ -313,7 +321,7 @@ func (s *Server) wadoRetrieve(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(pw, got.Reader())
+		_, err = got.WriteTo(pw)
 		return err
 	})
 	if sent {
@@ -359,7 +367,7 @@ func (s *Server) wadoMetadata(w http.ResponseWriter, r *http.Request) {
 		_, err := io.WriteString(w, "[")
 		return err
 	}
-	s.streamInstances(w, r, t, es, "instance.metadata", nil, begin, func(got *attest.Retrieved) error {
+	s.streamInstances(w, r, t, es, "instance.metadata", false, nil, begin, func(got *attest.Retrieved) error {
 		a := got.Attestation
 		prefix := fmt.Sprintf("%s/studies/%s/series/%s/instances/%s/bulkdata/", base, a.StudyInstanceUID, a.SeriesInstanceUID, a.SOPInstanceUID)
 		ds, err := got.Metadata(dicomfile.JSONOptions{InlineMax: inlineMax,
@@ -401,7 +409,7 @@ func (s *Server) wadoFrames(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	accept := r.Header.Get("Accept")
-	got, err := s.retrieveVerified(r, t, t.instance)
+	got, err := s.retrieveVerified(r, t, t.instance, false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -492,7 +500,7 @@ func (s *Server) wadoBulkData(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notAcceptable("bulk data is answered as multipart/related; type=\"application/octet-stream\""))
 		return
 	}
-	got, err := s.retrieveVerified(r, t, t.instance)
+	got, err := s.retrieveVerified(r, t, t.instance, false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

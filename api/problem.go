@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dicomseal/dicomseal/attest"
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/problem"
 )
 
@@ -50,6 +51,20 @@ func (s *Server) countViolation(err error) {
 		reason, _ := e.Details["reason"].(string)
 		s.metrics.violations.WithLabelValues(reason).Inc()
 	}
+}
+
+// cutAnswer ends an answer whose bytes stopped verifying after its first
+// byte: the connection is cut, so that the client sees a broken transfer,
+// never a short image that looks whole. A client that went away is only
+// logged.
+func (s *Server) cutAnswer(r *http.Request, object string, err error) {
+	if errors.Is(err, chunks.ErrWrite) {
+		s.log.InfoContext(r.Context(), "client went away during an answer", "object", object, "err", err)
+		return
+	}
+	s.countViolation(err)
+	s.log.ErrorContext(r.Context(), "answer cut: the bytes failed verification while streaming", "object", object, "err", err)
+	panic(http.ErrAbortHandler)
 }
 
 // writeProblem answers with a problem of the table (package problem): its

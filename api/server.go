@@ -165,7 +165,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.svc.Ingest(r.Context(), body)
+	res, err := s.svc.Ingest(r.Context(), attest.Sized(body, r.ContentLength))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -223,8 +223,16 @@ func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	noteObject(r, chi.URLParam(r, "sopInstanceUID"))
-	got, err := s.svc.Retrieve(r.Context(), chi.URLParam(r, "sopInstanceUID"), revision)
+	uid := chi.URLParam(r, "sopInstanceUID")
+	noteObject(r, uid)
+	// A plain GET streams, verified chunk by chunk; ranges and
+	// conditional requests are served from a copy verified whole.
+	whole := r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Match") != ""
+	open := s.svc.Stream
+	if whole {
+		open = s.svc.Retrieve
+	}
+	got, err := open(r.Context(), uid, revision)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -239,9 +247,18 @@ func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) {
 	// A viewer that stops reading must not hold the connection and the
 	// spooled copy for ever.
 	writeDeadline(w, got.Size())
-	// ServeContent adds Range and conditional-request support; the bytes
-	// were verified whole before this point.
-	http.ServeContent(w, r, "", time.Time{}, got.Reader().(io.ReadSeeker))
+	if whole {
+		// ServeContent adds Range and conditional-request support; the
+		// bytes were verified whole before this point.
+		http.ServeContent(w, r, "", time.Time{}, got.Reader().(io.ReadSeeker))
+		return
+	}
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Length", strconv.FormatInt(got.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := got.WriteTo(w); err != nil {
+		s.cutAnswer(r, uid, err)
+	}
 }
 
 func (s *Server) attestation(w http.ResponseWriter, r *http.Request) {

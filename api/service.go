@@ -20,6 +20,8 @@ type Custody interface {
 	IngestToStudy(ctx context.Context, body io.Reader, study string) (*attest.IngestResult, error)
 	CorrectIdentity(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error)
 	Retrieve(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
+	// Stream is Retrieve verified chunk by chunk as it is sent (WriteTo).
+	Stream(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
 	Attestation(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)
 	VerifyFile(ctx context.Context, body io.Reader) (*attest.Verification, error)
 	VerifyDigest(ctx context.Context, sha string) (*attest.Verification, error)

@@ -19,14 +19,20 @@ import (
 // subject chain (ledger/chain.go) to every kind's version-1 members.
 const entryVersion = 2
 
+// attestingVersion is the body version of attesting kinds (ingest,
+// revision, identity correction): 3 added "chunks", the chunk leaves of
+// an object of more than one chunk, which the v3 predicate's chunk root
+// commits to.
+const attestingVersion = 3
+
 // EntryFormats are the custody log's kinds and the body versions this
 // release reads: version 0 (no "v"; the subject is "sop_instance_uid")
 // from the first releases, version 1, and version 2 since subject chains;
 // and the subject map's entries.
 var EntryFormats = ledger.Formats{
-	custody.KindIngest:             {0, 1, 2},
-	custody.KindRevision:           {0, 1, 2},
-	custody.KindIdentityCorrection: {0, 1, 2},
+	custody.KindIngest:             {0, 1, 2, 3},
+	custody.KindRevision:           {0, 1, 2, 3},
+	custody.KindIdentityCorrection: {0, 1, 2, 3},
 	custody.KindConflict:           {0, 1, 2},
 	custody.KindSecurityAlert:      {0, 1, 2},
 	custody.KindIntegrityFailure:   {0, 1, 2},
@@ -49,7 +55,11 @@ type entryHead struct {
 }
 
 func head(kind ledger.Kind, uid string) entryHead {
-	return entryHead{V: entryVersion, Kind: kind, Subject: uid}
+	v := entryVersion
+	if custody.Attests(kind) {
+		v = attestingVersion
+	}
+	return entryHead{V: v, Kind: kind, Subject: uid}
 }
 
 // uid is the SOP Instance UID the body names, under either version's field.
@@ -73,6 +83,10 @@ type ingestBody struct {
 	entryHead
 	FileSHA256 string          `json:"file_sha256"`
 	Envelope   signer.Envelope `json:"envelope"`
+	// Chunks (version 3) are the leaves under the predicate's chunk root
+	// (chunks.Encode), absent for an object of one chunk, whose root is
+	// its only leaf.
+	Chunks string `json:"chunks,omitempty"`
 }
 
 type conflictBody struct {
@@ -137,6 +151,9 @@ func decodeIngestBody(e ledger.Entry) (identityCorrectionBody, error) {
 		(b.V > 0 || b.Kind != custody.KindIdentityCorrection) && b.Version != 0 {
 		return b, fmt.Errorf("entry %d: %s body of version %d has layout %d", e.Index, b.Kind, b.V, b.Version)
 	}
+	if b.Chunks != "" && b.V < 3 {
+		return b, fmt.Errorf("entry %d: a version %d body has chunks", e.Index, b.V)
+	}
 	return b, nil
 }
 
@@ -154,6 +171,7 @@ type identityCorrectionBody struct {
 	Version    int             `json:"version,omitempty"`
 	FileSHA256 string          `json:"file_sha256"`
 	Envelope   signer.Envelope `json:"envelope"`
+	Chunks     string          `json:"chunks,omitempty"` // as ingestBody's
 	IdentityCorrection
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dicomseal/dicomseal/auth"
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/fixity"
@@ -46,6 +47,11 @@ type Attestation struct {
 	// IdentityCorrection is set when this version corrected the identity of
 	// the one it revises: who, which attributes, their commitments.
 	IdentityCorrection *IdentityCorrection `json:"identity_correction,omitempty"`
+
+	// chunks and chunkList are the attested chunk tree (v3 predicates) and
+	// the entry's list of its leaves, for verified streaming.
+	chunks    *chunks.Tree
+	chunkList string
 }
 
 // IngestResult is an attestation and whether this call created it.
@@ -97,6 +103,21 @@ func (s *Service) indexed(ctx context.Context, sp *spool.Spool) func(*IngestResu
 	}
 }
 
+// Sized tells Ingest (and IngestPart) how many bytes body will bring, as
+// an HTTP Content-Length does, so that the spool is sized once instead of
+// growing as the bytes arrive. A wrong n costs only memory.
+func Sized(body io.Reader, n int64) io.Reader {
+	if n <= 0 {
+		return body
+	}
+	return sizedBody{body, n}
+}
+
+type sizedBody struct {
+	io.Reader
+	n int64
+}
+
 // receive takes an uploaded file to be attested: refused before a byte is
 // read while the disk is below MinFreeSpace, spooled, then analysed within
 // Limits. The caller closes the spool.
@@ -104,7 +125,11 @@ func (s *Service) receive(body io.Reader) (*dicomfile.Analysis, *spool.Spool, er
 	if err := s.CheckSpace(); err != nil {
 		return nil, nil, err
 	}
-	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, body)
+	var hint int64
+	if sb, ok := body.(sizedBody); ok {
+		body, hint = sb.Reader, sb.n
+	}
+	sp, err := spool.FillWith(spool.Options{Dir: s.SpoolDir, Memory: s.SpoolMemory, SizeHint: hint, ChunkSize: s.chunkSize()}, body)
 	if err != nil {
 		return nil, nil, bodyError(err)
 	}
@@ -247,6 +272,13 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		KeyID:              s.attestor.KeyID(),
 		Revises:            revises,
 	}
+	leaves := sp.ChunkLeaves()
+	tree := chunks.NewTree(s.chunkSize(), size, leaves)
+	pred.Chunks = &tree
+	var chunkList string
+	if len(leaves) > 1 {
+		chunkList = chunks.Encode(leaves)
+	}
 	payload, err := json.Marshal(newStatement(pred))
 	if err != nil {
 		return nil, internal(fmt.Errorf("encode statement: %w", err))
@@ -258,7 +290,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 	identity := &custody.Identity{
 		Salt: salt, PatientName: inst.PatientName, PatientID: inst.PatientID, PatientBirthDate: inst.PatientBirthDate,
 	}
-	body := encodeBody(ingestBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env})
+	body := encodeBody(ingestBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env, Chunks: chunkList})
 	var ic *IdentityCorrection
 	if corr != nil {
 		ic = &IdentityCorrection{Corrects: corr.corrects.Index, CorrectsEntryHash: corr.corrects.LeafHashHex(),
@@ -266,7 +298,8 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		for _, k := range corr.changed {
 			ic.After[k] = d.Attributes[k]
 		}
-		body = encodeBody(identityCorrectionBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env, IdentityCorrection: *ic})
+		body = encodeBody(identityCorrectionBody{entryHead: head(kind, inst.SOPInstanceUID), FileSHA256: sha, Envelope: env,
+			Chunks: chunkList, IdentityCorrection: *ic})
 		identity.CorrectionReason = corr.reason
 	}
 	entry, err := s.ledger.AppendIngest(ctx, custody.Record{
@@ -289,6 +322,7 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 		"sop_instance_uid", inst.SOPInstanceUID, "sha256", sha, "size", size, "ledger_index", entry.Index)
 	att := newAttestation(entry, pred, env)
 	att.IdentityCorrection = ic
+	att.chunks, att.chunkList = pred.Chunks, chunkList
 	return &IngestResult{Attestation: att, Created: true}, nil
 }
 
@@ -450,6 +484,7 @@ func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error)
 		return Predicate{}, nil, fmt.Errorf("entry %d: signed statement names other bytes or another instance", e.Index)
 	}
 	att := newAttestation(e, st.Predicate, body.Envelope)
+	att.chunks, att.chunkList = st.Predicate.Chunks, body.Chunks
 	if e.Kind == custody.KindIdentityCorrection {
 		if att.IdentityCorrection, err = decodeCorrection(e); err != nil {
 			return Predicate{}, nil, err

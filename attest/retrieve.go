@@ -13,23 +13,61 @@ import (
 	"github.com/dicomseal/dicomseal/store"
 )
 
-// Retrieved is an instance whose stored bytes were re-verified. Read it
-// through Reader; Close releases its spool.
+// Retrieved is an instance whose stored bytes are verified: whole, before
+// Retrieve returns (read them through Reader), or chunk by chunk as
+// WriteTo sends them (Stream). Close releases its spool or stream.
 type Retrieved struct {
 	Attestation *Attestation
-	SHA256      [32]byte
-	spool       *spool.Spool
-	limits      dicomfile.Limits
+	// SHA256 is the digest of the bytes handed out (the attested one).
+	SHA256 [32]byte
+	spool  *spool.Spool
+	limits dicomfile.Limits
+
+	// A streaming Retrieved (Stream) holds the store's stream instead.
+	stream io.ReadCloser
+	leaves [][32]byte
+	size   int64
+	svc    *Service
+	ctx    context.Context
 }
 
-// Reader returns the verified bytes.
-func (r *Retrieved) Reader() io.Reader { return r.spool.Reader() }
+// Reader returns the verified bytes of a Retrieved that was verified
+// whole (Retrieve); a streaming one has none (use WriteTo).
+func (r *Retrieved) Reader() io.Reader {
+	if r.spool == nil {
+		panic("attest: Reader of a streaming Retrieved")
+	}
+	return r.spool.Reader()
+}
+
+// Streaming reports whether the bytes are verified as they are sent.
+func (r *Retrieved) Streaming() bool { return r.spool == nil }
+
+// WriteTo writes the verified bytes to w. For a streaming Retrieved, a
+// chunk that fails stops it with EIntegrity before any byte of that chunk
+// is written; it can be called once.
+func (r *Retrieved) WriteTo(w io.Writer) (int64, error) {
+	if r.spool == nil {
+		return r.streamTo(w)
+	}
+	return io.Copy(w, r.spool.Reader())
+}
 
 // Size is the number of verified bytes.
-func (r *Retrieved) Size() int64 { return r.spool.Size() }
+func (r *Retrieved) Size() int64 {
+	if r.spool == nil {
+		return r.size
+	}
+	return r.spool.Size()
+}
 
-// Close releases the spooled bytes.
-func (r *Retrieved) Close() error { return r.spool.Close() }
+// Close releases the spooled bytes or the stream.
+func (r *Retrieved) Close() error {
+	if r.spool == nil {
+		return r.stream.Close()
+	}
+	return r.spool.Close()
+}
 
 // Attestation returns the verified attestation of an instance.
 // Errors: ENotFound, EIntegrity (the record itself fails verification), EUnavailable.
@@ -110,6 +148,11 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 	if err != nil {
 		return nil, err
 	}
+	return s.retrieveWhole(ctx, att)
+}
+
+// retrieveWhole spools the stored copy of att's bytes and checks it whole.
+func (s *Service) retrieveWhole(ctx context.Context, att *Attestation) (*Retrieved, error) {
 	entry := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
 	rc, err := s.store.Get(ctx, entry.FileSHA256)
 	if errors.Is(err, store.ErrNotFound) {
@@ -120,7 +163,7 @@ func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision 
 		return nil, storageError(err)
 	}
 	defer rc.Close()
-	sp, err := spool.Fill(s.SpoolDir, s.SpoolMemory, rc)
+	sp, err := spool.FillWith(spool.Options{Dir: s.SpoolDir, Memory: s.SpoolMemory, SizeHint: att.Size}, rc)
 	if err != nil {
 		return nil, storageError(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/diskspace"
@@ -110,6 +111,10 @@ type Service struct {
 	// temporary files in SpoolDir.
 	SpoolDir    string
 	SpoolMemory int64
+	// ChunkSize is the chunk size of new attestations' chunk trees
+	// (package chunks; 0: chunks.Size). Retrieval streams one chunk at a
+	// time, each verified before it is sent.
+	ChunkSize int64
 	// Limits bound what parsing one uploaded file may cost.
 	Limits dicomfile.Limits
 	// MinFreeSpace is the free space SpoolDir's file system must keep:
@@ -128,6 +133,13 @@ type Service struct {
 	SeriesCheck func(study, series, uid string)
 	// Destinations are where push transfers may go, by name.
 	Destinations map[string]Destination
+}
+
+func (s *Service) chunkSize() int64 {
+	if s.ChunkSize > 0 {
+		return s.ChunkSize
+	}
+	return chunks.Size
 }
 
 // AppendQueue is how many ledger appends wait for a commit: a gauge of

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/dicomfile"
 )
 
@@ -13,14 +14,17 @@ import (
 const (
 	StatementType = "https://in-toto.io/Statement/v1"
 	// PredicateType is what new attestations carry: version 2 of the
-	// digests (dicomfile.DigestVersion). PredicateTypeV1 attestations, made
-	// before, stay valid and are judged by version 1's digests.
-	PredicateType   = "https://dicomseal.dev/attestation/dicom-instance/v2"
+	// digests (dicomfile.DigestVersion) and, new in v3, the chunk tree
+	// that lets retrieval verify the bytes as they stream (Predicate.Chunks).
+	// PredicateTypeV2 and PredicateTypeV1 attestations, made before, stay
+	// valid: they are verified whole, and judged by their own digests.
+	PredicateType   = "https://dicomseal.dev/attestation/dicom-instance/v3"
+	PredicateTypeV2 = "https://dicomseal.dev/attestation/dicom-instance/v2"
 	PredicateTypeV1 = "https://dicomseal.dev/attestation/dicom-instance/v1"
 )
 
 // digestVersions maps each predicate type to its digests' version.
-var digestVersions = map[string]int{PredicateTypeV1: 1, PredicateType: 2}
+var digestVersions = map[string]int{PredicateTypeV1: 1, PredicateTypeV2: 2, PredicateType: 2}
 
 // Statement is an in-toto Statement v1 whose subject is one DICOM file.
 type Statement struct {
@@ -65,6 +69,10 @@ type Predicate struct {
 	// Revises is the ledger index of the entry this one revises (0 for none
 	// is ambiguous, so it is a pointer).
 	Revises *uint64 `json:"revises,omitempty"`
+	// Chunks (v3) is the Merkle tree over the file's chunks (package
+	// chunks): its root commits to every chunk, so each is verified before
+	// a byte of it is sent.
+	Chunks *chunks.Tree `json:"chunks,omitempty"`
 
 	// digestVersion is the version of the digests above, from the
 	// statement's predicate type (not part of the predicate's JSON).
@@ -107,6 +115,9 @@ func ParseStatement(payload []byte) (Statement, error) {
 		return st, fmt.Errorf("statement: unexpected type %q / predicate type %q", st.Type, st.PredicateType)
 	}
 	st.Predicate.digestVersion = version
+	if (st.PredicateType == PredicateType) != (st.Predicate.Chunks != nil) {
+		return st, fmt.Errorf("statement: a %s predicate with chunks %v", st.PredicateType, st.Predicate.Chunks != nil)
+	}
 	if len(st.Subject) != 1 || st.Subject[0].Digest["sha256"] == "" {
 		return st, fmt.Errorf("statement: want one subject with a sha256 digest, got %d subjects", len(st.Subject))
 	}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/dicomfile"
 )
 
@@ -473,9 +475,12 @@ func TestVerdictDigestVersion(t *testing.T) {
 	if v := (Predicate{}).DigestVersion(); v != dicomfile.DigestVersion {
 		t.Errorf("new predicate: DigestVersion = %d, want %d", v, dicomfile.DigestVersion)
 	}
-	for typ, want := range map[string]int{PredicateTypeV1: 1, PredicateType: 2} {
+	for typ, want := range map[string]int{PredicateTypeV1: 1, PredicateTypeV2: 2, PredicateType: 2} {
 		st := newStatement(attested())
 		st.PredicateType = typ
+		if typ == PredicateType {
+			st.Predicate.Chunks = &chunks.Tree{ChunkSize: chunks.Size, Count: 1, Root: strings.Repeat("0", 64)}
+		}
 		payload, err := json.Marshal(st)
 		if err != nil {
 			t.Fatal(err)

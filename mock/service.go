@@ -20,6 +20,8 @@ type Service struct {
 	IngestToStudyFn        func(ctx context.Context, body io.Reader, study string) (*attest.IngestResult, error)
 	CorrectIdentityFn      func(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error)
 	RetrieveFn             func(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
+	// StreamFn, when nil, is RetrieveFn.
+	StreamFn func(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
 	AttestationFn          func(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)
 	VerifyFileFn           func(ctx context.Context, body io.Reader) (*attest.Verification, error)
 	VerifyDigestFn         func(ctx context.Context, sha string) (*attest.Verification, error)
@@ -82,6 +84,13 @@ func (s *Service) Retrieve(ctx context.Context, uid string, revision *uint64) (*
 		return nil, unset("Retrieve")
 	}
 	return s.RetrieveFn(ctx, uid, revision)
+}
+
+func (s *Service) Stream(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error) {
+	if s.StreamFn == nil {
+		return s.Retrieve(ctx, uid, revision)
+	}
+	return s.StreamFn(ctx, uid, revision)
 }
 
 func (s *Service) Attestation(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error) {

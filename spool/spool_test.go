@@ -8,6 +8,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/spool"
 )
 
@@ -82,5 +83,45 @@ func TestFillErrorLeavesNothing(t *testing.T) {
 	}
 	if files, _ := os.ReadDir(dir); len(files) != 0 {
 		t.Errorf("failed Fill left %d files behind", len(files))
+	}
+}
+
+// TestFillWith spools with a size hint that is right, short, long or
+// absent, with chunk leaves computed on the way: the same bytes, digest
+// and leaves whichever, in memory or overflowed.
+func TestFillWith(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 20000)[:300001]
+	want := chunks.NewHasher(4096)
+	want.Write(data)
+	wantLeaves := want.Leaves()
+	sum := sha256.Sum256(data)
+	for _, memory := range []int64{1 << 20, 100000} {
+		for _, hint := range []int64{0, int64(len(data)), 1000, 2 * int64(len(data))} {
+			s, err := spool.FillWith(spool.Options{Dir: t.TempDir(), Memory: memory, SizeHint: hint, ChunkSize: 4096},
+				io.MultiReader(bytes.NewReader(data[:77]), bytes.NewReader(data[77:])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(s.Reader())
+			if !bytes.Equal(got, data) || s.SHA256() != sum || s.InMemory() != (memory > int64(len(data))) {
+				t.Fatalf("memory %d, hint %d: bytes or digest differ (in memory %v)", memory, hint, s.InMemory())
+			}
+			leaves := s.ChunkLeaves()
+			if len(leaves) != len(wantLeaves) || leaves[len(leaves)-1] != wantLeaves[len(wantLeaves)-1] || leaves[3] != wantLeaves[3] {
+				t.Fatalf("memory %d, hint %d: chunk leaves differ", memory, hint)
+			}
+			r := s.Reader()
+			if d, ok := r.WholeSHA256(); !ok || d != sum {
+				t.Fatal("a fresh reader does not know its digest")
+			}
+			r.Read(make([]byte, 10))
+			if _, ok := r.WholeSHA256(); ok {
+				t.Fatal("a reader that moved still claims the whole digest")
+			}
+			s.Close()
+			if n, _ := io.ReadAll(r); len(n) != 0 {
+				t.Fatal("a closed spool still yields bytes")
+			}
+		}
 	}
 }
