@@ -156,6 +156,13 @@ func TestForgedEntryIsAnIntegrityFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Read once, so that the entry is remembered as verified: the
+	// forged row below must miss that cache and fail in full.
+	if got, err := f.svc.Retrieve(ctx, res.SOPInstanceUID, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		got.Close()
+	}
 	forger, _ := signer.NewEphemeral()
 	payload, _ := base64.StdEncoding.DecodeString(res.Envelope.Payload)
 	forged, _ := forger.Sign(ctx, payload)

@@ -101,3 +101,26 @@ func BenchmarkRetrieveRealCT(b *testing.B) {
 		got.Close()
 	}
 }
+
+// BenchmarkStreamRealCT is the same retrieval verified chunk by chunk as
+// it is written (what GET /v1/instances/{uid} does), without a spool.
+func BenchmarkStreamRealCT(b *testing.B) {
+	f := newService(b)
+	res, err := f.svc.Ingest(context.Background(), bytes.NewReader(fixture(b, realCT)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(res.Size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got, err := f.svc.Stream(context.Background(), res.SOPInstanceUID, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := got.WriteTo(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		got.Close()
+	}
+}

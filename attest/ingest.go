@@ -462,6 +462,9 @@ func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error)
 	if ledger.LeafHash(e.Body) != e.LeafHash {
 		return Predicate{}, nil, fmt.Errorf("entry %d: leaf hash does not match its body", e.Index)
 	}
+	if p, att, ok := s.verified.get(e); ok {
+		return p, att, nil
+	}
 	body, err := decodeIngestBody(e)
 	if err != nil {
 		return Predicate{}, nil, err
@@ -490,6 +493,7 @@ func (s *Service) openPredicate(e ledger.Entry) (Predicate, *Attestation, error)
 			return Predicate{}, nil, err
 		}
 	}
+	s.verified.put(e, st.Predicate, att)
 	return st.Predicate, att, nil
 }
 

@@ -99,6 +99,8 @@ type Service struct {
 	store    ObjectStore
 	attestor Attestor
 	log      *slog.Logger
+	// verified remembers entries that verified (entrycache.go).
+	verified *entryCache
 
 	// LogKey describes the key that signs checkpoints, published beside the
 	// attestation key (zero when there is none).
@@ -149,7 +151,7 @@ func (s *Service) AppendQueue() int { return s.ledger.Queued() }
 // NewService wires a service; SpoolDir must be set by the caller.
 func NewService(l Ledger, s ObjectStore, a Attestor, log *slog.Logger) *Service {
 	return &Service{
-		ledger: l, store: s, attestor: a, log: log,
+		ledger: l, store: s, attestor: a, log: log, verified: newEntryCache(entryCacheSize),
 		SpoolMemory: 16 << 20,
 		Limits:      dicomfile.DefaultLimits,
 		Now:         time.Now,
