@@ -177,3 +177,33 @@ func TestHandlersReachTheServiceOnlyForTheirRoles(t *testing.T) {
 		t.Fatalf("service calls %v, want %s", calls, want)
 	}
 }
+
+// A verdict names its attestation; the whole attestation (kilobytes of
+// envelope and entry) comes only when asked for.
+func TestVerifyAnswersBriefly(t *testing.T) {
+	att := &attest.Attestation{SOPInstanceUID: "1.2.3", StudyInstanceUID: "1.2", SeriesInstanceUID: "1.2.4",
+		LedgerIndex: 41, EntryHash: strings.Repeat("e", 64), KeyID: "k", Entry: strings.Repeat("A", 8000)}
+	svc := &mock.Service{VerifyDigestFn: func(_ context.Context, sha string) (*attest.Verification, error) {
+		return &attest.Verification{Status: attest.StatusVerified, SHA256: sha, SOPInstanceUID: "1.2.3", Attestation: att}, nil
+	}}
+	h, tokens := fakeServer(t, svc)
+	get := func(query string) map[string]any {
+		req := httptest.NewRequest(http.MethodGet, "/v1/verify?sha256="+strings.Repeat("a", 64)+query, nil)
+		req.Header.Set("Authorization", "Bearer "+tokens[auth.RoleViewer])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var v map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || rec.Code != 200 {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		return v
+	}
+	brief := get("")
+	named, _ := brief["attested"].(map[string]any)
+	if brief["attestation"] != nil || named["ledger_index"] != 41.0 || named["entry_hash"] != att.EntryHash || named["study_instance_uid"] != "1.2" {
+		t.Fatalf("brief answer: %v", brief)
+	}
+	if full := get("&include=attestation"); full["attestation"] == nil || full["attested"] != nil {
+		t.Fatalf("full answer: %v", full)
+	}
+}

@@ -292,6 +292,16 @@ func (s *Server) verifyFile(w http.ResponseWriter, r *http.Request) {
 	if v.Attestation != nil {
 		noteStudy(r, v.Attestation.StudyInstanceUID)
 	}
+	writeVerification(w, r, v)
+}
+
+// writeVerification answers a verdict, naming its attestation; the whole
+// attestation (envelope, entry, proof: kilobytes) only with
+// ?include=attestation.
+func writeVerification(w http.ResponseWriter, r *http.Request, v *attest.Verification) {
+	if r.URL.Query().Get("include") != "attestation" {
+		v = v.Brief()
+	}
 	writeJSON(w, http.StatusOK, v)
 }
 
@@ -304,7 +314,7 @@ func (s *Server) verifyDigest(w http.ResponseWriter, r *http.Request) {
 	if v.Attestation != nil {
 		noteStudy(r, v.Attestation.StudyInstanceUID)
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeVerification(w, r, v)
 }
 
 func (s *Server) keys(w http.ResponseWriter, r *http.Request) {

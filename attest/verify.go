@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"time"
 
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
@@ -33,10 +34,39 @@ type Verification struct {
 	// Sequence documents each.
 	Changes []Change `json:"changes,omitempty"`
 	// Frames lists the 0-based frames whose pixels differ (tampered).
-	Frames      []int        `json:"frames,omitempty"`
+	Frames []int `json:"frames,omitempty"`
+	// Attested names the attestation the verdict rests on; Attestation is
+	// all of it, envelope and entry included (see Brief).
+	Attested    *Attested    `json:"attested,omitempty"`
 	Attestation *Attestation `json:"attestation,omitempty"`
 	// SupersededBy, for StatusSuperseded, is the correction's ledger index.
 	SupersededBy *uint64 `json:"superseded_by,omitempty"`
+}
+
+// Attested is where an attestation is and what it is about: enough for a
+// viewer that checks before display, a few hundred bytes where the whole
+// attestation is kilobytes.
+type Attested struct {
+	LedgerIndex       uint64    `json:"ledger_index"`
+	EntryHash         string    `json:"entry_hash"`
+	StudyInstanceUID  string    `json:"study_instance_uid"`
+	SeriesInstanceUID string    `json:"series_instance_uid"`
+	KeyID             string    `json:"key_id"`
+	AttestedAt        time.Time `json:"attested_at"`
+}
+
+// Brief is the verification without the whole attestation, which it names
+// instead (Attested).
+func (v *Verification) Brief() *Verification {
+	if v.Attestation == nil {
+		return v
+	}
+	b := *v
+	a := v.Attestation
+	b.Attested = &Attested{LedgerIndex: a.LedgerIndex, EntryHash: a.EntryHash, StudyInstanceUID: a.StudyInstanceUID,
+		SeriesInstanceUID: a.SeriesInstanceUID, KeyID: a.KeyID, AttestedAt: a.AttestedAt}
+	b.Attestation = nil
+	return &b
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
