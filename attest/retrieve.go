@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/dicomfile"
 	"github.com/dicomseal/dicomseal/ledger"
@@ -23,12 +24,14 @@ type Retrieved struct {
 	spool  *spool.Spool
 	limits dicomfile.Limits
 
-	// A streaming Retrieved (Stream) holds the store's stream instead.
-	stream io.ReadCloser
-	leaves [][32]byte
-	size   int64
-	svc    *Service
-	ctx    context.Context
+	// A streaming Retrieved (Stream) holds the store's stream instead,
+	// read through verifier, whose first chunk is already verified.
+	stream   io.ReadCloser
+	verifier *chunks.Verifier
+	first    []byte
+	size     int64
+	svc      *Service
+	ctx      context.Context
 }
 
 // Reader returns the verified bytes of a Retrieved that was verified
@@ -64,7 +67,7 @@ func (r *Retrieved) Size() int64 {
 // Close releases the spooled bytes or the stream.
 func (r *Retrieved) Close() error {
 	if r.spool == nil {
-		return r.stream.Close()
+		return r.release()
 	}
 	return r.spool.Close()
 }

@@ -15,12 +15,14 @@ import (
 
 // Stream opens an instance for verified streaming. Its attestation is
 // checked end to end and, for an attestation with a chunk tree (v3), the
-// entry's chunk leaves against the attested root, before it returns; the
-// bytes are then checked chunk by chunk as WriteTo sends them, each chunk
-// before any byte of it is written. A chunk that fails ends WriteTo with
-// EIntegrity, the failure recorded after the whole stored copy was read
-// again. The first byte waits for one chunk, never for the whole object,
-// and nothing is spooled.
+// entry's chunk leaves against the attested root; then the first chunk is
+// read and verified, all before it returns: an object of one chunk (most
+// instances) is verified whole before anything is answered. The other
+// chunks are checked as WriteTo sends them, each before any byte of it is
+// written. A chunk that fails is EIntegrity (from Stream, or ending
+// WriteTo), recorded after the whole stored copy was read again. The first
+// byte waits for one chunk, never for the whole object, and nothing is
+// spooled.
 //
 // An attestation made before chunk trees is verified whole first (as
 // Retrieve does) and then sent.
@@ -56,7 +58,18 @@ func (s *Service) Stream(ctx context.Context, sopInstanceUID string, revision *u
 	if err != nil {
 		return nil, storageError(err)
 	}
-	r := &Retrieved{Attestation: att, limits: s.Limits, stream: rc, leaves: leaves, svc: s, ctx: ctx, size: att.Size}
+	v, err := chunks.NewVerifier(rc, att.Size, att.chunks.ChunkSize, leaves)
+	if err != nil {
+		rc.Close()
+		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
+	}
+	first, err := v.Next()
+	if err != nil {
+		v.Close()
+		rc.Close()
+		return nil, s.streamFailed(ctx, att, err)
+	}
+	r := &Retrieved{Attestation: att, limits: s.Limits, stream: rc, verifier: v, first: first, svc: s, ctx: ctx, size: att.Size}
 	copy(r.SHA256[:], hexBytes(entry.FileSHA256))
 	return r, nil
 }
@@ -78,31 +91,53 @@ func (a *Attestation) leaves() ([][32]byte, error) {
 
 // streamTo sends a streaming Retrieved's bytes, verified chunk by chunk.
 func (r *Retrieved) streamTo(w io.Writer) (int64, error) {
-	defer r.stream.Close()
-	n, err := chunks.Copy(w, r.stream, r.size, r.Attestation.chunks.ChunkSize, r.leaves)
-	var ce *chunks.ChunkError
-	if !errors.As(err, &ce) {
-		return n, err // nil, or the client went away: the object is not in question
+	if r.verifier == nil {
+		return 0, errors.New("attest: a streaming Retrieved is written once")
 	}
-	return n, r.svc.chunkFailed(r.ctx, r.Attestation, ce)
+	first := r.first
+	r.first = nil
+	n, err := r.verifier.WriteTo(w, first)
+	r.release()
+	return n, r.svc.streamFailed(r.ctx, r.Attestation, err)
 }
 
-// chunkFailed answers a chunk that failed while streaming: the whole
-// stored copy is read again, so that the failure recorded says what the
-// store holds (missing, altered, unreadable), as a whole-object check
-// would have.
-func (s *Service) chunkFailed(ctx context.Context, att *Attestation, ce *chunks.ChunkError) error {
+// release gives back the stream and the chunk buffer.
+func (r *Retrieved) release() error {
+	if r.verifier == nil {
+		return nil
+	}
+	r.verifier.Close()
+	r.verifier, r.first = nil, nil
+	return r.stream.Close()
+}
+
+// streamFailed answers an error while streaming: a chunk that failed is
+// an integrity failure, recorded after the whole stored copy was read
+// again, so that it says what the store holds (missing, altered,
+// unreadable) as a whole-object check would have. Other errors (the
+// client went away) pass through: the object is not in question.
+func (s *Service) streamFailed(ctx context.Context, att *Attestation, err error) error {
+	var ce *chunks.ChunkError
+	if !errors.As(err, &ce) {
+		return err
+	}
 	entry := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
-	s.checkSeries(att)
-	ctx = detached(ctx) // the client may be gone; the failure must be recorded
-	outcome, observed, _, _, err := s.readBack(ctx, entry.FileSHA256, att.Size, nil)
+	ctx = detached(ctx) // the client may be gone; a failure must be recorded
+	outcome, observed, _, _, rerr := s.readBack(ctx, entry.FileSHA256, att.Size, nil)
 	switch {
-	case err != nil:
-		return s.integrityFailure(ctx, entry, ReasonUnreadable, "", errors.Join(ce, err))
+	case rerr != nil:
+		// The store cannot be read at all now: an outage, not evidence.
+		return storageError(errors.Join(ce, rerr))
+	case outcome == fixity.OK && !errors.Is(ce, chunks.ErrMismatch):
+		// A read broke off, and the copy is whole: the store faltered.
+		return storageError(ce)
 	case outcome == fixity.OK:
-		// Whole and intact now: what failed was the read, not the copy.
+		// The store served bytes that failed, and now serves the attested
+		// ones: what it hands out cannot be trusted, which is recorded.
+		s.checkSeries(att)
 		return s.integrityFailure(ctx, entry, ReasonUnreadable, "", ce)
 	}
+	s.checkSeries(att)
 	return s.integrityFailure(ctx, entry, outcomeReason[outcome], observed, ce)
 }
 

@@ -109,7 +109,7 @@ func TestCopy(t *testing.T) {
 	}{
 		{"a flipped bit mid-object", altered, 2, 2 * size},
 		{"truncated", data[:3*size+1], 3, 3 * size},
-		{"one byte longer", append(bytes.Clone(data), 0), 6, len(data)},
+		{"one byte longer, found with the last chunk", append(bytes.Clone(data), 0), 5, 5 * size},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

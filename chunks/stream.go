@@ -8,7 +8,7 @@ import (
 )
 
 // ChunkError names the chunk that failed its leaf; nothing of it was
-// written.
+// handed out.
 type ChunkError struct {
 	Chunk  int64 // from 0
 	Offset int64
@@ -28,46 +28,109 @@ var ErrWrite = errors.New("write failed")
 
 var buffers = sync.Pool{New: func() any { b := make([]byte, Size); return &b }}
 
-// Copy writes the size bytes of r to w chunk by chunk, each read whole and
-// checked against its leaf before any byte of it is written. leaves must
-// already be checked against the attested Tree. A chunk that fails, or an
-// object shorter or longer than size, stops the copy with a *ChunkError; a
-// failed write with ErrWrite. It returns the bytes written.
-func Copy(w io.Writer, r io.Reader, size, chunkSize int64, leaves [][32]byte) (int64, error) {
+// Verifier reads an object chunk by chunk, each read whole and checked
+// against its leaf before it is handed out. The leaves must already be
+// checked against the attested Tree.
+type Verifier struct {
+	r               io.Reader
+	size, chunkSize int64
+	leaves          [][32]byte
+	buf             *[]byte
+	next            int   // the chunk Next reads
+	off             int64 // where it starts
+	pooled          bool
+}
+
+// NewVerifier reads the size bytes of r in chunks of chunkSize.
+func NewVerifier(r io.Reader, size, chunkSize int64, leaves [][32]byte) (*Verifier, error) {
 	if int64(len(leaves)) != Count(size, chunkSize) {
-		return 0, &ChunkError{Err: fmt.Errorf("%w: %d leaves for %d bytes", ErrMismatch, len(leaves), size)}
+		return nil, &ChunkError{Err: fmt.Errorf("%w: %d leaves for %d bytes", ErrMismatch, len(leaves), size)}
 	}
-	var buf []byte
+	v := &Verifier{r: r, size: size, chunkSize: chunkSize, leaves: leaves}
 	if chunkSize == Size {
-		p := buffers.Get().(*[]byte)
-		defer buffers.Put(p)
-		buf = *p
+		v.buf, v.pooled = buffers.Get().(*[]byte), true
 	} else {
-		buf = make([]byte, chunkSize)
+		b := make([]byte, chunkSize)
+		v.buf = &b
 	}
+	return v, nil
+}
+
+// Next returns the next verified chunk, valid until the next call, or
+// io.EOF after the last. A chunk that fails its leaf, a short object, or
+// one longer than its size (found with the last chunk, before it is
+// handed out) is a *ChunkError.
+func (v *Verifier) Next() ([]byte, error) {
+	i := v.next
+	if i >= len(v.leaves) {
+		return nil, io.EOF
+	}
+	chunk := (*v.buf)[:min(v.chunkSize, v.size-v.off)]
+	if _, err := io.ReadFull(v.r, chunk); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: the object ends before its attested %d bytes", ErrMismatch, v.size)
+		}
+		return nil, v.stop(i, err)
+	}
+	if Leaf(chunk) != v.leaves[i] {
+		return nil, v.stop(i, ErrMismatch)
+	}
+	if i == len(v.leaves)-1 {
+		var one [1]byte
+		if k, _ := io.ReadFull(v.r, one[:]); k > 0 {
+			return nil, v.stop(i, fmt.Errorf("%w: the object is longer than its attested %d bytes", ErrMismatch, v.size))
+		}
+	}
+	v.next++
+	v.off += int64(len(chunk))
+	return chunk, nil
+}
+
+// stop ends the verifier at chunk i with err.
+func (v *Verifier) stop(i int, err error) error {
+	v.next = len(v.leaves)
+	return &ChunkError{Chunk: int64(i), Offset: v.off, Err: err}
+}
+
+// Close releases the verifier's buffer; chunks it returned are invalid.
+func (v *Verifier) Close() {
+	if v.pooled && v.buf != nil {
+		buffers.Put(v.buf)
+	}
+	v.buf = nil
+}
+
+// Copy writes the size bytes of r to w chunk by chunk through a Verifier:
+// nothing of a chunk that fails is written. A failed write is ErrWrite. It
+// returns the bytes written.
+func Copy(w io.Writer, r io.Reader, size, chunkSize int64, leaves [][32]byte) (int64, error) {
+	v, err := NewVerifier(r, size, chunkSize, leaves)
+	if err != nil {
+		return 0, err
+	}
+	defer v.Close()
+	return v.WriteTo(w, nil)
+}
+
+// WriteTo writes first (a chunk Next returned, or nil) and then every
+// chunk left, each once it verified.
+func (v *Verifier) WriteTo(w io.Writer, first []byte) (int64, error) {
 	var written int64
-	for i := range leaves {
-		n := min(chunkSize, size-written)
-		chunk := buf[:n]
-		if _, err := io.ReadFull(r, chunk); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				err = fmt.Errorf("%w: the object ends before its attested %d bytes", ErrMismatch, size)
+	chunk := first
+	for {
+		if chunk != nil {
+			if _, err := w.Write(chunk); err != nil {
+				return written, fmt.Errorf("%w: %w", ErrWrite, err)
 			}
-			return written, &ChunkError{Chunk: int64(i), Offset: written, Err: err}
+			written += int64(len(chunk))
 		}
-		if Leaf(chunk) != leaves[i] {
-			return written, &ChunkError{Chunk: int64(i), Offset: written, Err: ErrMismatch}
+		var err error
+		chunk, err = v.Next()
+		if errors.Is(err, io.EOF) {
+			return written, nil
 		}
-		if _, err := w.Write(chunk); err != nil {
-			return written, fmt.Errorf("%w: %w", ErrWrite, err)
+		if err != nil {
+			return written, err
 		}
-		written += n
 	}
-	// A byte beyond the attested size is an altered object too.
-	var one [1]byte
-	if k, _ := io.ReadFull(r, one[:]); k > 0 {
-		return written, &ChunkError{Chunk: int64(len(leaves)), Offset: written,
-			Err: fmt.Errorf("%w: the object is longer than its attested %d bytes", ErrMismatch, size)}
-	}
-	return written, nil
 }
