@@ -14,6 +14,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/custody"
 	"github.com/dicomseal/dicomseal/ledger"
 	"github.com/dicomseal/dicomseal/signer"
@@ -42,7 +43,8 @@ func DecodeEnvelope(doc []byte) (signer.Envelope, error) {
 }
 
 // VerifyOffline checks file against env using only the public key: the
-// envelope's signature, the statement's form, and the file's SHA-256. It
+// envelope's signature, the statement's form, the file's SHA-256 and, for
+// a v3 statement, its chunk tree (what retrieval streams against). It
 // trusts nothing from the server that produced them.
 func VerifyOffline(v *signer.Verifier, env signer.Envelope, file io.Reader) (Statement, error) {
 	payload, err := v.Open(env)
@@ -54,11 +56,29 @@ func VerifyOffline(v *signer.Verifier, env signer.Envelope, file io.Reader) (Sta
 		return st, err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, file); err != nil {
+	var sink io.Writer = h
+	tree := st.Predicate.Chunks
+	var leaves *chunks.Hasher
+	if tree != nil && tree.ChunkSize > 0 {
+		leaves = chunks.NewHasher(tree.ChunkSize)
+		sink = io.MultiWriter(h, leaves)
+	}
+	n, err := io.Copy(sink, file)
+	if err != nil {
 		return st, fmt.Errorf("read file: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != st.SubjectSHA256() {
 		return st, fmt.Errorf("%w: file SHA-256 %s, attested %s", ErrFileMismatch, got, st.SubjectSHA256())
+	}
+	if tree != nil {
+		if leaves == nil {
+			return st, fmt.Errorf("%w: the attested chunk tree has chunk size %d", ErrFileMismatch, tree.ChunkSize)
+		}
+		if err := tree.Check(n, leaves.Leaves()); err != nil {
+			// The signer attested a tree these bytes do not have: a
+			// streaming retrieval of them could never complete.
+			return st, fmt.Errorf("%w: %w", ErrFileMismatch, err)
+		}
 	}
 	return st, nil
 }

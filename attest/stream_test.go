@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/dicomseal/dicomseal/attest"
@@ -163,4 +164,38 @@ func statementOf(t *testing.T, att *attest.Attestation) attest.Statement {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// The offline verifier checks the chunk tree too: a statement whose root
+// is not the file's (signed by the right key) fails like a wrong digest.
+func TestVerifyOfflineChecksChunkTree(t *testing.T) {
+	f := newService(t)
+	ctx := context.Background()
+	data := largeInstance(t, "1.2.826.0.1.3680043.10.88.10", 6)
+	res, err := f.svc.Ingest(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attest.VerifyOffline(f.attestor.Verifier, res.Envelope, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	st := statementOf(t, res.Attestation)
+	for name, change := range map[string]func(*chunks.Tree){
+		"another root":       func(c *chunks.Tree) { c.Root = strings.Repeat("ab", 32) },
+		"another chunk size": func(c *chunks.Tree) { c.ChunkSize = 4096 },
+		"one chunk fewer":    func(c *chunks.Tree) { c.Count-- },
+	} {
+		forged := st
+		tree := *st.Predicate.Chunks
+		change(&tree)
+		forged.Predicate.Chunks = &tree
+		payload, _ := json.Marshal(forged)
+		env, err := f.attestor.Sign(ctx, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := attest.VerifyOffline(f.attestor.Verifier, env, bytes.NewReader(data)); !errors.Is(err, attest.ErrFileMismatch) {
+			t.Errorf("%s: %v, want ErrFileMismatch", name, err)
+		}
+	}
 }
