@@ -10,9 +10,9 @@ import (
 // grow its own megabytes, and the collector would chase them.
 const (
 	minBuffer  = 64 << 10
-	maxPooled  = 64 << 20
+	maxPooled  = 16 << 20
 	minClass   = 16 // log2(minBuffer)
-	numClasses = 27 - minClass
+	numClasses = 25 - minClass
 )
 
 var pools [numClasses]sync.Pool

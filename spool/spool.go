@@ -132,12 +132,13 @@ func (s *Spool) digest(p []byte) {
 	s.size += int64(len(p))
 }
 
-// grow doubles the memory (within memLimit), from the pool.
+// grow doubles the memory (within memLimit), from the pool. The memory
+// outgrown is left to the collector, not pooled: a spool growing through
+// every size on its way to a file would otherwise leave one buffer of each
+// size in the pool (tens of MiB resident for nothing).
 func (s *Spool) grow() {
 	next := getBuffer(int(min(max(2*int64(cap(s.mem)), minBuffer), s.memLimit)))
-	next = append(next, s.mem...)
-	putBuffer(s.mem)
-	s.mem = next
+	s.mem = append(next, s.mem...)
 }
 
 // Write appends p, hashing it on the way.
@@ -171,8 +172,7 @@ func (s *Spool) overflow() error {
 		os.Remove(f.Name())
 		return fmt.Errorf("spool: write temp file: %w", err)
 	}
-	putBuffer(s.mem)
-	s.mem = nil
+	s.mem = nil // outgrown too (see grow)
 	s.file = f
 	return nil
 }

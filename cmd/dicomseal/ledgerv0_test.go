@@ -128,8 +128,9 @@ func TestLedgerOfThePreviousReleaseStillVerifies(t *testing.T) {
 		t.Fatalf("the version-0 audit events through the index: %d by object, %d by time", len(byObject), len(byTime))
 	}
 
-	// New entries are version 2, after the version-0 ones, in both logs,
-	// and each checkpoint ends with a subject map.
+	// New entries are of the current versions (3 for an ingest, 2 for an
+	// audit event), after the version-0 ones, in both logs, and each
+	// checkpoint ends with a subject map.
 	pet := srv.ingest(fixture(t, "suyashkumar-1-pet.dcm"))
 	if pet.status != http.StatusCreated {
 		t.Fatalf("ingest: %d %s", pet.status, pet.body)
@@ -139,7 +140,7 @@ func TestLedgerOfThePreviousReleaseStillVerifies(t *testing.T) {
 	srv.stop()
 	custody := rawEntries(t, filepath.Join(dir, "ledger.db"))
 	if len(custody) != 10 || !bytes.HasPrefix(custody[0].Body, []byte(`{"kind":"ingest","sop_instance_uid":`)) ||
-		!bytes.HasPrefix(custody[8].Body, []byte(`{"v":2,"kind":"ingest","subject":"`)) || custody[8].Subject == "" ||
+		!bytes.HasPrefix(custody[8].Body, []byte(`{"v":3,"kind":"ingest","subject":"`)) || custody[8].Subject == "" ||
 		!bytes.Contains(custody[8].Body, []byte(`,"chain":[{"subject":"`)) || custody[9].Kind != ledger.KindSubjectMap {
 		t.Fatalf("custody entries: %d; first %.60s; last %.60s", len(custody), custody[0].Body, custody[len(custody)-1].Body)
 	}
@@ -174,11 +175,11 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 	srv.waitForCheckpoint(v, 9)
 	srv.stop()
 
-	// A newer writer: the same envelope, under "v": 3.
+	// A newer writer: the same envelope, under "v": 4.
 	var body map[string]any
 	json.Unmarshal(rawEntries(t, filepath.Join(dir, "ledger.db"))[8].Body, &body)
 	uid, sha := body["subject"].(string), body["file_sha256"].(string)
-	body["v"], body["kind"] = 3, "revision"
+	body["v"], body["kind"] = 4, "revision"
 	delete(body, "chain")
 	newer, _ := json.Marshal(body)
 	key, _, err := signer.LoadOrCreateLogKey(filepath.Join(dir, "keys", "log.key"), defaultLogOrigin)
@@ -203,7 +204,7 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 	// upgrade to make, not an integrity failure; nothing is served.
 	srv = startServer(t, dir, "--checkpoint-interval", "20ms")
 	p := assertProblem(t, srv.do(http.MethodGet, "/v1/instances/"+uid, "", nil), http.StatusServiceUnavailable, "entry-format-unknown")
-	if detail, _ := p["detail"].(string); !strings.Contains(detail, `kind "revision" version 3 is unknown`) {
+	if detail, _ := p["detail"].(string); !strings.Contains(detail, `kind "revision" version 4 is unknown`) {
 		t.Fatalf("the problem does not name the format: %v", p)
 	}
 	inc := srv.do(http.MethodGet, fmt.Sprintf("/v1/log/proof/inclusion?index=%d", e.Index), "", nil).json(t)
@@ -212,7 +213,7 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 
 	// log verify names the index and the version.
 	code, out := runCLI("log", "verify", "--data-dir", dir, "--log", "custody")
-	if code != 1 || !strings.Contains(out, fmt.Sprintf("FAILED at index %d", e.Index)) || !strings.Contains(out, "version 3 is unknown") {
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("FAILED at index %d", e.Index)) || !strings.Contains(out, "version 4 is unknown") {
 		t.Fatalf("log verify: exit %d\n%s", code, out)
 	}
 
@@ -226,7 +227,7 @@ func TestUnknownEntryVersionIsRefusedByName(t *testing.T) {
 	os.WriteFile(filepath.Join(tmp, "a.json"), attDoc, 0o600)
 	os.WriteFile(filepath.Join(tmp, "f.dcm"), pet, 0o600)
 	code, out = runCLI("verify", "--key", pub, "--log-key", vkeyPath, "--attestation", filepath.Join(tmp, "a.json"), filepath.Join(tmp, "f.dcm"))
-	if code == 0 || !strings.Contains(out, `kind "revision" version 3 is unknown`) {
+	if code == 0 || !strings.Contains(out, `kind "revision" version 4 is unknown`) {
 		t.Fatalf("offline verify: exit %d\n%s", code, out)
 	}
 }
