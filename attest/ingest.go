@@ -243,7 +243,11 @@ func (s *Service) attest(ctx context.Context, kind ledger.Kind, revises *uint64,
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.Put(ctx, sha, sp.Reader(), size); err != nil {
+	// Written whatever is there: an object already under this digest is
+	// one no entry names (an orphan), which Put would trust on its size
+	// alone, and S3 would pay a round trip to ask about. These bytes are
+	// the ones the attestation will name.
+	if err := s.store.Replace(ctx, sha, sp.Reader(), size); err != nil {
 		return nil, storageError(err)
 	}
 	salt := make([]byte, saltLen)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -197,5 +198,28 @@ func TestVerifyOfflineChecksChunkTree(t *testing.T) {
 		if _, err := attest.VerifyOffline(f.attestor.Verifier, env, bytes.NewReader(data)); !errors.Is(err, attest.ErrFileMismatch) {
 			t.Errorf("%s: %v, want ErrFileMismatch", name, err)
 		}
+	}
+}
+
+// An object already under a new attestation's digest (an orphan, here of
+// the right size but other bytes) is overwritten by the attested bytes:
+// the 2xx means the store holds what the attestation names.
+func TestIngestOverwritesAnOrphan(t *testing.T) {
+	dir := t.TempDir()
+	f := newServiceIn(t, dir)
+	data := fixture(t, "pydicom-CT_small.dcm")
+	sum := sha256.Sum256(data)
+	path := objectPath(dir, hex.EncodeToString(sum[:]))
+	orphan := bytes.Clone(data)
+	orphan[len(orphan)-3] ^= 0xff
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	if err := os.WriteFile(path, orphan, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Ingest(context.Background(), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
+		t.Fatal("the store kept the orphan's bytes under the new attestation's digest")
 	}
 }
