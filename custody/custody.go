@@ -171,8 +171,10 @@ type Subjects struct {
 // backend's ledger.Tx implements it too. Lookups return ledger.ErrNotFound.
 type Tx interface {
 	ledger.Tx
-	// InstanceEntry is the latest attesting entry of a UID.
+	// InstanceEntry is the latest attesting entry of a UID; LatestIndex
+	// is only its index (no body read).
 	InstanceEntry(ctx context.Context, sopInstanceUID string) (ledger.Entry, error)
+	LatestIndex(ctx context.Context, sopInstanceUID string) (uint64, error)
 	// IngestBySHA256 is the first attesting entry of those bytes.
 	IngestBySHA256(ctx context.Context, sha256Hex string) (ledger.Entry, error)
 	// Identity is the correctable identity row of an attested file.

@@ -186,7 +186,17 @@ func (c *Log) IngestBySHA256WithLatest(ctx context.Context, sha256Hex string) (e
 		if e, err = tx.IngestBySHA256(ctx, sha256Hex); err != nil {
 			return err
 		}
-		latest, err = tx.InstanceEntry(ctx, e.Subject)
+		// Usually these bytes are the latest version: their row (a
+		// signed envelope, kilobytes) is then not read twice.
+		idx, err := tx.LatestIndex(ctx, e.Subject)
+		switch {
+		case err != nil:
+			return err
+		case idx == e.Index:
+			latest = e
+			return nil
+		}
+		latest, err = tx.Entry(ctx, idx)
 		return err
 	})
 	return e, latest, err

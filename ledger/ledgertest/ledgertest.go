@@ -4,6 +4,7 @@
 package ledgertest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -346,6 +347,32 @@ func runAppend(t *testing.T, h Harness) {
 		if !errors.As(err, &exists) || exists.Existing.Index != first.Index || exists.Existing.Kind != custody.KindIngest ||
 			exists.Existing.FileSHA256 != sha(40) {
 			t.Fatalf("a claim after a revision: %v, want InstanceExistsError naming the ingest at %d", err, first.Index)
+		}
+	})
+
+	t.Run("an instance's latest version, by digest of any version", func(t *testing.T) {
+		f := newFixture(t, h)
+		first, err := f.log.AppendIngest(ctx, ingest("4.2", sha(43)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, latest, err := f.log.IngestBySHA256WithLatest(ctx, sha(43)); err != nil || e.Index != first.Index || latest.Index != first.Index ||
+			!bytes.Equal(latest.Body, first.Body) {
+			t.Fatalf("one version: %v, %d, %d", err, e.Index, latest.Index)
+		}
+		rev := ingest("4.2", sha(44))
+		rev.Kind, rev.Revises = custody.KindRevision, first.Index
+		second, err := f.log.AppendIngest(ctx, rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, latest, err := f.log.IngestBySHA256WithLatest(ctx, sha(43))
+		if err != nil || e.Index != first.Index || latest.Index != second.Index || latest.Kind != custody.KindRevision ||
+			!bytes.Equal(latest.Body, second.Body) || latest.LeafHash != second.LeafHash {
+			t.Fatalf("after a revision: %v, %d, %d %s", err, e.Index, latest.Index, latest.Kind)
+		}
+		if _, _, err := f.log.IngestBySHA256WithLatest(ctx, sha(45)); !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatalf("unknown digest: %v", err)
 		}
 	})
 

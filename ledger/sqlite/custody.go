@@ -22,6 +22,15 @@ func (t *Tx) InstanceEntry(ctx context.Context, uid string) (ledger.Entry, error
 	return t.entry(ctx, `subject = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid)
 }
 
+func (t *Tx) LatestIndex(ctx context.Context, uid string) (uint64, error) {
+	var idx int64
+	err := t.queryRow(ctx, `SELECT idx FROM entries WHERE subject = ? AND kind IN ('ingest', 'revision', 'identity-correction') ORDER BY idx DESC LIMIT 1`, uid).Scan(&idx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ledger.ErrNotFound
+	}
+	return uint64(idx), err
+}
+
 func (t *Tx) Identity(ctx context.Context, sha string) (*custody.Identity, error) {
 	var id custody.Identity
 	err := t.queryRow(ctx, `SELECT salt, patient_name, patient_id, patient_birth_date, correction_reason FROM identity WHERE file_sha256 = ?`, sha).
