@@ -31,6 +31,7 @@ Commands:
   scrub    re-read every stored object and check it against its signed attestation (fixity)
   store    copy every object to another store, verified on both sides ('store migrate')
   health   exit 0 when a running dicomseal is ready (for container health checks)
+  bench    load a running server (or Orthanc, raw S3, SHA-256) with unique copies of real files; rates, latency, CPU
   version  print the version
 
 Run 'dicomseal <command> --help' for a command's flags. Every flag can also be
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return migrateCommand(ctx, args[1:], stdout, stderr)
 	case "health":
 		return healthCommand(args[1:], stdout, stderr)
+	case "bench":
+		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "reconcile":
 		return reconcileCommand(ctx, args[1:], stdout, stderr)
 	case "tokens":
