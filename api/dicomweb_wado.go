@@ -123,7 +123,8 @@ const wadoBatch = 4
 // verifying it, and records each (for a study or series) before it is
 // sent. A failure before the first byte is a problem answer; after it the
 // stream is cut (see above). An instance is recorded only once it and
-// those before it in its batch verified, so the trail never lacks an
+// those before it in its batch verified (when streaming: their first
+// chunk, see Service.Stream), so the trail never lacks an
 // instance that was sent; when the client goes away or a write fails
 // mid-batch, up to wadoBatch-1 instances recorded may not have been.
 //

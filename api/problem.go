@@ -63,7 +63,7 @@ func (s *Server) cutAnswer(r *http.Request, object string, err error) {
 		return
 	}
 	s.countViolation(err)
-	s.log.ErrorContext(r.Context(), "answer cut: the bytes failed verification while streaming", "object", object, "err", err)
+	s.log.ErrorContext(r.Context(), "answer cut while streaming: a chunk failed verification or the store failed", "object", object, "err", err)
 	panic(http.ErrAbortHandler)
 }
 

@@ -121,6 +121,11 @@ func (s *Service) streamFailed(ctx context.Context, att *Attestation, err error)
 	if !errors.As(err, &ce) {
 		return err
 	}
+	if ctx.Err() != nil && !errors.Is(ce, chunks.ErrMismatch) {
+		// The request ended (the client went away) and the read with it:
+		// nothing says anything about the copy.
+		return storageError(ce)
+	}
 	entry := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
 	ctx = detached(ctx) // the client may be gone; a failure must be recorded
 	outcome, observed, _, _, rerr := s.readBack(ctx, entry.FileSHA256, att.Size, nil)

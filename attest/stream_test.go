@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,4 +223,52 @@ func TestIngestOverwritesAnOrphan(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
 		t.Fatal("the store kept the orphan's bytes under the new attestation's digest")
 	}
+}
+
+// droppingStore's first Get of an object breaks off after cut bytes, as a
+// connection that drops mid-body does; the next reads are whole.
+type droppingStore struct {
+	attest.ObjectStore
+	cut     int64
+	dropped bool
+}
+
+func (d *droppingStore) Get(ctx context.Context, sha string) (io.ReadCloser, error) {
+	rc, err := d.ObjectStore.Get(ctx, sha)
+	if err != nil || d.dropped {
+		return rc, err
+	}
+	d.dropped = true
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, d.cut), errReader{io.ErrUnexpectedEOF}), rc}, nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// A stream that breaks off while the stored copy reads back whole is an
+// outage (503), not evidence: nothing is recorded.
+func TestStreamDroppedReadIsAnOutage(t *testing.T) {
+	d := &droppingStore{cut: 3*chunks.Size + 100}
+	f := newServiceWith(t, t.TempDir(), func(s attest.ObjectStore) attest.ObjectStore { d.ObjectStore = s; return d })
+	ctx := context.Background()
+	data := largeInstance(t, "1.2.826.0.1.3680043.10.88.11", 16)
+	res, err := f.svc.Ingest(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.svc.Stream(ctx, res.SOPInstanceUID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_, err = got.WriteTo(&out)
+	got.Close()
+	if attest.ErrorCode(err) != attest.EUnavailable || out.Len() != 3*chunks.Size {
+		t.Fatalf("dropped read: %v after %d bytes, want EUnavailable after the 3 whole chunks", err, out.Len())
+	}
+	scanKind(t, f, custody.KindIntegrityFailure, func(b map[string]any) { t.Fatalf("recorded: %v", b) })
 }

@@ -39,6 +39,7 @@ type Verifier struct {
 	next            int   // the chunk Next reads
 	off             int64 // where it starts
 	pooled          bool
+	err             error // the failure that stopped it; every later Next returns it
 }
 
 // NewVerifier reads the size bytes of r in chunks of chunkSize.
@@ -62,15 +63,20 @@ func NewVerifier(r io.Reader, size, chunkSize int64, leaves [][32]byte) (*Verifi
 // handed out) is a *ChunkError.
 func (v *Verifier) Next() ([]byte, error) {
 	i := v.next
+	if v.err != nil {
+		return nil, v.err
+	}
+	if v.buf == nil {
+		return nil, errors.New("chunks: Next after Close")
+	}
 	if i >= len(v.leaves) {
 		return nil, io.EOF
 	}
 	chunk := (*v.buf)[:min(v.chunkSize, v.size-v.off)]
 	if _, err := io.ReadFull(v.r, chunk); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: the object ends before its attested %d bytes", ErrMismatch, v.size)
-		}
-		return nil, v.stop(i, err)
+		// Not a mismatch by itself: a connection that drops mid-body reads
+		// as a short object too. The caller reads the copy again to tell.
+		return nil, v.stop(i, fmt.Errorf("the chunk could not be read whole: %w", err))
 	}
 	if Leaf(chunk) != v.leaves[i] {
 		return nil, v.stop(i, ErrMismatch)
@@ -86,10 +92,11 @@ func (v *Verifier) Next() ([]byte, error) {
 	return chunk, nil
 }
 
-// stop ends the verifier at chunk i with err.
+// stop ends the verifier at chunk i with err, which every later Next
+// returns again.
 func (v *Verifier) stop(i int, err error) error {
-	v.next = len(v.leaves)
-	return &ChunkError{Chunk: int64(i), Offset: v.off, Err: err}
+	v.err = &ChunkError{Chunk: int64(i), Offset: v.off, Err: err}
+	return v.err
 }
 
 // Close releases the verifier's buffer; chunks it returned are invalid.

@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/dicomseal/dicomseal/chunks"
 )
@@ -23,7 +24,8 @@ type Spool struct {
 	dir      string
 	memLimit int64
 
-	mem    []byte // from the pool while in memory
+	mu     sync.RWMutex // readers against Close
+	mem    []byte       // from the pool while in memory
 	file   *os.File
 	size   int64
 	hash   hash.Hash
@@ -205,8 +207,13 @@ func (s *Spool) ChunkLeaves() [][32]byte {
 // InMemory reports whether the spool never overflowed to disk.
 func (s *Spool) InMemory() bool { return s.file == nil }
 
-// ReadAt reads from the spooled bytes.
+// ReadAt reads from the spooled bytes. It may race with Close (an HTTP
+// client can still read a request body after its call returned): the lock
+// makes Close wait for a read in progress, and a read after it sees no
+// bytes, never memory the pool has handed to another request.
 func (s *Spool) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.file != nil {
 		return s.file.ReadAt(p, off)
 	}
@@ -246,6 +253,8 @@ func (r *Reader) WholeSHA256() (sum [32]byte, ok bool) {
 // Close releases the memory and removes the temporary file, if any. The
 // spool reads as empty afterwards.
 func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	putBuffer(s.mem)
 	s.mem = nil
 	s.size = 0

@@ -35,10 +35,11 @@ type Timeout struct {
 }
 
 // watch returns a context that ends once kick has not been called for d.
-func watch(ctx context.Context, d time.Duration) (context.Context, func(), func()) {
+// pause stops the countdown until the next kick.
+func watch(ctx context.Context, d time.Duration) (ctx2 context.Context, kick, pause, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	t := time.AfterFunc(d, func() { cancel(fmt.Errorf("%w: no progress for %s", ErrTimeout, d)) })
-	return ctx, func() { t.Reset(d) }, func() { t.Stop(); cancel(nil) }
+	return ctx, func() { t.Reset(d) }, func() { t.Stop() }, func() { t.Stop(); cancel(nil) }
 }
 
 // cause names the timeout when it is what ended the call.
@@ -88,7 +89,7 @@ func (t Timeout) send(ctx context.Context, r io.Reader, put func(context.Context
 	if t.D <= 0 {
 		return put(ctx, r)
 	}
-	ctx, kick, stop := watch(ctx, t.D)
+	ctx, kick, _, stop := watch(ctx, t.D)
 	defer stop()
 	body, detach := progress(r, kick)
 	_, err := race(ctx, func() (struct{}, error) {
@@ -105,13 +106,18 @@ func (t Timeout) Get(ctx context.Context, sha256Hex string) (io.ReadCloser, erro
 	if t.D <= 0 {
 		return t.Backend.Get(ctx, sha256Hex)
 	}
-	ctx, kick, stop := watch(ctx, t.D)
+	ctx, kick, pause, stop := watch(ctx, t.D)
 	rc, err := race(ctx, func() (io.ReadCloser, error) { return t.Backend.Get(ctx, sha256Hex) })
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	return &kickReadCloser{ctx: ctx, r: rc, kick: kick, stop: stop}, nil
+	pause()
+	// Between reads the caller may be busy elsewhere (a chunk being sent
+	// to a slow client, other instances of a study ahead of this one):
+	// only a read that hangs is the store's fault, so the watchdog runs
+	// only while one is in progress.
+	return &kickReadCloser{ctx: ctx, r: rc, kick: kick, stop: stop, pause: pause}, nil
 }
 
 func (t Timeout) Ping(ctx context.Context) error {
@@ -227,17 +233,17 @@ func (k *kickReadSeeker) ReadAt(p []byte, off int64) (int, error) {
 // kickReadCloser is a Get's stream: every read that moves kicks the
 // watchdog; a read that fails because it fired says so.
 type kickReadCloser struct {
-	ctx  context.Context
-	r    io.ReadCloser
-	kick func()
-	stop func()
+	ctx   context.Context
+	r     io.ReadCloser
+	kick  func()
+	stop  func()
+	pause func()
 }
 
 func (k *kickReadCloser) Read(p []byte) (int, error) {
+	k.kick()
 	n, err := k.r.Read(p)
-	if n > 0 {
-		k.kick()
-	}
+	k.pause()
 	if err != nil && err != io.EOF {
 		err = cause(k.ctx, err)
 	}

@@ -90,6 +90,20 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("moving Get: %d bytes, %v", len(b), err)
 	}
 	rc.Close()
+	// A stream its reader leaves idle for longer than d (a chunk going out
+	// to a slow viewer) is not the store's fault: only a hanging read is.
+	rc, err = moving.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	for i := range 3 {
+		if _, err := rc.Read(one); err != nil {
+			t.Fatalf("read %d after an idle pause: %v", i, err)
+		}
+		time.Sleep(2 * d)
+	}
+	rc.Close()
 
 	stalled := store.Timeout{Backend: stalling{perRead: time.Hour}, D: d}
 	deaf := store.Timeout{Backend: deafStore{}, D: d}
