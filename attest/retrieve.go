@@ -141,17 +141,20 @@ func (s *Service) verifiedAttestation(ctx context.Context, sopInstanceUID string
 // revision, when not nil, asks for the revision at that ledger index
 // instead of the latest; every revision stays retrievable and verifiable.
 func (s *Service) Retrieve(ctx context.Context, sopInstanceUID string, revision *uint64) (*Retrieved, error) {
-	var att *Attestation
-	var err error
-	if revision != nil {
-		att, err = s.revisionAttestation(ctx, sopInstanceUID, *revision)
-	} else {
-		att, err = s.verifiedAttestation(ctx, sopInstanceUID)
-	}
+	att, err := s.versionAttestation(ctx, sopInstanceUID, revision)
 	if err != nil {
 		return nil, err
 	}
 	return s.retrieveWhole(ctx, att)
+}
+
+// versionAttestation is the verified attestation of the version asked
+// for: the revision at that ledger index, or (nil) the latest.
+func (s *Service) versionAttestation(ctx context.Context, uid string, revision *uint64) (*Attestation, error) {
+	if revision != nil {
+		return s.revisionAttestation(ctx, uid, *revision)
+	}
+	return s.verifiedAttestation(ctx, uid)
 }
 
 // retrieveWhole spools the stored copy of att's bytes and checks it whole.

@@ -29,13 +29,7 @@ import (
 //
 // Errors are Retrieve's.
 func (s *Service) Stream(ctx context.Context, sopInstanceUID string, revision *uint64) (*Retrieved, error) {
-	var att *Attestation
-	var err error
-	if revision != nil {
-		att, err = s.revisionAttestation(ctx, sopInstanceUID, *revision)
-	} else {
-		att, err = s.verifiedAttestation(ctx, sopInstanceUID)
-	}
+	att, err := s.versionAttestation(ctx, sopInstanceUID, revision)
 	if err != nil {
 		return nil, err
 	}
