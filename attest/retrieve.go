@@ -157,9 +157,10 @@ func (s *Service) versionAttestation(ctx context.Context, uid string, revision *
 	return s.verifiedAttestation(ctx, uid)
 }
 
-// retrieveWhole spools the stored copy of att's bytes and checks it whole.
-func (s *Service) retrieveWhole(ctx context.Context, att *Attestation) (*Retrieved, error) {
-	entry := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
+// openStored opens the stored copy of att's bytes: a missing one is an
+// integrity failure (recorded, and its series checked), an unreachable
+// store an outage.
+func (s *Service) openStored(ctx context.Context, att *Attestation, entry ledger.Entry) (io.ReadCloser, error) {
 	rc, err := s.store.Get(ctx, entry.FileSHA256)
 	if errors.Is(err, store.ErrNotFound) {
 		s.checkSeries(att)
@@ -167,6 +168,16 @@ func (s *Service) retrieveWhole(ctx context.Context, att *Attestation) (*Retriev
 	}
 	if err != nil {
 		return nil, storageError(err)
+	}
+	return rc, nil
+}
+
+// retrieveWhole spools the stored copy of att's bytes and checks it whole.
+func (s *Service) retrieveWhole(ctx context.Context, att *Attestation) (*Retrieved, error) {
+	entry := ledger.Entry{Index: att.LedgerIndex, Subject: att.SOPInstanceUID, FileSHA256: att.Digests[DigestFile]}
+	rc, err := s.openStored(ctx, att, entry)
+	if err != nil {
+		return nil, err
 	}
 	defer rc.Close()
 	sp, err := spool.FillWith(spool.Options{Dir: s.SpoolDir, Memory: s.SpoolMemory, SizeHint: att.Size}, rc)

@@ -10,7 +10,6 @@ import (
 	"github.com/dicomseal/dicomseal/chunks"
 	"github.com/dicomseal/dicomseal/fixity"
 	"github.com/dicomseal/dicomseal/ledger"
-	"github.com/dicomseal/dicomseal/store"
 )
 
 // Stream opens an instance for verified streaming. Its attestation is
@@ -44,13 +43,9 @@ func (s *Service) Stream(ctx context.Context, sopInstanceUID string, revision *u
 	if err != nil {
 		return nil, s.integrityFailure(ctx, entry, ReasonAttestationInvalid, "", err)
 	}
-	rc, err := s.store.Get(ctx, entry.FileSHA256)
-	if errors.Is(err, store.ErrNotFound) {
-		s.checkSeries(att)
-		return nil, s.integrityFailure(ctx, entry, ReasonMissing, "", err)
-	}
+	rc, err := s.openStored(ctx, att, entry)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, err
 	}
 	v, err := chunks.NewVerifier(rc, att.Size, att.chunks.ChunkSize, leaves)
 	if err != nil {

@@ -16,12 +16,12 @@ import (
 
 // Service is a fake api.Service.
 type Service struct {
-	IngestFn               func(ctx context.Context, body io.Reader) (*attest.IngestResult, error)
-	IngestToStudyFn        func(ctx context.Context, body io.Reader, study string) (*attest.IngestResult, error)
-	CorrectIdentityFn      func(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error)
-	RetrieveFn             func(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
+	IngestFn          func(ctx context.Context, body io.Reader) (*attest.IngestResult, error)
+	IngestToStudyFn   func(ctx context.Context, body io.Reader, study string) (*attest.IngestResult, error)
+	CorrectIdentityFn func(ctx context.Context, uid string, body io.Reader, reason, actor string) (*attest.IngestResult, error)
+	RetrieveFn        func(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
 	// StreamFn, when nil, is RetrieveFn.
-	StreamFn func(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
+	StreamFn               func(ctx context.Context, uid string, revision *uint64) (*attest.Retrieved, error)
 	AttestationFn          func(ctx context.Context, uid string, revision *uint64) (*attest.Attestation, error)
 	VerifyFileFn           func(ctx context.Context, body io.Reader) (*attest.Verification, error)
 	VerifyDigestFn         func(ctx context.Context, sha string) (*attest.Verification, error)
